@@ -1,0 +1,27 @@
+"""BatchNorm Lab: the router. One navigation call, the shared sidebar, and ``page.run()``."""
+
+import streamlit as st
+
+from ui import state
+
+st.set_page_config(page_title="BatchNorm Lab", page_icon=":material/insights:", layout="wide")
+
+PAGES = [
+    st.Page("pages/valley_vs_bowl.py", title="1 · Valley vs bowl", icon=":material/landscape:",
+            url_path="valley-vs-bowl", default=True),
+    st.Page("pages/bn_step_by_step.py", title="2 · Batch norm, step by step",
+            icon=":material/stairs:", url_path="bn-step-by-step"),
+    st.Page("pages/bn_in_network.py", title="3 · Batch norm in a network",
+            icon=":material/hub:", url_path="bn-in-network"),
+]
+
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("**BatchNorm Lab**: see why normalization makes gradient descent fast, "
+                "and where batch normalization breaks.")
+    st.caption("Every setting is in the page's link: copy the address bar to share this exact view.")
+    state.reset_button()
+    st.divider()
+
+page.run()

@@ -1,0 +1,112 @@
+"""Browser-test fixtures: one ``streamlit run`` on 127.0.0.1 and Debian's Chromium via Playwright.
+
+The browser is always ``/usr/bin/chromium`` (installed by ``.ci/run`` when missing); a
+downloaded Playwright browser is never used. Every test in this folder is marked ``browser``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.browser)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """Start ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py",
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            out = proc.stdout.read().decode(errors="replace")[-3000:]
+            pytest.fail(f"streamlit did not start:\n{out}")
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    log = out.decode(errors="replace")
+    # The server log must stay clean: no tracebacks and no numpy warnings leaking out.
+    assert "Traceback" not in log, log[-3000:]
+    assert "RuntimeWarning" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (bash .ci/run does).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh page; fails the test if the page raised a JavaScript error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def settle(page, timeout_s: float = 120) -> None:
+    """Wait until Streamlit has finished running the script (the status widget is gone)."""
+    page.wait_for_timeout(300)
+    end = time.time() + timeout_s
+    while time.time() < end and page.locator('[data-testid="stStatusWidget"]').count():
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
+
+
+def assert_no_exception(page) -> None:
+    """No Streamlit exception box (a traceback shown to the user) on the page."""
+    boxes = page.locator('[data-testid="stException"]').all_inner_texts()
+    assert not boxes, f"exception shown on the page: {boxes}"

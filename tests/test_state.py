@@ -1,0 +1,123 @@
+"""URL state: parsing, clamping and reporting of every kind of bad value, and the round trip."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st_
+from streamlit.testing.v1 import AppTest
+
+from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
+
+LR_OPTIONS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 3.0)
+LR = FloatParam("lr", 0.01, 1e-6, 3.0, options=LR_OPTIONS, label="learning rate")
+BS = IntParam("bs", 10, 1, 100, label="batch size")
+OPT = ChoiceParam("opt", "gd", choices=("gd", "momentum", "adam"))
+SHOW = BoolParam("show", True)
+VARIANTS = MultiChoiceParam("v", ["raw", "standardized"], choices=("raw", "minmax", "standardized"))
+
+
+@pytest.mark.parametrize("raw", ["abc", "", "nan", "NaN", "1e", "0x10", "[1]"])
+def test_float_garbage_gives_default_and_message(raw):
+    value, msg = LR.parse(raw)
+    assert value == 0.01
+    assert msg and "learning rate" in msg
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("inf", 3.0), ("1e308", 3.0), ("-5", 1e-6), ("0", 1e-6), ("-inf", 1e-6)])
+def test_float_out_of_range_is_clamped_and_reported(raw, expected):
+    value, msg = LR.parse(raw)
+    assert value == expected
+    assert msg and "outside" in msg
+
+
+def test_float_snaps_to_nearest_option_in_log_space():
+    value, msg = LR.parse("0.0004")  # log-nearest is 1e-3? |log 4e-4 - log 1e-3| = 0.92 < |log 4e-4 - log 1e-4| = 1.39
+    assert value == 1e-3
+    assert msg and "nearest" in msg
+    assert LR.parse("0.0002") == (1e-4, LR.parse("0.0002")[1])
+
+
+def test_valid_values_parse_silently():
+    assert LR.parse("0.1") == (0.1, None)
+    assert BS.parse("37") == (37, None)
+    assert OPT.parse("Adam") == ("adam", None)
+    assert SHOW.parse("off") == (False, None)
+    assert VARIANTS.parse("minmax,raw") == (["raw", "minmax"], None)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 1), ("-3", 1), ("1e9", 100), ("inf", 100), ("7.6", 8), ("x", 10), ("nan", 10)])
+def test_int_bad_values(raw, expected):
+    value, msg = BS.parse(raw)
+    assert value == expected
+    assert isinstance(value, int)
+    assert msg
+
+
+def test_choice_bool_multichoice_bad_values():
+    assert OPT.parse("rmsprop")[0] == "gd" and OPT.parse("rmsprop")[1]
+    assert SHOW.parse("maybe")[0] is True and SHOW.parse("maybe")[1]
+    assert VARIANTS.parse("bogus")[0] == ["raw", "standardized"]
+    value, msg = VARIANTS.parse("raw,bogus")
+    assert value == ["raw"] and "bogus" in msg
+
+
+@given(st_.text(max_size=30))
+def test_any_text_gives_a_valid_value(raw):
+    for p in (LR, BS, OPT, SHOW, VARIANTS):
+        value, _ = p.parse(raw)
+        again, msg = p.parse(p.encode(value))
+        assert again == value and msg is None
+    v, _ = LR.parse(raw)
+    assert v in LR_OPTIONS
+    b, _ = BS.parse(raw)
+    assert 1 <= b <= 100
+
+
+@given(st_.floats(allow_nan=True, allow_infinity=True))
+def test_any_float_is_clamped_into_range(x):
+    v, _ = FloatParam("f", 0.5, 0.0, 1.0).parse(repr(x))
+    assert 0.0 <= v <= 1.0 and not math.isnan(v)
+
+
+def _script():
+    import streamlit as st
+
+    from ui import state
+    from ui.state import FloatParam, IntParam
+
+    params = [
+        FloatParam("lr", 0.01, 1e-6, 3.0, options=(1e-6, 1e-4, 1e-2, 1.0, 3.0), label="learning rate"),
+        IntParam("bs", 10, 1, 100, label="batch size"),
+    ]
+    notices = state.restore(params)
+    st.select_slider("Learning rate", options=params[0].options, key="lr")
+    st.slider("Batch size", 1, 100, key="bs")
+    state.publish(params)
+    state.show_notices(notices)
+
+
+def test_restore_and_publish_round_trip_in_a_running_app():
+    at = AppTest.from_function(_script)
+    at.query_params["lr"] = "garbage"
+    at.query_params["bs"] = "1e9"
+    at.run()
+    assert not at.exception
+    assert at.select_slider[0].value == 0.01
+    assert at.slider[0].value == 100
+    warning = at.warning[0].value
+    assert "learning rate" in warning and "batch size" in warning
+    assert at.query_params["bs"] == ["100"] or at.query_params["bs"] == "100"
+    at.slider[0].set_value(42).run()
+    assert at.query_params["bs"] in (["42"], "42")
+    assert not at.warning or "batch size" not in at.warning[0].value
+
+
+def test_valid_url_restores_silently():
+    at = AppTest.from_function(_script)
+    at.query_params["lr"] = "1"
+    at.query_params["bs"] = "7"
+    at.run()
+    assert at.select_slider[0].value == 1.0
+    assert at.slider[0].value == 7
+    assert not at.warning

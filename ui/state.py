@@ -1,0 +1,225 @@
+"""Shareable URL state: every control of a chapter is a :class:`Param`, mirrored in the URL.
+
+A page declares its controls once, as a list of params, and calls
+
+.. code-block:: python
+
+    PARAMS = [FloatParam("lr", 0.01, 1e-6, 3.0, options=LR_OPTIONS), IntParam("seed", 42, 0, 10_000)]
+    notices = state.restore(PARAMS)   # before the widgets: URL -> session_state (validated)
+    ...widgets created with key=param.key and no value=...
+    state.publish(PARAMS)             # after the widgets: session_state -> URL
+    state.show_notices(notices)
+
+The parsing and clamping (``Param.parse``) is pure and unit-tested without a server; only
+:func:`restore`, :func:`publish`, :func:`show_notices` and :func:`reset_button` touch
+Streamlit. A value that is missing from the URL takes the default silently; a value that is
+present but invalid (garbage, NaN, inf, out of range, unknown choice) is replaced by the
+nearest valid value, and the page says what it changed.
+
+Widgets must be created with ``key=param.key`` and without ``value=``/``index=``: the
+session state is their single source of truth, which is what makes a shared link restore
+exactly the same view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+_REGISTRY_KEY = "_url_params_of_current_page"
+
+
+@dataclass(frozen=True)
+class Param:
+    """Base class: a named, typed, validated control value mirrored in the URL."""
+
+    key: str
+    default: object
+    label: str = field(default="", kw_only=True)
+
+    def parse(self, raw: str) -> tuple[object, str | None]:  # pragma: no cover - abstract
+        """Return ``(value, message)``; ``message`` is None when ``raw`` was valid as given."""
+        raise NotImplementedError
+
+    def encode(self, value: object) -> str:
+        """The URL text of ``value`` (``parse(encode(v))`` returns ``(v, None)``)."""
+        return str(value)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
+
+
+def _float_or_none(raw: str) -> float | None:
+    try:
+        return float(str(raw).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class FloatParam(Param):
+    """A real number in ``[lo, hi]``; with ``options``, snapped to the nearest option.
+
+    Snapping uses log distance when every option is positive (learning rates), so ``0.0011``
+    snaps to ``0.001`` rather than to a far-away linear neighbour.
+    """
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    options: tuple[float, ...] = field(default=())
+
+    def _snap(self, x: float) -> float:
+        if not self.options:
+            return float(x)
+        opts = self.options
+        if all(o > 0 for o in opts) and x > 0:
+            return min(opts, key=lambda o: abs(math.log(o) - math.log(x)))
+        return min(opts, key=lambda o: abs(o - x))
+
+    def parse(self, raw: str) -> tuple[object, str | None]:
+        x = _float_or_none(raw)
+        if x is None or math.isnan(x):
+            return self.default, f"{self.name}: '{raw}' is not a number; using the default {self.encode(self.default)}."
+        clamped = min(max(x, self.lo), self.hi)
+        value = self._snap(clamped)
+        if clamped != x:
+            return value, f"{self.name}: {raw} is outside [{self.encode(self.lo)}, {self.encode(self.hi)}]; using {self.encode(value)}."
+        if not math.isclose(value, x, rel_tol=1e-9, abs_tol=0.0):
+            return value, f"{self.name}: {raw} is not one of the offered values; using the nearest, {self.encode(value)}."
+        return value, None
+
+    def encode(self, value: object) -> str:
+        return f"{float(value):.6g}"
+
+
+@dataclass(frozen=True)
+class IntParam(Param):
+    """A whole number in ``[lo, hi]``; a fractional value is rounded and reported."""
+
+    lo: int = 0
+    hi: int = 2**31 - 1
+
+    def parse(self, raw: str) -> tuple[object, str | None]:
+        x = _float_or_none(raw)
+        if x is None or math.isnan(x):
+            return self.default, f"{self.name}: '{raw}' is not a whole number; using the default {self.default}."
+        clamped = min(max(x, self.lo), self.hi)
+        value = int(round(clamped))
+        if clamped != x:
+            return value, f"{self.name}: {raw} is outside [{self.lo}, {self.hi}]; using {value}."
+        if value != x:
+            return value, f"{self.name}: {raw} is not a whole number; using {value}."
+        return value, None
+
+    def encode(self, value: object) -> str:
+        return str(int(value))
+
+
+@dataclass(frozen=True)
+class ChoiceParam(Param):
+    """One of a fixed set of strings (case-insensitive in the URL)."""
+
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: str) -> tuple[object, str | None]:
+        text = str(raw).strip()
+        for c in self.choices:
+            if text.lower() == c.lower():
+                return c, None
+        allowed = ", ".join(self.choices)
+        return self.default, f"{self.name}: '{raw}' is not one of {allowed}; using {self.default}."
+
+
+@dataclass(frozen=True)
+class BoolParam(Param):
+    """A switch: ``1/0``, ``true/false``, ``yes/no``, ``on/off`` are understood."""
+
+    def parse(self, raw: str) -> tuple[object, str | None]:
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True, None
+        if text in {"0", "false", "no", "off"}:
+            return False, None
+        return self.default, f"{self.name}: '{raw}' is not on/off; using {'on' if self.default else 'off'}."
+
+    def encode(self, value: object) -> str:
+        return "1" if value else "0"
+
+
+@dataclass(frozen=True)
+class MultiChoiceParam(Param):
+    """A non-empty subset of ``choices``, comma-separated in the URL, in the order of ``choices``."""
+
+    choices: tuple[str, ...] = ()
+    min_count: int = 1
+
+    def parse(self, raw: str) -> tuple[object, str | None]:
+        items = [t.strip() for t in str(raw).split(",") if t.strip()]
+        lookup = {c.lower(): c for c in self.choices}
+        known = {lookup[t.lower()] for t in items if t.lower() in lookup}
+        unknown = [t for t in items if t.lower() not in lookup]
+        value = [c for c in self.choices if c in known]
+        if len(value) < self.min_count:
+            return list(self.default), f"{self.name}: '{raw}' names too few of {', '.join(self.choices)}; using the default."
+        if unknown:
+            return value, f"{self.name}: ignored unknown {', '.join(unknown)}."
+        return value, None
+
+    def encode(self, value: object) -> str:
+        return ",".join(value)
+
+
+def restore(params: Sequence[Param]) -> list[str]:
+    """Initialise ``st.session_state`` for ``params`` from the URL, once per page visit.
+
+    Call before the widgets. A key already in the session state (the user moved a widget)
+    is left alone. Returns the messages for values that were invalid and changed.
+    """
+    st.session_state[_REGISTRY_KEY] = [p.key for p in params]
+    notices: list[str] = []
+    for p in params:
+        if p.key in st.session_state:
+            continue
+        raw = st.query_params.get(p.key)
+        if raw is None:
+            value = p.default
+        else:
+            value, msg = p.parse(raw)
+            if msg:
+                notices.append(msg)
+        st.session_state[p.key] = list(value) if isinstance(value, list | tuple) else value
+    return notices
+
+
+def publish(params: Sequence[Param]) -> None:
+    """Write the current values of ``params`` to the URL (call after the widgets)."""
+    for p in params:
+        if p.key in st.session_state:
+            text = p.encode(st.session_state[p.key])
+            if st.query_params.get(p.key) != text:
+                st.query_params[p.key] = text
+
+
+def show_notices(notices: Sequence[str]) -> None:
+    """Tell the user which URL values were invalid and what was used instead."""
+    if notices:
+        st.warning("Some settings in the link were adjusted:\n\n" + "\n".join(f"- {m}" for m in notices))
+
+
+def _reset_current_page() -> None:
+    for key in st.session_state.get(_REGISTRY_KEY, []):
+        st.session_state.pop(key, None)
+    st.query_params.clear()
+
+
+def reset_button() -> None:
+    """A sidebar button that puts every control of the current page back to its default."""
+    st.button(
+        "Reset this page to defaults",
+        on_click=_reset_current_page,
+        help="Clears the settings in the link and restores the chapter's defaults.",
+    )

@@ -1,0 +1,72 @@
+"""One look for every chart: a colour-blind-safe palette and a common layout.
+
+The palette is Okabe & Ito's (2008), which stays distinguishable under the common forms of
+colour blindness. Every series that is told apart by colour is also told apart by a dash
+style or marker symbol, so a chart still reads in greyscale.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+}
+
+#: Colour, dash and marker per input variant of chapter 1 (raw is the "bad" warm colour).
+VARIANT_STYLE = {
+    "raw": {"color": OKABE_ITO["vermillion"], "dash": "solid", "symbol": "circle"},
+    "minmax": {"color": OKABE_ITO["purple"], "dash": "dot", "symbol": "diamond"},
+    "standardized": {"color": OKABE_ITO["blue"], "dash": "dash", "symbol": "square"},
+    "batchnorm": {"color": OKABE_ITO["green"], "dash": "dashdot", "symbol": "triangle-up"},
+}
+
+#: Colour and dash for the two arms of the network experiments.
+ARM_STYLE = {
+    "plain": {"color": OKABE_ITO["vermillion"], "dash": "solid", "symbol": "circle"},
+    "bn": {"color": OKABE_ITO["blue"], "dash": "dash", "symbol": "square"},
+}
+
+#: Sequential colour scale for surfaces and heat maps (perceptually uniform, colour-blind safe).
+SEQUENTIAL = "Viridis"
+
+#: Ordered colours for an arbitrary number of series (per layer, per feature, ...).
+CYCLE = [OKABE_ITO[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky", "black", "yellow")]
+
+
+def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, *, height: int = 420) -> go.Figure:
+    """Give ``fig`` a title, axis titles (with units), a legend and the house margins.
+
+    Parameters
+    ----------
+    fig : go.Figure
+        The figure to style in place.
+    title, x_title, y_title : str
+        Chart title and axis titles; axis titles should carry units in brackets,
+        e.g. ``"step (parameter updates)"``.
+    height : int
+        Figure height in pixels.
+
+    Returns
+    -------
+    go.Figure
+        The same figure, for chaining.
+    """
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        template="plotly_white",
+        font={"size": 13},
+    )
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return fig
