@@ -48,9 +48,10 @@ class Conditioning:
     max_stable_lr : float
         ``2 / lambda_max``: full-batch GD diverges for larger steps.
     optimal_lr : float
-        ``2 / (lambda_min + lambda_max)``.
+        ``2 / (lambda_min + lambda_max)`` (with the smallest *non-zero* eigenvalue when
+        ``kappa`` is infinite).
     optimal_rate : float
-        ``(kappa - 1) / (kappa + 1)``, the contraction per step at ``optimal_lr``.
+        ``(kappa - 1) / (kappa + 1)``, the contraction per step at ``optimal_lr`` (same caveat).
     note : str
         Plain-language remark (empty when the problem is well posed).
     """
@@ -92,16 +93,18 @@ def conditioning(H: np.ndarray) -> Conditioning:
     lam_min = float(eig[0])
     note = ""
     if lam_min <= ZERO_EIGENVALUE_RTOL * lam_max:
-        lam_min = 0.0
         eig = eig.copy()
-        eig[0] = max(eig[0], 0.0)
+        eig[eig <= ZERO_EIGENVALUE_RTOL * lam_max] = 0.0
         kappa = math.inf
+        lam_min = float(eig[eig > 0][0])  # smallest eigenvalue of the directions the data determines
         note = ("lambda_min = 0: a constant feature (or two proportional features) leaves one direction "
                 "of weights flat. The condition number is infinite, gradient descent never moves along "
-                "that direction and the least-squares solution is not unique (the minimum-norm one is shown).")
+                "that direction and the least-squares solution is not unique (the minimum-norm one is "
+                "shown). The optimal step and rate below are over the remaining directions.")
     else:
         kappa = lam_max / lam_min
-    rate = 1.0 if math.isinf(kappa) else (kappa - 1) / (kappa + 1)
+    k_eff = lam_max / lam_min
+    rate = (k_eff - 1) / (k_eff + 1)
     return Conditioning(eig, kappa, 2.0 / lam_max, 2.0 / (lam_min + lam_max), rate, note)
 
 
