@@ -151,13 +151,19 @@ class Linear(Layer):
         y += self.params["bias"]
         return y
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """Fill ``grads`` from ``grad_out`` of shape ``(n, out)``; return ``dL/dx`` ``(n, in)``."""
+    def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Fill ``grads`` from ``grad_out`` of shape ``(n, out)``; return ``dL/dx`` ``(n, in)``.
+
+        With ``need_input_grad=False`` (the first layer of a network, whose input is data)
+        the input gradient is not computed and ``None`` is returned.
+        """
         x = self._x
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
         np.matmul(x.T, grad_out, out=self.grads["weight"])
         np.sum(grad_out, axis=0, out=self.grads["bias"])
+        if not need_input_grad:
+            return None
         return grad_out @ self.params["weight"].T
 
     def __repr__(self) -> str:

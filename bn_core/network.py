@@ -1,0 +1,232 @@
+"""A multilayer perceptron assembled from :mod:`bn_core.layers`, and its optimizers.
+
+Architecture for ``depth`` hidden layers of ``width`` units (``act`` the activation)::
+
+    norm="none"       [Linear -> act]                  x depth  -> Linear
+    norm="bn_before"  [Linear -> BatchNorm1d -> act]   x depth  -> Linear   (Ioffe & Szegedy)
+    norm="bn_after"   [Linear -> act -> BatchNorm1d]   x depth  -> Linear
+
+The optimizers are loops over every layer's ``params`` / ``grads`` dicts, updating the
+parameter arrays in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bn_core.layers import ACTIVATIONS, BatchNorm1d, Layer, Linear
+
+__all__ = ["MLP", "NORMS", "OPTIMIZERS", "SGD", "Momentum"]
+
+#: Where batch normalization sits in each hidden layer: nowhere, before the activation
+#: (on the linear transform's output, as in Ioffe & Szegedy 2015), or after the activation.
+NORMS = ("none", "bn_before", "bn_after")
+
+
+class MLP:
+    """Fully connected classifier with optional batch normalization in every hidden layer.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input features and classes (the output layer returns ``n_out`` logits).
+    depth : int
+        Number of hidden layers (>= 1).
+    width : int
+        Units per hidden layer (>= 1).
+    activation : {"sigmoid", "relu", "tanh"}
+        Nonlinearity of the hidden layers (keys of :data:`bn_core.layers.ACTIVATIONS`).
+    norm : {"none", "bn_before", "bn_after"}
+        Placement of :class:`~bn_core.layers.BatchNorm1d`, see :data:`NORMS`.
+    init_scale : float or None
+        Standard deviation of the Gaussian initial weights of every Linear layer (biases
+        start at 0); ``None`` for PyTorch's default uniform initialization.
+    seed : int or numpy.random.Generator
+        Source of the initial weights. The weights do not depend on ``norm``: the same seed
+        gives the plain and the normalized network identical Linear layers.
+    dtype : numpy dtype
+        float64 (default) or float32; inputs should have the same dtype.
+
+    Attributes
+    ----------
+    layers : list of Layer
+        Flat list of the layers in order (Linear, BatchNorm1d, activation objects).
+    act_input_index : list of int
+        For each hidden layer, the index in ``layers`` of the layer whose **output** is the
+        input of that hidden layer's nonlinearity: the BatchNorm1d for ``"bn_before"``, the
+        Linear layer otherwise (for ``"bn_after"`` the normalization comes after the
+        nonlinearity).
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        depth: int = 3,
+        width: int = 100,
+        activation: str = "sigmoid",
+        norm: str = "none",
+        init_scale: float | None = 0.1,
+        seed: int | np.random.Generator = 0,
+        dtype=np.float64,
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
+            )
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
+        if depth < 1 or width < 1:
+            raise ValueError(f"depth and width must be at least 1, got {depth} and {width}")
+        rng = np.random.default_rng(seed)
+        self.n_in, self.n_out, self.depth, self.width = (
+            int(n_in),
+            int(n_out),
+            int(depth),
+            int(width),
+        )
+        self.activation, self.norm, self.dtype = activation, norm, np.dtype(dtype)
+        self.layers: list[Layer] = []
+        self.act_input_index: list[int] = []
+        fan_in = self.n_in
+        for _ in range(self.depth):
+            self.layers.append(Linear(fan_in, width, init_scale, rng=rng, dtype=dtype))
+            if norm == "bn_before":
+                self.layers.append(BatchNorm1d(width, dtype=dtype))
+            self.act_input_index.append(len(self.layers) - 1)
+            self.layers.append(ACTIVATIONS[activation]())
+            if norm == "bn_after":
+                self.layers.append(BatchNorm1d(width, dtype=dtype))
+            fan_in = width
+        self.layers.append(Linear(fan_in, self.n_out, init_scale, rng=rng, dtype=dtype))
+        self._linears = [layer for layer in self.layers if isinstance(layer, Linear)]
+        self._with_params = [layer for layer in self.layers if layer.params]
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """Logits of shape ``(n_samples, n_out)`` for ``x`` of shape ``(n_samples, n_in)``.
+
+        In training mode the batch-norm layers use (and record) batch statistics; in
+        evaluation mode they use their running statistics.
+        """
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def forward_with_act_inputs(
+        self, x: np.ndarray, training: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits and, per hidden layer, the input of its nonlinearity.
+
+        Returns
+        -------
+        logits : ndarray of shape (n_samples, n_out)
+        act_inputs : list of ``depth`` ndarrays of shape (n_samples, width)
+            The output of ``layers[i]`` for ``i`` in :attr:`act_input_index`: the batch-norm
+            output for ``norm="bn_before"``, the Linear output otherwise.
+        """
+        wanted = set(self.act_input_index)
+        act_inputs = []
+        for i, layer in enumerate(self.layers):
+            x = layer.forward(x, training)
+            if i in wanted:
+                act_inputs.append(x)
+        return x, act_inputs
+
+    def backward(self, grad_logits: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``dL/dlogits`` ``(n, n_out)``; fill every layer's grads.
+
+        Returns ``dL/dx`` of shape ``(n, n_in)``, or ``None`` with ``need_input_grad=False``
+        (training needs only the parameter gradients; this skips one matrix product).
+        """
+        g = grad_logits
+        layers = self.layers
+        for layer in layers[:0:-1]:
+            g = layer.backward(g)
+        return layers[0].backward(g, need_input_grad=need_input_grad)
+
+    def linear_layers(self) -> list[Linear]:
+        """The Linear layers in order: ``depth`` hidden ones, then the output layer."""
+        return list(self._linears)
+
+    def batchnorm_layers(self) -> list[BatchNorm1d]:
+        """The BatchNorm1d layers in order (empty for ``norm="none"``)."""
+        return [layer for layer in self.layers if isinstance(layer, BatchNorm1d)]
+
+    def param_layers(self) -> list[Layer]:
+        """The layers that have parameters (what an optimizer needs to loop over)."""
+        return list(self._with_params)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted classes ``(n_samples,)`` in evaluation mode."""
+        return self.forward(x, training=False).argmax(axis=1)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"MLP([{inner}])"
+
+
+class SGD:
+    r"""Plain stochastic gradient descent, :math:`\theta \leftarrow \theta - \eta\, g`.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate :math:`\eta > 0`.
+    """
+
+    def __init__(self, lr: float, **unused) -> None:
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"learning rate must be a finite number > 0, got {lr}")
+        self.lr = float(lr)
+
+    def step(self, layers) -> None:
+        """Update every ``layer.params[k]`` in place from ``layer.grads[k]``."""
+        neg_lr = -self.lr
+        for layer in layers:
+            grads = layer.grads
+            for name, p in layer.params.items():
+                p += neg_lr * grads[name]
+
+
+class Momentum:
+    r"""SGD with heavy-ball momentum, in PyTorch's form.
+
+    .. math:: v \leftarrow \mu v + g, \qquad \theta \leftarrow \theta - \eta v
+
+    (``v`` starts at 0, so the first step is plain SGD). For a constant learning rate this is
+    the same trajectory as scikit-learn's ``v <- mu v - eta g; theta <- theta + v``.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate :math:`\eta > 0`.
+    momentum : float
+        :math:`\mu` in [0, 1) (default 0.9).
+    """
+
+    def __init__(self, lr: float, momentum: float = 0.9, **unused) -> None:
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"learning rate must be a finite number > 0, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.lr, self.momentum = float(lr), float(momentum)
+        self._velocity: dict[int, np.ndarray] = {}
+
+    def step(self, layers) -> None:
+        """Update every ``layer.params[k]`` in place; velocities are kept per parameter array."""
+        mu, neg_lr = self.momentum, -self.lr
+        vel = self._velocity
+        for layer in layers:
+            grads = layer.grads
+            for name, p in layer.params.items():
+                v = vel.get(id(p))
+                if v is None:
+                    v = vel[id(p)] = grads[name].copy()
+                else:
+                    v *= mu
+                    v += grads[name]
+                p += neg_lr * v
+
+
+#: Optimizer classes by name; each is built as ``OPTIMIZERS[name](lr, **kw)``.
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum}

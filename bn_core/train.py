@@ -1,0 +1,426 @@
+"""Train an :class:`~bn_core.network.MLP` on digits and record an instrumented history.
+
+One call, one seed, one :class:`TrainResult`::
+
+    result = train(TrainConfig(norm="bn_before"))
+    result.history["test_acc"][-1], result.diverged_at, result.message
+
+The loop is plain mini-batch training (shuffle without replacement every epoch, drop the
+incomplete last batch so batch normalization never sees a tiny batch) with evaluation of the
+whole train and test sets every ``eval_every`` steps in evaluation mode. It never raises on
+divergence and never emits floating-point warnings: it stops at the first non-finite or
+exploding loss and says at which step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from bn_core.data import DigitsSplit, load_digits_split
+from bn_core.layers import ACTIVATIONS, softmax_cross_entropy
+from bn_core.network import MLP, NORMS, OPTIMIZERS
+
+__all__ = [
+    "DIVERGENCE_LOSS",
+    "PERCENTILES",
+    "TrainConfig",
+    "TrainResult",
+    "digits",
+    "make_model",
+    "single_blas_thread",
+    "train",
+    "validate_config",
+]
+
+#: A mini-batch (or full-train-set) loss above this counts as exploding. Chance level on
+#: 10 classes is ln 10 = 2.3; a loss of 1e4 means logits tens of thousands apart.
+DIVERGENCE_LOSS = 1e4
+
+#: Percentiles of the probed unit's input recorded in ``history["act_pct"]``.
+PERCENTILES = (15.0, 50.0, 85.0)
+
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+_MAX_PROGRESS_CALLS = 100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (hashable, so it can key a cache).
+
+    Attributes
+    ----------
+    depth, width : int
+        Hidden layers and units per hidden layer.
+    activation : {"sigmoid", "relu", "tanh"}
+    norm : {"none", "bn_before", "bn_after"}
+        Batch-norm placement, see :data:`bn_core.network.NORMS`.
+    init_scale : float
+        Standard deviation of the Gaussian initial weights.
+    lr : float
+        Learning rate.
+    batch_size : int
+        Mini-batch size (>= 2 with batch norm; <= number of training samples).
+    steps : int
+        Number of parameter updates.
+    optimizer : {"sgd", "momentum"}
+    momentum : float
+        Momentum coefficient (used by ``optimizer="momentum"`` only).
+    seed : int
+        Seeds the initial weights and the shuffling.
+    eval_every : int
+        Steps between evaluations on the full train and test sets (plus step 0 and the last).
+    probe_unit : int
+        Which unit of each hidden layer ``act_pct`` tracks (0 <= probe_unit < width).
+    dtype : {"float64", "float32"}
+    """
+
+    depth: int = 3
+    width: int = 100
+    activation: str = "sigmoid"
+    norm: str = "none"
+    init_scale: float = 0.1
+    lr: float = 0.1
+    batch_size: int = 60
+    steps: int = 3000
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    seed: int = 0
+    eval_every: int = 50
+    probe_unit: int = 0
+    dtype: str = "float64"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    history : dict of str to ndarray
+        All arrays finite; records stop at divergence. ``n_rec`` is the number of
+        evaluations, ``n_done`` the number of training steps with a finite loss.
+
+        ``"step"`` (n_rec,) int
+            Steps at which the model was evaluated: 0 (initialization), every ``eval_every``
+            steps, and the last step.
+        ``"train_loss"`` (n_rec,)
+            Mean cross-entropy on the whole training set, evaluation mode.
+        ``"train_acc"``, ``"test_acc"`` (n_rec,)
+            Accuracy on the training / test set, evaluation mode.
+        ``"act_pct"`` (n_rec, depth, 3)
+            15th, 50th and 85th percentiles over the test set (evaluation mode) of the probe
+            unit's **input to the nonlinearity** in each hidden layer: the BatchNorm1d output
+            (``gamma * x_hat + beta``, with running statistics) for ``norm="bn_before"``, the
+            Linear output ``x W + b`` for ``"none"`` and ``"bn_after"``.
+        ``"grad_norm"`` (n_rec, depth + 1)
+            L2 (Frobenius) norm of the gradient of the mini-batch loss with respect to each
+            Linear layer's weight (hidden layers, then the output layer), for the mini-batch
+            of training step ``step[r]`` (computed before that step's update); at step 0 it is
+            the gradient of the first mini-batch at initialization, i.e. the one the first
+            update uses. Equals :func:`bn_core.experiments.gradient_norms_at_init` there.
+        ``"batch_loss"`` (n_done,)
+            Mini-batch loss (training mode) of every completed step.
+        ``"step_time"`` (n_done,)
+            Wall-clock seconds of every step: forward, backward and update (evaluation,
+            recording and progress reporting excluded).
+    diverged_at : int or None
+        First step whose mini-batch loss was non-finite or above :data:`DIVERGENCE_LOSS`, or
+        after whose update the evaluation loss was; ``None`` if training completed.
+    message : str
+        A sentence for people, e.g. ``"diverged at step 412: the mini-batch loss became inf"``.
+    model : MLP or None
+        The trained network (not part of equality; handy in notebooks).
+    """
+
+    config: TrainConfig
+    history: dict[str, np.ndarray]
+    diverged_at: int | None
+    message: str
+    model: MLP | None = field(default=None, repr=False, compare=False)
+
+
+@functools.lru_cache(maxsize=4)
+def digits(dtype: str = "float64", seed: int = 0) -> DigitsSplit:
+    """The default data set: :func:`bn_core.data.load_digits_split` (read-only, cached).
+
+    The arrays are marked read-only because they are shared between calls.
+    """
+    data = load_digits_split(seed=seed, dtype=_DTYPES[dtype])
+    for arr in (data.X_train, data.X_test, data.y_train, data.y_test):
+        arr.setflags(write=False)
+    return data
+
+
+def validate_config(config: TrainConfig, n_train: int | None = None) -> None:
+    """Raise ``ValueError`` with a sentence for people if ``config`` cannot train.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    n_train : int, optional
+        Number of training samples, to check ``batch_size <= n_train``.
+    """
+    c = config
+    problems = []
+    if c.activation not in ACTIVATIONS:
+        problems.append(
+            f"unknown activation {c.activation!r} (choose one of {sorted(ACTIVATIONS)})"
+        )
+    if c.norm not in NORMS:
+        problems.append(f"unknown normalization {c.norm!r} (choose one of {list(NORMS)})")
+    if c.optimizer not in OPTIMIZERS:
+        problems.append(f"unknown optimizer {c.optimizer!r} (choose one of {sorted(OPTIMIZERS)})")
+    if c.dtype not in _DTYPES:
+        problems.append(f"unknown dtype {c.dtype!r} (choose one of {sorted(_DTYPES)})")
+    for name in ("lr", "init_scale"):
+        value = getattr(c, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            problems.append(f"{name} must be a finite number > 0, got {value!r}")
+    for name in ("depth", "width", "steps", "eval_every"):
+        value = getattr(c, name)
+        if not (isinstance(value, int | np.integer) and value >= 1):
+            problems.append(f"{name} must be a whole number >= 1, got {value!r}")
+    if not (isinstance(c.momentum, int | float) and 0 <= c.momentum < 1):
+        problems.append(f"momentum must be in [0, 1), got {c.momentum!r}")
+    if not (isinstance(c.batch_size, int | np.integer) and c.batch_size >= 1):
+        problems.append(f"batch_size must be a whole number >= 1, got {c.batch_size!r}")
+    else:
+        if c.batch_size < 2 and c.norm != "none":
+            problems.append(
+                "batch norm cannot train with batch size 1: it normalizes each unit by the "
+                "mean and variance over the mini-batch, and one sample has no batch variance "
+                "(every unit would be normalized to 0). Use a batch of at least 2 samples"
+            )
+        if n_train is not None and c.batch_size > n_train:
+            problems.append(
+                f"batch_size {c.batch_size} is larger than the {n_train} training samples"
+            )
+    if isinstance(c.width, int) and not (
+        isinstance(c.probe_unit, int | np.integer) and 0 <= c.probe_unit < max(c.width, 1)
+    ):
+        problems.append(f"probe_unit must be in [0, width={c.width}), got {c.probe_unit!r}")
+    if problems:
+        raise ValueError("This configuration cannot train: " + "; ".join(problems) + ".")
+
+
+def make_model(config: TrainConfig, n_in: int = 64, n_out: int = 10) -> MLP:
+    """The MLP that :func:`train` builds for ``config`` (same seed, same initial weights)."""
+    return MLP(
+        n_in,
+        n_out,
+        depth=config.depth,
+        width=config.width,
+        activation=config.activation,
+        norm=config.norm,
+        init_scale=config.init_scale,
+        seed=config.seed,
+        dtype=_DTYPES[config.dtype],
+    )
+
+
+def single_blas_thread():
+    """Context manager limiting BLAS to one thread (a no-op if threadpoolctl is missing).
+
+    The products in this network are small (tens of rows by a hundred columns): a second
+    BLAS thread costs more in synchronization than it saves, and on a busy two-core server it
+    can stall a product for milliseconds while it waits for a core.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _shuffle_rng(seed: int) -> np.random.Generator:
+    # a stream independent of the weight initialization (which uses default_rng(seed))
+    return np.random.default_rng([seed, 1])
+
+
+def _batches(n_train: int, batch_size: int, rng: np.random.Generator):
+    """Yield index arrays: shuffle without replacement each epoch, drop the incomplete tail."""
+    per_epoch = n_train // batch_size
+    while True:
+        perm = rng.permutation(n_train)
+        for b in range(per_epoch):
+            yield perm[b * batch_size : (b + 1) * batch_size]
+
+
+def _weight_grad_norms(linears, out: np.ndarray) -> None:
+    for j, layer in enumerate(linears):
+        g = layer.grads["weight"].ravel()
+        out[j] = math.sqrt(float(g @ g))
+
+
+def _accuracy_and_loss(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    logits = model.forward(X, training=False)
+    loss = _mean_ce(logits, y)
+    return float(np.mean(logits.argmax(axis=1) == y)), loss
+
+
+def _mean_ce(logits: np.ndarray, y: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=1))
+    return float(np.mean(lse - shifted[np.arange(len(y)), y]))
+
+
+def train(
+    config: TrainConfig,
+    data: DigitsSplit | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> TrainResult:
+    """Train an MLP as described by ``config`` and record its history.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    data : DigitsSplit, optional
+        Train/test arrays; default :func:`digits` (scaled digits, stratified split, seed 0),
+        converted to ``config.dtype`` if needed.
+    progress : callable, optional
+        Called with the completed fraction in [0, 1], at most about 100 times, last with 1.0.
+
+    Returns
+    -------
+    TrainResult
+        See :class:`TrainResult` for the history keys, shapes and definitions.
+
+    Raises
+    ------
+    ValueError
+        Before any training, if the configuration cannot train (batch size 1 with batch
+        norm, batch larger than the training set, unknown names, non-positive lr, steps or
+        init scale, ...). Divergence never raises: it is reported in the result.
+    """
+    if data is None:
+        data = digits(config.dtype if config.dtype in _DTYPES else "float64")
+    n_train = int(data.X_train.shape[0])
+    validate_config(config, n_train)
+    dtype = _DTYPES[config.dtype]
+    X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
+    X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
+    y_train = np.asarray(data.y_train, dtype=np.intp)
+    y_test = np.asarray(data.y_test, dtype=np.intp)
+    n_out = int(max(y_train.max(), y_test.max())) + 1
+
+    model = make_model(config, X_train.shape[1], n_out)
+    optimizer = OPTIMIZERS[config.optimizer](config.lr, momentum=config.momentum)
+    param_layers = model.param_layers()
+    linears = model.linear_layers()
+    batches = _batches(n_train, config.batch_size, _shuffle_rng(config.seed))
+
+    steps, every, depth = config.steps, config.eval_every, config.depth
+    record_steps = list(range(0, steps + 1, every))
+    if record_steps[-1] != steps:
+        record_steps.append(steps)
+    n_rec_max = len(record_steps)
+    rec_step = np.zeros(n_rec_max, dtype=np.int64)
+    rec_train_loss = np.zeros(n_rec_max)
+    rec_train_acc = np.zeros(n_rec_max)
+    rec_test_acc = np.zeros(n_rec_max)
+    rec_pct = np.zeros((n_rec_max, depth, 3))
+    rec_grad = np.zeros((n_rec_max, depth + 1))
+    batch_loss = np.zeros(steps)
+    step_time = np.zeros(steps)
+    probe = config.probe_unit
+    q = np.array(PERCENTILES)
+
+    n_rec = 0  # records completed
+    diverged_at: int | None = None
+    reason = ""
+    progress_every = max(1, steps // _MAX_PROGRESS_CALLS)
+    perf = time.perf_counter
+
+    def evaluate(step: int) -> bool:
+        """Record evaluation metrics at ``step`` if finite; False if the model has blown up."""
+        nonlocal n_rec
+        train_acc, train_loss = _accuracy_and_loss(model, X_train, y_train)
+        logits, act_inputs = model.forward_with_act_inputs(X_test, training=False)
+        probes = np.stack([a[:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
+        if not (math.isfinite(train_loss) and np.all(np.isfinite(probes))):
+            return False
+        rec_step[n_rec] = step
+        rec_train_loss[n_rec] = train_loss
+        rec_train_acc[n_rec] = train_acc
+        rec_test_acc[n_rec] = np.mean(logits.argmax(axis=1) == y_test)
+        rec_pct[n_rec] = np.percentile(probes, q, axis=0).T
+        n_rec += 1
+        return train_loss <= DIVERGENCE_LOSS
+
+    done = 0
+    grad_filled = np.zeros(n_rec_max, dtype=bool)
+    with np.errstate(all="ignore"), single_blas_thread():
+        if not evaluate(0):
+            diverged_at, reason = 0, "the initial network's loss is already non-finite or exploding"
+        next_rec = 1  # index into record_steps of the next evaluation
+        for step in range(1, steps + 1):
+            if diverged_at is not None:
+                break
+            idx = next(batches)
+            t0 = perf()
+            logits = model.forward(X_train[idx], training=True)
+            loss, grad = softmax_cross_entropy(logits, y_train[idx])
+            finite = math.isfinite(loss)
+            if finite and step == 1:
+                # record 0 gets the gradient of the first mini-batch at initialization
+                model.backward(grad, need_input_grad=False)
+                _weight_grad_norms(linears, rec_grad[0])
+                grad_filled[0] = bool(np.all(np.isfinite(rec_grad[0])))
+            if not (finite and loss <= DIVERGENCE_LOSS):
+                diverged_at = step
+                reason = f"the mini-batch loss became {loss:.3g}"
+                break
+            if step > 1:
+                model.backward(grad, need_input_grad=False)
+            t1 = perf()
+            if step == record_steps[next_rec]:
+                _weight_grad_norms(linears, rec_grad[next_rec])
+                grad_filled[next_rec] = True
+            t2 = perf()
+            optimizer.step(param_layers)
+            step_time[step - 1] = (t1 - t0) + (perf() - t2)
+            batch_loss[step - 1] = loss
+            done = step
+            if step == record_steps[next_rec]:
+                if not evaluate(step):
+                    diverged_at = step
+                    reason = "after its update the training-set loss became non-finite or exploding"
+                    break
+                next_rec += 1
+            if progress is not None and step % progress_every == 0 and step < steps:
+                progress(step / steps)
+    if progress is not None:
+        progress(1.0)
+    # keep only records whose every entry is known and finite (record 0 lacks gradient norms
+    # when the very first mini-batch already diverged)
+    while n_rec and not (grad_filled[n_rec - 1] and np.all(np.isfinite(rec_grad[n_rec - 1]))):
+        n_rec -= 1
+
+    history = {
+        "step": rec_step[:n_rec],
+        "train_loss": rec_train_loss[:n_rec],
+        "train_acc": rec_train_acc[:n_rec],
+        "test_acc": rec_test_acc[:n_rec],
+        "act_pct": rec_pct[:n_rec],
+        "grad_norm": rec_grad[:n_rec],
+        "batch_loss": batch_loss[:done],
+        "step_time": step_time[:done],
+    }
+    if diverged_at is None:
+        message = f"trained {steps} steps"
+    else:
+        message = f"diverged at step {diverged_at}: {reason}"
+    return TrainResult(config, history, diverged_at, message, model)
+
+
+def config_dict(config: TrainConfig) -> dict:
+    """The configuration as a plain dict (for display or JSON)."""
+    return asdict(config)
