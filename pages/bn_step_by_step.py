@@ -88,7 +88,7 @@ training = mode == "training"
 stages = sbs.cached_pass(*batch_args, gamma, beta, eps, training,
                          None if training else final_rm, None if training else final_rv)
 if stages["error"]:
-    st.error(
+    st.warning(
         "**Batch norm cannot train on a batch of one sample.** In training mode the layer "
         "normalizes each feature with the mean and variance of the batch. With one sample the "
         "batch mean *is* the sample (μ_B = x) and the batch variance is 0, so x̂ = 0/√ε = 0 for "
