@@ -1,0 +1,196 @@
+"""Chapter 1 glue: the controls (URL params), cached computations and tables of "Valley vs bowl".
+
+A slider's journey: widget value (validated by :mod:`ui.state`, mirrored in the URL) ->
+a cached pure function below (primitive, hashable arguments only; nothing read from globals)
+-> a figure builder in :mod:`ui.valley_figures` -> ``st.plotly_chart``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from bn_core import regression as R
+from bn_core import theory as T
+from bn_core.data import make_regression
+from ui import valley_figures as vf
+from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
+
+
+def _log_options(mantissas: tuple, lo_exp: int, hi_exp: int, extra: tuple = ()) -> tuple[float, ...]:
+    vals = {float(f"{m}e{e}") for e in range(lo_exp, hi_exp + 1) for m in mantissas} | set(extra)
+    return tuple(sorted(vals))
+
+
+#: Learning rates, 6 per decade from 1e-6 to 3 (a log scale: raw needs ~1e-5, standardized ~1).
+LR_OPTIONS = _log_options((1, 1.5, 2, 3, 5, 7), -6, -1, extra=(1.0, 1.5, 2.0, 3.0))
+#: Fractions of each variant's 2/lambda_max; above 1 full-batch gradient descent diverges.
+FRACTION_OPTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99,
+                    1.0, 1.01, 1.05, 1.1, 1.2, 1.5)
+TOL_OPTIONS = (1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+MOMENTUM_OPTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+BETA1_OPTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+BETA2_OPTIONS = (0.9, 0.99, 0.999, 0.9999)
+N_MAX, EPOCHS_MAX = 500, 200
+MODES = ("fraction", "same")
+MODE_LABELS = {"fraction": "fraction of each variant's 2/λ_max", "same": "same learning rate for all"}
+
+PARAMS = [
+    IntParam("c1_seed", 42, label="seed", lo=0, hi=10_000),
+    IntParam("c1_n", 100, label="samples n", lo=2, hi=N_MAX),
+    FloatParam("c1_noise", 0.1, label="noise", lo=0.0, hi=100.0),
+    MultiChoiceParam("c1_variants", ("raw", "standardized"), label="variants", choices=R.VARIANTS),
+    ChoiceParam("c1_opt", "gd", label="optimizer", choices=tuple(R.OPTIMIZERS)),
+    FloatParam("c1_mom", 0.9, label="momentum", lo=0.0, hi=0.99, options=MOMENTUM_OPTIONS),
+    FloatParam("c1_beta1", 0.9, label="Adam beta1", lo=0.0, hi=0.99, options=BETA1_OPTIONS),
+    FloatParam("c1_beta2", 0.999, label="Adam beta2", lo=0.9, hi=0.9999, options=BETA2_OPTIONS),
+    ChoiceParam("c1_mode", "fraction", label="learning-rate mode", choices=MODES),
+    FloatParam("c1_lr", 0.01, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1], options=LR_OPTIONS),
+    FloatParam("c1_frac", 0.9, label="fraction of 2/λ_max", lo=FRACTION_OPTIONS[0], hi=FRACTION_OPTIONS[-1],
+               options=FRACTION_OPTIONS),
+    IntParam("c1_batch", 100, label="batch size", lo=1, hi=N_MAX),
+    IntParam("c1_epochs", 100, label="epochs", lo=1, hi=EPOCHS_MAX),
+    FloatParam("c1_tol", 1e-6, label="tolerance", lo=TOL_OPTIONS[0], hi=TOL_OPTIONS[-1], options=TOL_OPTIONS),
+    BoolParam("c1_map", True, label="stability map"),
+]
+P = {p.key: p for p in PARAMS}
+
+#: Grid resolution of the drawn landscapes (the closed form does 400 x 400 in ~ms, but every
+#: grid value is sent to the browser, so the page draws a lighter one).
+GRID = 120
+
+
+def fmt_num(x: float) -> str:
+    """Short human formatting: 3 significant digits, 'inf' for infinity, '—' for None."""
+    if x is None:
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return f"{x:.3g}"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def problem(seed: int, n: int, noise: float, variant: str) -> tuple[R.Problem, T.Conditioning]:
+    """The variant's problem on the seed data and what its Hessian predicts."""
+    d = make_regression(seed, n, noise)
+    p = R.make_problem(d.X, d.y, variant)
+    return p, T.conditioning(p.hessian)
+
+
+def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float:
+    """The step a variant uses: ``lr`` for all, or ``frac * 2 / lambda_max`` of this variant."""
+    if mode == "same" or not math.isfinite(cond.max_stable_lr):
+        return float(lr)
+    return float(frac * cond.max_stable_lr)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def run(seed: int, n: int, noise: float, variant: str, lr: float, batch: int, epochs: int,
+        optimizer: str, mom: float, beta1: float, beta2: float) -> R.RunResult:
+    """One cached optimizer run (mini-batches shuffled from the same ``seed`` as the data)."""
+    p, _ = problem(seed, n, noise, variant)
+    return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=R.Hyper(mom, beta1, beta2))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def landscape(seed: int, n: int, noise: float, variant: str, lr: float, batch: int, epochs: int,
+              optimizer: str, mom: float, beta1: float, beta2: float):
+    """The contour figure of one run: closed-form grid (around start, path and optimum) + path."""
+    p, _ = problem(seed, n, noise, variant)
+    res = run(seed, n, noise, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
+    h = res.history
+    path = np.column_stack([h["w1"], h["w2"]])
+    (x0, x1), (y0, y1) = vf.grid_box(path, path[0], res.theta_star[:2])
+    w1, w2 = np.linspace(x0, x1, GRID), np.linspace(y0, y1, GRID)
+    with np.errstate(all="ignore"):
+        Z = R.loss_grid(p.stats, w1, w2, R.slice_value(p)) - res.loss_star
+    return vf.landscape_figure(variant, w1, w2, np.maximum(Z, 0.0), path, h["step"], res.theta_star[:2],
+                               diverged_at=res.diverged_at)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stability(seed: int, n: int, noise: float, variants: tuple, mode: str, epochs: int, optimizer: str,
+              mom: float, beta1: float, beta2: float) -> R.StabilityMap:
+    """Cached stability map (40 step sizes x up to 8 batch sizes) for the chosen variants.
+
+    The progress bar is created *inside* the cached function and emptied at the end, so a cache
+    hit replays nothing visible (a bar created outside could not be replayed by Streamlit).
+    """
+    bar = st.progress(0.0, text="Sweeping 40 step sizes × batch sizes for every variant…")
+    d = make_regression(seed, n, noise)
+    xs = np.geomspace(0.01, 1.5, 40) if mode == "fraction" else np.geomspace(1e-6, 3.0, 40)
+    smap = R.stability_map(d.X, d.y, variants, xs, "fraction" if mode == "fraction" else "lr",
+                           R.default_batch_sizes(n), epochs, optimizer, seed, R.Hyper(mom, beta1, beta2),
+                           progress=lambda f: bar.progress(min(max(float(f), 0.0), 1.0)))
+    bar.empty()
+    return smap
+
+
+def relative_suboptimality(res: R.RunResult) -> np.ndarray:
+    """``(L_k - L*) / (L_0 - L*)`` of a run (zeros when the start is optimal)."""
+    sub = res.history["suboptimality"]
+    return sub / sub[0] if sub[0] > 0 else np.zeros_like(sub)
+
+
+def theory_table(rows: dict) -> pd.DataFrame:
+    """One row per variant: Hessian eigenvalues, kappa, step sizes, predicted vs measured steps.
+
+    ``rows`` maps variant -> ``(Conditioning, lr used, RunResult or None, tol)``.
+    """
+    out = []
+    for v, (cond, lr, res, tol) in rows.items():
+        pred = T.predicted_steps(cond.eigenvalues, lr, tol)
+        pred_opt = T.predicted_steps(cond.eigenvalues, cond.optimal_lr, tol)
+        measured = R.steps_to_tolerance(res.history["loss"], res.loss_star, tol) if res is not None else None
+        if res is not None and res.diverged:
+            measured_text = f"diverged at step {res.diverged_at}"
+        elif measured is None:
+            measured_text = f"not within {res.n_steps} steps" if res is not None else "not run"
+        else:
+            measured_text = str(measured)
+        out.append({
+            "variant": vf.VARIANT_LABELS[v],
+            "Hessian eigenvalues": ", ".join(fmt_num(float(e)) for e in cond.eigenvalues),
+            "κ = λmax/λmin": fmt_num(cond.kappa),
+            "2/λmax (largest stable step)": fmt_num(cond.max_stable_lr),
+            "2/(λmin+λmax) (optimal step)": fmt_num(cond.optimal_lr),
+            "rate (κ−1)/(κ+1)": fmt_num(cond.optimal_rate),
+            "step used α": fmt_num(lr),
+            "predicted steps at α": "never (α ≥ 2/λmax or 0)" if math.isinf(pred) else str(int(pred)),
+            "predicted steps at optimal step": "never" if math.isinf(pred_opt) else str(int(pred_opt)),
+            "measured steps": measured_text,
+        })
+    return pd.DataFrame(out)
+
+
+def coefficient_table(results: dict, true_weights: np.ndarray) -> pd.DataFrame:
+    """Learned coefficients mapped back to original units, beside the truth and least squares."""
+    rows = [{"model": "true (data recipe)", "w_A": float(true_weights[0]), "w_B": float(true_weights[1]),
+             "intercept": 0.0}]
+    for v, res in results.items():
+        (w, b), (ws, bs) = res.coef_original, res.star_original
+        what = "evaluation mode (running statistics)" if v == "batchnorm" else "learned"
+        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: {what}", "w_A": float(w[0]), "w_B": float(w[1]),
+                     "intercept": float(b)})
+        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: least squares", "w_A": float(ws[0]), "w_B": float(ws[1]),
+                     "intercept": float(bs)})
+    return pd.DataFrame(rows)
+
+
+def history_csv(results: dict) -> str:
+    """All paths and losses in one long CSV: variant, step, w1, w2, b, loss, relative suboptimality."""
+    frames = []
+    for v, res in results.items():
+        h = res.history
+        frames.append(pd.DataFrame({
+            "variant": v, "step": h["step"], "w1": h["w1"], "w2": h["w2"],
+            "b": h.get("b", np.zeros_like(h["w1"])), "loss": h["loss"],
+            "relative_suboptimality": relative_suboptimality(res),
+        }))
+    buf = io.StringIO()
+    pd.concat(frames, ignore_index=True).to_csv(buf, index=False)
+    return buf.getvalue()
