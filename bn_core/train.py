@@ -133,7 +133,9 @@ class TrainResult:
             recording and progress reporting excluded).
     diverged_at : int or None
         First step whose mini-batch loss was non-finite or above :data:`DIVERGENCE_LOSS`, or
-        after whose update the evaluation loss was; ``None`` if training completed.
+        after whose update the evaluation loss was; ``0`` if the initial network's loss
+        already was (then ``history`` holds only step 0, or nothing if that loss is not
+        finite); ``None`` if training completed.
     message : str
         A sentence for people, e.g. ``"diverged at step 412: the mini-batch loss became inf"``.
     model : MLP or None
@@ -359,7 +361,14 @@ def train(
     grad_filled = np.zeros(n_rec_max, dtype=bool)
     with np.errstate(all="ignore"), single_blas_thread():
         if not evaluate(0):
-            diverged_at, reason = 0, "the initial network's loss is already non-finite or exploding"
+            diverged_at = 0
+            reason = "the loss of the initial network is already non-finite or exploding"
+            if n_rec:  # the loss is finite but huge: still record the gradient at init
+                idx = next(batches)
+                _, grad = softmax_cross_entropy(model.forward(X_train[idx]), y_train[idx])
+                model.backward(grad, need_input_grad=False)
+                _weight_grad_norms(linears, rec_grad[0])
+                grad_filled[0] = True
         next_rec = 1  # index into record_steps of the next evaluation
         for step in range(1, steps + 1):
             if diverged_at is not None:

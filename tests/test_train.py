@@ -1,0 +1,187 @@
+"""Tests of bn_core.train: determinism, learning, recorded quantities, divergence, validation.
+
+Runs are short and narrow (tens of steps, width 16-32) so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+from bn_core.layers import BatchNorm1d, Linear
+from bn_core.train import DIVERGENCE_LOSS, PERCENTILES, TrainConfig, digits, make_model, train
+
+SMALL = TrainConfig(depth=2, width=16, steps=60, eval_every=20, batch_size=30)
+
+
+def finite_history(h):
+    return all(np.all(np.isfinite(v)) for v in h.values())
+
+
+@pytest.mark.parametrize("norm", ["none", "bn_before", "bn_after"])
+def test_deterministic_for_a_seed(norm):
+    cfg = dataclasses.replace(SMALL, norm=norm, optimizer="momentum")
+    a, b = train(cfg), train(cfg)
+    for key in a.history:
+        if key != "step_time":  # wall time is the one thing that is not reproducible
+            np.testing.assert_array_equal(a.history[key], b.history[key], err_msg=key)
+    c = train(dataclasses.replace(cfg, seed=1))
+    assert not np.array_equal(a.history["batch_loss"], c.history["batch_loss"])
+
+
+def test_history_shapes_and_contents():
+    cfg = dataclasses.replace(SMALL, depth=3, steps=50, eval_every=20, norm="bn_before")
+    r = train(cfg)
+    h = r.history
+    assert r.diverged_at is None and r.message == "trained 50 steps"
+    np.testing.assert_array_equal(h["step"], [0, 20, 40, 50])  # the last step is always recorded
+    n_rec = 4
+    for key in ("train_loss", "train_acc", "test_acc"):
+        assert h[key].shape == (n_rec,)
+    assert h["act_pct"].shape == (n_rec, 3, 3)
+    assert h["grad_norm"].shape == (n_rec, 4)
+    assert h["batch_loss"].shape == (50,) and h["step_time"].shape == (50,)
+    assert finite_history(h)
+    assert np.all(h["step_time"] > 0)
+    assert np.all((h["test_acc"] >= 0) & (h["test_acc"] <= 1))
+    assert np.all(np.diff(h["act_pct"], axis=2) >= 0)  # 15th <= 50th <= 85th percentile
+    assert np.all(h["grad_norm"] > 0)
+
+
+@pytest.mark.parametrize("norm", ["none", "bn_before", "bn_after"])
+def test_act_pct_is_the_probe_units_input_to_the_nonlinearity(norm):
+    """Recompute the last record's percentiles from the trained model, independently."""
+    cfg = dataclasses.replace(SMALL, norm=norm, probe_unit=3, steps=40)
+    r = train(cfg)
+    data = digits()
+    h = data.X_test
+    expected = []
+    layers = r.model.layers
+    for i, layer in enumerate(layers):
+        h = layer.forward(h, training=False)
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        # the input of a nonlinearity is whatever is fed to the activation layer
+        if nxt is not None and not isinstance(nxt, Linear | BatchNorm1d):
+            expected.append(np.percentile(h[:, 3], PERCENTILES))
+    np.testing.assert_allclose(r.history["act_pct"][-1], np.array(expected), rtol=1e-12)
+
+
+def test_grad_norm_records_the_gradient_of_that_steps_batch():
+    """Record at step 0 = first mini-batch at init; recompute it from a fresh model."""
+    cfg = dataclasses.replace(SMALL, norm="bn_before")
+    r = train(cfg)
+    from bn_core.layers import softmax_cross_entropy
+    from bn_core.train import _batches, _shuffle_rng
+
+    data = digits()
+    idx = next(_batches(len(data.X_train), cfg.batch_size, _shuffle_rng(cfg.seed)))
+    model = make_model(cfg)
+    _, g = softmax_cross_entropy(model.forward(data.X_train[idx]), data.y_train[idx])
+    model.backward(g)
+    expected = [np.linalg.norm(la.grads["weight"]) for la in model.linear_layers()]
+    np.testing.assert_allclose(r.history["grad_norm"][0], expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("norm", ["none", "bn_before"])
+def test_loss_decreases_on_digits(norm):
+    cfg = dataclasses.replace(SMALL, width=32, steps=300, eval_every=100, lr=2.0, norm=norm)
+    h = train(cfg).history
+    assert h["train_loss"][-1] < 0.85 * h["train_loss"][0]
+    assert np.all(np.diff(h["train_loss"]) < 0)
+    assert h["test_acc"][-1] > 0.2  # above chance (0.1) after a few hundred steps
+
+
+def test_batchnorm_running_statistics_change_during_training():
+    r = train(dataclasses.replace(SMALL, norm="bn_before", steps=30))
+    bn = r.model.batchnorm_layers()
+    assert len(bn) == SMALL.depth
+    for layer in bn:
+        assert layer.num_batches_tracked == 30
+        assert not np.allclose(layer.running_mean, 0.0)
+        assert not np.allclose(layer.running_var, 1.0)
+
+
+def test_eval_mode_is_used_for_recorded_accuracy():
+    """The recorded test accuracy uses running statistics, not test-batch statistics."""
+    r = train(dataclasses.replace(SMALL, norm="bn_before", steps=20, eval_every=20))
+    data = digits()
+    pred = r.model.forward(data.X_test, training=False).argmax(axis=1)
+    assert r.history["test_acc"][-1] == pytest.approx(np.mean(pred == data.y_test))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"activation": "relu", "lr": 1000.0},
+        {"norm": "bn_after", "lr": 1e4},
+        {"activation": "tanh", "lr": 1e5, "optimizer": "momentum"},
+    ],
+)
+def test_divergence_is_detected_reported_and_silent(changes):
+    cfg = dataclasses.replace(SMALL, steps=200, **changes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any numpy warning fails the test
+        r = train(cfg)
+    assert r.diverged_at is not None and 1 <= r.diverged_at <= cfg.steps
+    assert r.message.startswith(f"diverged at step {r.diverged_at}")
+    h = r.history
+    assert finite_history(h)
+    assert len(h["batch_loss"]) <= r.diverged_at
+    assert np.all(h["step"] < r.diverged_at)
+    assert np.all(h["batch_loss"] <= DIVERGENCE_LOSS)
+
+
+def test_exploding_initialization_is_reported_at_step_zero():
+    cfg = dataclasses.replace(SMALL, activation="relu", depth=8, init_scale=20.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = train(cfg)
+    assert r.diverged_at == 0 and "step 0" in r.message
+    assert finite_history(r.history)
+    assert len(r.history["batch_loss"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"norm": "bn_before", "batch_size": 1}, "one sample has no batch variance"),
+        ({"norm": "bn_after", "batch_size": 1}, "one sample has no batch variance"),
+        ({"batch_size": 5000}, "larger than the 1347 training samples"),
+        ({"activation": "swish"}, "unknown activation"),
+        ({"norm": "layer"}, "unknown normalization"),
+        ({"optimizer": "adam"}, "unknown optimizer"),
+        ({"lr": 0.0}, "lr must be"),
+        ({"lr": float("nan")}, "lr must be"),
+        ({"steps": 0}, "steps must be"),
+        ({"init_scale": -1.0}, "init_scale must be"),
+        ({"probe_unit": 16}, "probe_unit"),
+        ({"dtype": "float16"}, "unknown dtype"),
+    ],
+)
+def test_configs_that_cannot_train_raise_before_training(changes, match):
+    calls = []
+    with pytest.raises(ValueError, match=match):
+        train(dataclasses.replace(SMALL, **changes), progress=calls.append)
+    assert calls == []  # nothing ran
+
+
+def test_batch_of_one_without_batchnorm_trains():
+    r = train(dataclasses.replace(SMALL, batch_size=1, steps=10, norm="none"))
+    assert r.diverged_at is None
+
+
+def test_progress_is_bounded_monotone_and_ends_at_one():
+    calls = []
+    train(dataclasses.replace(SMALL, steps=1000, eval_every=500, width=8), progress=calls.append)
+    assert 2 <= len(calls) <= 102
+    assert calls == sorted(calls) and calls[-1] == 1.0 and 0 <= calls[0]
+
+
+def test_float32_training_matches_float64_closely():
+    a = train(dataclasses.replace(SMALL, norm="bn_before"))
+    b = train(dataclasses.replace(SMALL, norm="bn_before", dtype="float32"))
+    assert b.model.layers[0].params["weight"].dtype == np.float32
+    np.testing.assert_allclose(a.history["batch_loss"], b.history["batch_loss"], rtol=1e-3)
