@@ -1,0 +1,399 @@
+"""Chapter 3 · Batch norm in a network: the benefits of batch normalization, measured live.
+
+Two copies of the same multilayer perceptron (same seed, same initial weights) train on
+scikit-learn's digits, one plain and one with batch normalization; every chart compares them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+
+import numpy as np
+import streamlit as st
+
+from bn_core import train as train_module
+from bn_core.train import TrainConfig
+from ui import network as net
+from ui import state
+
+LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+INIT_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OPTIMIZERS = ("sgd", "momentum")
+PLACEMENTS = ("bn_before", "bn_after")
+PLACEMENT_LABEL = {"bn_before": "before the activation (Ioffe & Szegedy)",
+                   "bn_after": "after the activation"}
+OPTIMIZER_LABEL = {"sgd": "SGD", "momentum": "SGD + momentum 0.9"}
+MAX_DEPTH = 10
+MAX_STEPS = 5000
+DEFAULT_STEPS = 1000  # both arms in about 2 s; the paper-like reference run is 3000 steps at lr 0.1
+DEFAULT_LR = 0.3
+RECORDS_PER_RUN = 60  # evaluations per run: the x resolution of every "vs step" chart
+
+
+def make_params(n_train: int) -> list[state.Param]:
+    """Every control of this chapter, mirrored in the URL (keys prefixed ``c3_``)."""
+    return [
+        state.IntParam("c3_depth", 3, label="hidden layers", lo=1, hi=MAX_DEPTH),
+        state.IntParam("c3_width", 100, label="units per layer", lo=2, hi=256),
+        state.ChoiceParam("c3_act", "sigmoid", label="activation", choices=ACTIVATIONS),
+        state.FloatParam("c3_init", 0.1, label="initial weight std", lo=INIT_OPTIONS[0], hi=INIT_OPTIONS[-1],
+                         options=INIT_OPTIONS),
+        state.FloatParam("c3_lr", DEFAULT_LR, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1],
+                         options=LR_OPTIONS),
+        state.IntParam("c3_batch", 60, label="batch size", lo=1, hi=n_train),
+        state.IntParam("c3_steps", DEFAULT_STEPS, label="steps", lo=1, hi=MAX_STEPS),
+        state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZERS),
+        state.ChoiceParam("c3_place", "bn_before", label="BN placement", choices=PLACEMENTS),
+        state.IntParam("c3_seed", 0, label="seed", lo=0, hi=10_000),
+        state.IntParam("c3_layer", 1, label="probed layer", lo=1, hi=MAX_DEPTH),
+        state.BoolParam("c3_sweeps", False, label="robustness sweeps"),
+        state.IntParam("c3_gdepth", 10, label="deep network's hidden layers", lo=2, hi=12),
+        state.ChoiceParam("c3_gact", "sigmoid", label="deep network's activation", choices=("sigmoid", "tanh")),
+        state.BoolParam("c3_gtrain", False, label="train the deep networks"),
+    ]
+
+
+BN_LATEX = r"""
+\mu_\mathcal{B} = \frac{1}{m}\sum_{i=1}^{m} x_i,\qquad
+\sigma_\mathcal{B}^2 = \frac{1}{m}\sum_{i=1}^{m} (x_i-\mu_\mathcal{B})^2,\qquad
+\hat x_i = \frac{x_i-\mu_\mathcal{B}}{\sqrt{\sigma_\mathcal{B}^2+\epsilon}},\qquad
+y_i = \gamma\,\hat x_i + \beta
+"""
+
+SIGMOID_LATEX = r"""
+\sigma'(z) = \sigma(z)\,\bigl(1-\sigma(z)\bigr) \le \tfrac14,\qquad
+\sigma'(\pm 2) \approx 0.10,\qquad \sigma'(\pm 5) \approx 0.0066
+"""
+
+CHAIN_LATEX = r"""
+\frac{\partial \ell}{\partial h_{l-1}} = W_l^{\top}\,\Bigl(\sigma'(z_l)\odot \frac{\partial \ell}{\partial h_l}\Bigr)
+\quad\Longrightarrow\quad
+\Bigl\|\frac{\partial \ell}{\partial h_{0}}\Bigr\| \le \prod_{l=1}^{L} \tfrac14\,\|W_l\|\;
+\Bigl\|\frac{\partial \ell}{\partial h_{L}}\Bigr\|
+"""
+
+BATCH_ONE_TEXT = (
+    "**Batch norm cannot train on a batch of one sample.** With $m = 1$ the batch mean is the "
+    "sample itself and the batch variance is $\\sigma_\\mathcal{B}^2 = 0$, so "
+    "$\\hat x = (x-\\mu_\\mathcal{B})/\\sqrt{0+\\epsilon} = 0$ for *every* input: the layer erases what "
+    "it is given and no gradient reaches the layers below. PyTorch refuses with *\"Expected more than "
+    "1 value per channel when training\"*; so does this lab. Only the plain network is shown; choose a "
+    "batch size of 2 or more to compare."
+)
+
+
+def _settings_widgets(n_train: int) -> None:
+    """The chapter's main controls (values live in session state; see ui.state)."""
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        with c1:
+            st.slider("Hidden layers (depth)", 1, MAX_DEPTH, key="c3_depth")
+            st.slider("Units per hidden layer (width)", 2, 256, key="c3_width")
+        with c2:
+            st.selectbox("Activation", ACTIVATIONS, key="c3_act")
+            st.select_slider("Initial weight std", options=INIT_OPTIONS, key="c3_init",
+                             help="Weights start as N(0, std²); biases at 0. Log-spaced values.")
+        with c3:
+            st.select_slider("Learning rate", options=LR_OPTIONS, key="c3_lr",
+                             help="Log-spaced: from 0.001 (slow for everyone) to 30 (only a "
+                                  "normalized network copes).")
+            st.radio("Optimizer", OPTIMIZERS, key="c3_opt", horizontal=True,
+                     format_func=OPTIMIZER_LABEL.get)
+        with c4:
+            st.number_input("Batch size", min_value=1, max_value=n_train, step=1, key="c3_batch",
+                            help=f"1 to {n_train} (the whole training set).")
+            st.number_input("Training steps", min_value=1, max_value=MAX_STEPS, step=100, key="c3_steps")
+        c5, c6 = st.columns([3, 1])
+        with c5:
+            st.radio("Where batch norm sits in the BN network", PLACEMENTS, key="c3_place",
+                     horizontal=True, format_func=PLACEMENT_LABEL.get)
+        with c6:
+            st.number_input("Seed", min_value=0, max_value=10_000, step=1, key="c3_seed")
+
+
+def _base_config(ss) -> TrainConfig:
+    steps = int(ss["c3_steps"])
+    return TrainConfig(
+        depth=int(ss["c3_depth"]), width=int(ss["c3_width"]), activation=ss["c3_act"], norm="none",
+        init_scale=float(ss["c3_init"]), lr=float(ss["c3_lr"]), batch_size=int(ss["c3_batch"]),
+        steps=steps, optimizer=ss["c3_opt"], seed=int(ss["c3_seed"]),
+        eval_every=max(1, steps // RECORDS_PER_RUN),
+    )
+
+
+def _train_arms(base: TrainConfig, placement: str) -> tuple[dict, dict]:
+    """Train the plain and the BN arm (cached). Returns ``(results, errors)`` keyed by arm."""
+    results, errors = {}, {}
+    for arm, cfg in (("plain", base), ("bn", replace(base, norm=placement))):
+        try:
+            results[arm] = net.train_cached(cfg, f"Training the network {net.ARM_LABEL[arm]}…")
+        except ValueError as exc:  # a config that cannot train: the core says why
+            errors[arm] = str(exc)
+    return results, errors
+
+
+def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
+    for arm in net.ARMS:
+        label = net.ARM_LABEL[arm]
+        if arm in errors:
+            if arm == "bn" and base.batch_size == 1:
+                st.warning(BATCH_ONE_TEXT, icon=":material/block:")
+                st.caption(f"The core's message: {errors[arm]}")
+            else:
+                st.error(f"The network {label} cannot train with these settings: {errors[arm]}")
+        elif results[arm].diverged_at is not None:
+            st.error(f"The network {label} **diverged at step {results[arm].diverged_at}** and "
+                     f"stopped ({results[arm].message}). Its charts show the data up to there. "
+                     "Try a smaller learning rate or initial weight std.", icon=":material/warning:")
+    if results:
+        cols = st.columns(4)
+        for col, arm in zip(cols, net.ARMS, strict=False):
+            if arm not in results:
+                col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "—")
+                continue
+            acc = net.final_value(results[arm].history, "test_acc")
+            delta = None
+            if arm == "bn" and "plain" in results and acc is not None:
+                plain = net.final_value(results["plain"].history, "test_acc")
+                delta = None if plain is None else f"{100 * (acc - plain):+.1f} points vs plain"
+            col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}",
+                       "—" if acc is None else f"{acc:.3f}", delta)
+        for col, arm in zip(cols[2:], net.ARMS, strict=False):
+            if arm in results:
+                loss = net.final_value(results[arm].history, "train_loss")
+                col.metric(f"Final training loss {net.ARM_LABEL[arm]}",
+                           "—" if loss is None else f"{loss:.3g}")
+
+
+def _section_curves(results: dict, base: TrainConfig) -> None:
+    st.header("1 · Faster training, better accuracy")
+    st.plotly_chart(net.fig_training_curves(net.arms_of(results), net.diverged_of(results)),
+                    key="c3_fig_curves")
+    st.markdown(
+        "**What to look for.** Both networks start from the *same* weights and see the same "
+        "mini-batches. With the defaults (3 × 100 sigmoid units, weight std 0.1, learning rate 0.3, "
+        "1000 steps) the plain network's loss sits on a plateau for hundreds of steps before it "
+        "starts to fall, while the BN network's loss drops at once and its test accuracy is near its "
+        "final value within a hundred steps — the behaviour of Figure 1(a) of Ioffe & Szegedy (2015), "
+        "here on 8×8 digits. (Learning rate 0.1 and 3000 steps gives about 0.8 against 0.98.) Now "
+        "raise the learning rate to 3 or 10: the plain network stalls at chance, the BN network keeps "
+        "learning. With ReLU and a large learning rate, watch a run diverge."
+    )
+
+
+def _section_percentiles(results: dict, base: TrainConfig, placement: str) -> None:
+    st.header("2 · Stable inputs to the nonlinearity")
+    ss = st.session_state
+    if ss["c3_layer"] > base.depth:
+        ss["c3_layer"] = base.depth
+    if base.depth > 1:
+        st.slider("Hidden layer to probe", 1, base.depth, key="c3_layer")
+    layer = min(int(ss["c3_layer"]), base.depth)
+    st.plotly_chart(net.fig_activation_percentiles(net.arms_of(results), layer, base.activation,
+                                                   base.probe_unit, placement), key="c3_fig_pct")
+    st.markdown(
+        "**What to look for.** Each band is the middle 70 % (15th to 85th percentile) of one unit's "
+        "input to the nonlinearity over the test images (evaluation mode); the line is the median. Without BN the "
+        "band moves and widens as the weights below it change, so every layer above chases a moving "
+        "target (what Ioffe & Szegedy called *internal covariate shift*). With BN before the "
+        "activation the band stays put: the layer sees inputs with a learned mean $\\beta$ and "
+        "spread $\\gamma$, whatever happens below. A sigmoid only passes gradient where its input is "
+        "small:"
+    )
+    st.latex(SIGMOID_LATEX)
+    st.markdown(
+        "so keeping the input in a range of a few units around 0 keeps the gradient alive. "
+        + ("*You chose BN after the activation: the input to the nonlinearity is then not "
+           "normalized, and its band can drift in both networks.*" if placement == "bn_after" else "")
+    )
+
+
+def _sweep_values(field: str) -> tuple[float, ...]:
+    return LR_OPTIONS if field == "lr" else INIT_OPTIONS
+
+
+def _section_robustness(results: dict, base: TrainConfig, placement: str) -> None:
+    st.header("3 · Robustness to the learning rate and the initialization")
+    st.markdown(
+        "One run is one data point. Here both networks train for every learning rate on the "
+        "slider's log grid (other settings as above), and again for every initial weight std. "
+        "BN makes the network's output invariant to the scale of the weights feeding each "
+        "normalized layer, so it tolerates learning rates and initial scales that stall or blow up "
+        "the plain network."
+    )
+    runs = 2 * (len(LR_OPTIONS) + len(INIT_OPTIONS))
+    per_step = [net.step_time_stats_ms(r.history) for r in results.values()]
+    per_step = [p[0] for p in per_step if p is not None]
+    estimate = ""
+    if per_step:
+        seconds = runs * base.steps * float(np.mean(per_step)) / 1e3
+        estimate = f" (about {seconds:.0f} s the first time; cached afterwards)"
+    st.toggle(f"Run the sweeps: {runs} training runs of {base.steps} steps{estimate}", key="c3_sweeps")
+    if not st.session_state["c3_sweeps"]:
+        st.caption("Switch on to run the sweeps; they are off by default so the page stays fast.")
+        return
+    norms = ("none", placement)
+    arm_norms = {"plain": "none", "bn": placement}
+    if base.batch_size < 2:
+        st.info("With a batch of one sample only the plain network can train: the sweeps show it alone.")
+        norms, arm_norms = ("none",), {"plain": "none"}
+    c1, c2 = st.columns(2)
+    for col, field, title, x_title in (
+        (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale"),
+        (c2, "init_scale", "Final test accuracy vs initial weight std",
+         "initial weight std [weight units], log scale"),
+    ):
+        with col:
+            try:
+                result = net.sweep_cached(base, field, _sweep_values(field), norms,
+                                          f"Sweeping the {'learning rate' if field == 'lr' else 'initial weight std'}…")
+            except ValueError as exc:
+                st.info(f"This sweep cannot run with these settings: {exc}")
+                continue
+            current = base.lr if field == "lr" else base.init_scale
+            st.plotly_chart(net.fig_sweep(result, arm_norms, title=title, x_title=x_title, current=current),
+                            key=f"c3_fig_sweep_{field}")
+    st.markdown(
+        "**What to look for.** The plain network's accuracy is a narrow hill: too small a step or "
+        "too small an initial scale and it is still on its plateau when the steps run out; too large "
+        "and it diverges or saturates its sigmoids. The BN curve is a wide plateau. A ✕ marks a run "
+        "that diverged, drawn at its last accuracy before it blew up; hover for the step."
+    )
+
+
+def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
+    st.header("4 · Gradient flow through a deep network")
+    st.markdown(
+        "Backpropagation multiplies by the activation's slope once per layer. A sigmoid's slope is "
+        "at most ¼, so with small weights the gradient shrinks geometrically on its way down to the "
+        "first layers (it *vanishes*):"
+    )
+    st.latex(CHAIN_LATEX)
+    st.markdown("Batch norm rescales each layer's input to unit spread, which keeps every factor near "
+                "one. Compare a deep network with and without BN (other settings as above):")
+    c1, c2, c3 = st.columns([2, 2, 3])
+    with c1:
+        st.slider("Hidden layers of the deep network", 2, 12, key="c3_gdepth")
+    with c2:
+        st.radio("Its activation", ("sigmoid", "tanh"), key="c3_gact", horizontal=True)
+    ss = st.session_state
+    deep = replace(base, depth=int(ss["c3_gdepth"]), activation=ss["c3_gact"])
+    norms = ("none", placement)
+    try:
+        g = net.init_grad_norms_cached(deep, norms)
+    except ValueError as exc:
+        st.info(f"Gradient norms cannot be computed with these settings: {exc}")
+        g = {}
+    st.plotly_chart(net.fig_grad_norms_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=True) if n in g},
+                                            deep.depth, deep.activation), key="c3_fig_ginit")
+    st.markdown(
+        "**What to look for.** Without BN the gradient norm falls by orders of magnitude from the "
+        "output layer (right) to the first layer (left): the first layers barely learn. With BN the "
+        "norms stay within a small factor of each other."
+    )
+    with c3:
+        st.toggle(f"Also train the deep networks ({deep.steps} steps each) and plot the norms during "
+                  "training", key="c3_gtrain")
+    if ss["c3_gtrain"]:
+        results, errors = _train_arms(deep, placement)
+        for arm, msg in errors.items():
+            st.info(f"The deep network {net.ARM_LABEL[arm]} cannot train: {msg}")
+        for arm, res in results.items():
+            if res.diverged_at is not None:
+                st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}.")
+        st.plotly_chart(net.fig_grad_norms_training(net.arms_of(results)), key="c3_fig_gtrain")
+        st.caption("Dark lines are layers near the input, light ones near the output. Without BN the "
+                   "lines are spread over decades; with BN they bunch together.")
+
+
+def _section_gap(results: dict) -> None:
+    st.header("5 · A regularizer, as a side effect")
+    st.plotly_chart(net.fig_generalization_gap(net.arms_of(results)), key="c3_fig_gap")
+    cols = st.columns(2)
+    for col, arm in zip(cols, net.ARMS, strict=True):
+        if arm in results:
+            tr = net.final_value(results[arm].history, "train_acc")
+            te = net.final_value(results[arm].history, "test_acc")
+            gap = None if tr is None or te is None else 100 * (tr - te)
+            col.metric(f"Final train − test gap {net.ARM_LABEL[arm]}",
+                       "—" if gap is None else f"{gap:.1f} points")
+    st.markdown(
+        "**What to look for.** During training each example is normalized with the statistics of "
+        "the *other* examples in its batch, a little noise that changes from step to step, somewhat "
+        "like dropout. Ioffe & Szegedy could drop dropout and reduce weight decay. Compare the gaps "
+        "*at similar training accuracy*: a network that has not yet fitted the training set (the "
+        "plain one on its plateau) has a small gap for the wrong reason."
+    )
+
+
+def _section_cost(results: dict) -> None:
+    st.header("6 · The cost")
+    cols = st.columns(3)
+    stats = {arm: net.step_time_stats_ms(res.history) for arm, res in results.items()}
+    for col, arm in zip(cols, net.ARMS, strict=False):
+        s = stats.get(arm)
+        col.metric(f"Median time per step {net.ARM_LABEL[arm]}", "—" if s is None else f"{s[0]:.3g} ms")
+    if stats.get("plain") and stats.get("bn"):
+        ratio = stats["bn"][0] / stats["plain"][0] if stats["plain"][0] > 0 else float("nan")
+        cols[2].metric("BN overhead per step", "—" if not np.isfinite(ratio) else f"{100 * (ratio - 1):+.0f} %")
+    st.plotly_chart(net.fig_step_time(net.arms_of(results)), key="c3_fig_time")
+    st.markdown(
+        "**What to look for.** Each BN layer adds a mean, a variance and a rescale per feature on the "
+        "forward pass and three reductions on the backward pass, so a step costs more. Measured on "
+        "this machine, on this run; the time to reach a given accuracy is what matters, and there BN "
+        "usually wins by far. At evaluation time BN folds into the preceding linear layer and costs "
+        "nothing."
+    )
+
+
+def _section_downloads_and_code(results: dict) -> None:
+    st.header("Data and code")
+    if results:
+        records, steps = net.histories_to_frames(results)
+        c1, c2 = st.columns(2)
+        c1.download_button("Download the recorded histories (CSV)", records.to_csv(index=False),
+                           file_name="bn_in_network_histories.csv", mime="text/csv", key="c3_dl_records")
+        c2.download_button("Download per-step batch loss and time (CSV)", steps.to_csv(index=False),
+                           file_name="bn_in_network_steps.csv", mime="text/csv", key="c3_dl_steps")
+    with st.expander("Show the code: the training loop that produced these curves"):
+        st.code(inspect.getsource(train_module.train), language="python")
+
+
+def main() -> None:
+    st.title("3 · Batch norm in a network")
+    st.markdown(
+        "Two copies of the same network, with the same initial weights, learn to read handwritten "
+        "digits (scikit-learn's 8×8 images). One is plain; the other normalizes every hidden layer's "
+        "input to the nonlinearity over the mini-batch, then rescales it with two learned numbers "
+        "per unit:"
+    )
+    st.latex(BN_LATEX)
+    st.caption("Evaluation uses running averages of μ and σ² collected during training instead of the "
+               "batch's, so a prediction does not depend on the other examples.")
+    n_train = net.n_train()
+    params = make_params(n_train)
+    notices = state.restore(params)
+    notice_box = st.container()
+    _settings_widgets(n_train)
+    ss = st.session_state
+    base = _base_config(ss)
+    placement = ss["c3_place"]
+
+    results, errors = _train_arms(base, placement)
+    _report_runs(results, errors, base)
+    _section_curves(results, base)
+    _section_percentiles(results, base, placement)
+    _section_robustness(results, base, placement)
+    _section_gradient_flow(base, placement)
+    _section_gap(results)
+    _section_cost(results)
+    _section_downloads_and_code(results)
+
+    state.publish(params)
+    with notice_box:
+        state.show_notices(notices)
+
+
+main()

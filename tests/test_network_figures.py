@@ -1,0 +1,226 @@
+"""Chapter 3's figure builders (ui/network.py): labelled, styled, and never fed NaN/inf.
+
+Histories come from two sources: short real runs of :func:`bn_core.train.train` (one of them
+diverging), and hand-made histories that carry NaN/inf where a broken record could put them,
+to check the builders' own filtering rather than rely on the core's.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from bn_core.train import TrainConfig, train
+from ui import network as net
+from ui.theme import ARM_STYLE
+
+# --------------------------------------------------------------------------- helpers shared with the page test
+
+
+def decode_arrays(node) -> list[np.ndarray]:
+    """Every numeric array in a Plotly JSON tree (lists and base64 typed arrays), as float arrays."""
+    found: list[np.ndarray] = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            if "bdata" in v and "dtype" in v:
+                found.append(np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float))
+                return
+            for w in v.values():
+                walk(w)
+        elif isinstance(v, list):
+            if v and all(isinstance(x, int | float) or x is None for x in v) and any(
+                    isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+                found.append(np.array([np.nan if x is None else x for x in v], dtype=float))
+            else:
+                for w in v:
+                    walk(w)
+
+    walk(node)
+    return found
+
+
+def trace_values(spec: dict) -> list[np.ndarray]:
+    """Numeric arrays of the data traces of a figure spec (x, y, error bars, ...)."""
+    return decode_arrays(spec.get("data", []))
+
+
+def assert_all_finite(spec: dict) -> None:
+    """No NaN, inf or null in any numeric array of the figure's traces."""
+    assert "Infinity" not in json.dumps(spec)
+    for arr in trace_values(spec):
+        assert np.all(np.isfinite(arr)), f"non-finite value reached a chart: {arr}"
+
+
+def spec_of(fig: go.Figure) -> dict:
+    """The JSON Streamlit would send (numpy arrays become typed arrays)."""
+    return json.loads(pio.to_json(fig, validate=False))
+
+
+def axis_titles(spec: dict) -> list[str]:
+    layout = spec["layout"]
+    return [v.get("title", {}).get("text", "") for k, v in layout.items()
+            if k.startswith(("xaxis", "yaxis")) and isinstance(v, dict)]
+
+
+# --------------------------------------------------------------------------- histories
+
+
+@pytest.fixture(scope="module")
+def real_runs():
+    base = TrainConfig(steps=40, eval_every=10, depth=2, width=20)
+    return {"plain": train(base), "bn": train(replace(base, norm="bn_before"))}
+
+
+@pytest.fixture(scope="module")
+def diverged_runs():
+    """ReLU at learning rate 30: both arms blow up within a few steps (checked below)."""
+    base = TrainConfig(steps=60, eval_every=2, activation="relu", lr=30.0, init_scale=1.0, depth=2, width=20)
+    runs = {"plain": train(base), "bn": train(replace(base, norm="bn_before"))}
+    assert runs["plain"].diverged_at is not None
+    return runs
+
+
+def poisoned(depth: int = 3, n: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
+    """A history with NaN/inf where a careless recorder could leave them."""
+    rng = np.random.default_rng(seed)
+    h = {
+        "step": np.arange(n) * 10.0,
+        "train_loss": np.linspace(2.3, 0.2, n),
+        "train_acc": np.linspace(0.1, 0.99, n),
+        "test_acc": np.linspace(0.1, 0.95, n),
+        "act_pct": np.sort(rng.normal(size=(n, depth, 3)), axis=2),
+        "grad_norm": rng.uniform(1e-4, 1.0, size=(n, depth + 1)),
+        "batch_loss": np.linspace(2.3, 0.2, n * 10),
+        "step_time": rng.uniform(1e-4, 2e-4, size=n * 10),
+    }
+    h["train_loss"][-2:] = [np.inf, np.nan]
+    h["train_acc"][-1] = np.nan
+    h["test_acc"][-1] = np.nan
+    h["act_pct"][-1, 0, 1] = np.nan
+    h["act_pct"][-2, :, 2] = np.inf
+    h["grad_norm"][-1, :] = np.nan
+    h["grad_norm"][3, 1] = 0.0  # not drawable on a log axis
+    h["step_time"][5] = np.nan
+    return h
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_finite_xy_drops_nonfinite_and_nonpositive():
+    x, y = net.finite_xy([0, 1, 2, 3, 4], [1.0, np.nan, -1.0, np.inf, 2.0], positive=True)
+    assert x.tolist() == [0, 4] and y.tolist() == [1.0, 2.0]
+    x, y = net.finite_xy([0, 1, 2], [1.0, -1.0, np.nan])
+    assert x.tolist() == [0, 1]
+
+
+def _all_figures(histories, diverged=None):
+    sweep = {
+        "values": np.array([0.01, 0.1, 1.0, 10.0]),
+        "none/test_acc": np.array([0.2, 0.8, np.nan, 0.1]),
+        "none/diverged_at": np.array([-1, -1, 12, 3]),
+        "bn_before/test_acc": np.array([0.9, 0.97, 0.98, np.inf]),
+        "bn_before/diverged_at": np.array([-1, -1, -1, -1]),
+    }
+    depth = next(iter(histories.values()))["act_pct"].shape[1]
+    return {
+        "curves": net.fig_training_curves(histories, diverged),
+        "percentiles": net.fig_activation_percentiles(histories, layer=depth),
+        "sweep": net.fig_sweep(sweep, {"plain": "none", "bn": "bn_before"}, title="acc vs lr",
+                               x_title="learning rate [per step]", current=0.1),
+        "grad_init": net.fig_grad_norms_init({a: h["grad_norm"][-1] for a, h in histories.items()}, depth, "sigmoid"),
+        "grad_train": net.fig_grad_norms_training(histories),
+        "gap": net.fig_generalization_gap(histories),
+        "time": net.fig_step_time(histories),
+    }
+
+
+@pytest.mark.parametrize("source", ["real", "diverged", "poisoned"])
+def test_every_figure_has_title_axis_titles_with_units_and_only_finite_data(source, real_runs, diverged_runs):
+    if source == "poisoned":
+        histories, diverged = {"plain": poisoned(seed=1), "bn": poisoned(seed=2)}, {"plain": 100, "bn": None}
+    else:
+        runs = real_runs if source == "real" else diverged_runs
+        histories, diverged = net.arms_of(runs), net.diverged_of(runs)
+    for name, fig in _all_figures(histories, diverged).items():
+        spec = spec_of(fig)
+        assert spec["layout"]["title"]["text"], name
+        titles = [t for t in axis_titles(spec) if t]
+        assert titles, f"{name} has no axis titles"
+        assert any("[" in t and "]" in t for t in titles), f"{name}: no axis title carries a unit: {titles}"
+        assert spec["data"], f"{name} draws nothing"
+        assert_all_finite(spec)
+
+
+def test_arms_use_house_colours_and_dashes(real_runs):
+    spec = spec_of(net.fig_training_curves(net.arms_of(real_runs)))
+    by_name = {t["name"]: t for t in spec["data"] if t.get("showlegend", True) is not False}
+    for arm in net.ARMS:
+        line = by_name[net.ARM_LABEL[arm]]["line"]
+        assert line["color"] == ARM_STYLE[arm]["color"]
+        assert line["dash"] == ARM_STYLE[arm]["dash"]
+    assert ARM_STYLE["plain"]["dash"] != ARM_STYLE["bn"]["dash"]
+
+
+def test_divergence_is_named_and_curves_stop_where_the_run_stopped(diverged_runs):
+    runs = diverged_runs
+    spec = spec_of(net.fig_training_curves(net.arms_of(runs), net.diverged_of(runs)))
+    k = runs["plain"].diverged_at
+    names = [t.get("name", "") for t in spec["data"]]
+    assert f"without BN: diverged at step {k}" in names
+    last_recorded = runs["plain"].history["step"]
+    plain_x = [np.max(decode_arrays(t["x"])[0]) for t in spec["data"]
+               if t.get("name") == "without BN" and decode_arrays(t["x"])[0].size]
+    assert plain_x and all(x <= k for x in plain_x)
+    assert all(x == last_recorded[-1] for x in plain_x)
+
+
+def test_percentile_band_is_the_requested_layer(real_runs):
+    h = net.arms_of(real_runs)
+    spec = spec_of(net.fig_activation_percentiles(h, layer=2))
+    medians = [t for t in spec["data"] if t["name"] == "with BN: median"]
+    assert len(medians) == 1
+    y = decode_arrays(medians[0]["y"])[0]
+    np.testing.assert_allclose(y, h["bn"]["act_pct"][:, 1, 1])
+    # a layer that does not exist draws nothing instead of failing
+    assert not spec_of(net.fig_activation_percentiles(h, layer=7))["data"]
+
+
+def test_missing_arm_is_simply_not_drawn(real_runs):
+    only_plain = {"plain": real_runs["plain"].history}
+    for name, fig in _all_figures(only_plain).items():
+        if name == "sweep":
+            continue
+        text = json.dumps(spec_of(fig)["data"])
+        assert "with BN" not in text, name
+
+
+def test_sweep_marks_diverged_runs_and_drops_nonfinite():
+    sweep = {"values": np.array([0.1, 1.0, 10.0]), "none/test_acc": np.array([0.5, 0.3, 0.1]),
+             "none/diverged_at": np.array([-1, -1, 7])}
+    spec = spec_of(net.fig_sweep(sweep, {"plain": "none", "bn": "bn_before"}, title="t", x_title="lr [1]"))
+    div = [t for t in spec["data"] if t["name"] == "without BN: diverged"]
+    assert len(div) == 1 and decode_arrays(div[0]["x"])[0].tolist() == [10.0]
+    assert div[0]["text"] == ["diverged at step 7"]
+    assert spec["layout"]["xaxis"]["type"] == "log"
+
+
+def test_step_time_stats_and_frames(real_runs):
+    med, q25, q75 = net.step_time_stats_ms(real_runs["bn"].history)
+    t = real_runs["bn"].history["step_time"] * 1e3
+    assert med == pytest.approx(np.median(t)) and q25 <= med <= q75
+    assert net.step_time_stats_ms({"step_time": np.array([np.nan])}) is None
+    records, steps = net.histories_to_frames(real_runs)
+    depth = real_runs["bn"].config.depth
+    assert len(records) == sum(len(r.history["step"]) for r in real_runs.values())
+    assert len(steps) == sum(len(r.history["step_time"]) for r in real_runs.values())
+    assert {f"act_p{q}_layer{depth}" for q in (15, 50, 85)} <= set(records.columns)
+    assert f"grad_norm_layer{depth + 1}" in records.columns
+    assert set(records["arm"]) == {"without BN", "with BN"}

@@ -1,0 +1,493 @@
+"""Chapter 3 (batch norm in a network): figure builders and the Streamlit glue around training.
+
+Two kinds of functions live here:
+
+* **Figure builders** (``fig_*``): plain arrays / history dicts in, ``go.Figure`` out. They
+  never call Streamlit, so they are unit-tested directly. Every builder drops non-finite
+  values before plotting (a diverged run stops with a NaN or an exploding loss; NaN/inf
+  must never reach a chart) and draws the two arms in the house style
+  (:data:`ui.theme.ARM_STYLE`: Okabe-Ito colour *and* dash/marker, so greyscale still reads).
+* **Cached wrappers** (``train_cached``, ``sweep_cached``, ``init_grad_norms_cached``): thin
+  ``st.cache_data`` layers over :mod:`bn_core.train` / :mod:`bn_core.experiments` with a
+  progress bar.
+
+Why the progress bar is created *inside* the cached functions rather than passed in as a
+``_progress`` callback: ``st.cache_data`` records every Streamlit call made while the
+function runs and replays it on a cache hit. A callback that updates a bar created *outside*
+the function makes the replay fail on the second run (``CacheReplayClosureError``). A bar
+created, updated and emptied inside the function replays harmlessly (it ends empty).
+
+A *history* is the dict of arrays recorded by :func:`bn_core.train.train`:
+``step``, ``train_loss``, ``train_acc``, ``test_acc`` of shape ``(n_rec,)``,
+``act_pct`` of shape ``(n_rec, depth, 3)``, ``grad_norm`` of shape ``(n_rec, depth + 1)``,
+and per optimisation step ``batch_loss`` and ``step_time`` of shape ``(n_steps_done,)``.
+Builders take ``histories``, a mapping ``arm -> history`` with ``arm`` in :data:`ARMS`;
+a missing arm (e.g. batch norm cannot train on a batch of one) is simply not drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from bn_core.experiments import gradient_norms_at_init, sweep
+from bn_core.train import TrainConfig, TrainResult, digits, train, validate_config
+from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, style_figure
+
+#: The two arms of every experiment: the plain network and the batch-normalized one.
+ARMS = ("plain", "bn")
+ARM_LABEL = {"plain": "without BN", "bn": "with BN"}
+PERCENTILES = (15, 50, 85)
+CHANCE = 0.1  # ten balanced classes
+
+History = Mapping[str, np.ndarray]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def finite_xy(x, y, *, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the points where both ``x`` and ``y`` are finite (and ``y > 0`` if ``positive``).
+
+    Parameters
+    ----------
+    x, y : array_like of shape (n,)
+    positive : bool
+        Also drop ``y <= 0`` (for a log axis).
+
+    Returns
+    -------
+    x, y : ndarray of shape (m,), m <= n
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = min(len(x), len(y))
+    x, y = x[:n], y[:n]
+    keep = np.isfinite(x) & np.isfinite(y)
+    if positive:
+        keep &= y > 0
+    return x[keep], y[keep]
+
+
+def _line(arm: str, **extra) -> dict:
+    style = ARM_STYLE[arm]
+    return {"color": style["color"], "dash": style["dash"], "width": 2.5, **extra}
+
+
+def _marker(arm: str, **extra) -> dict:
+    style = ARM_STYLE[arm]
+    return {"color": style["color"], "symbol": style["symbol"], "size": 7, **extra}
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    h = hex_colour.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _last_finite(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    fx, fy = finite_xy(x, y)
+    return (float(fx[-1]), float(fy[-1])) if len(fx) else None
+
+
+def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
+    """Move the legend under the x axis title, clear of the (sub)plot titles."""
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
+                      margin={"b": 50 + extra_bottom})
+    return fig
+
+
+def _empty_note(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                       font={"size": 14, "color": OKABE_ITO["black"]})
+
+
+def step_time_stats_ms(history: History) -> tuple[float, float, float] | None:
+    """Median, 25th and 75th percentile of the measured time per training step, in ms.
+
+    Returns None when no finite step time was recorded.
+    """
+    t = np.asarray(history.get("step_time", []), dtype=float)
+    t = t[np.isfinite(t)] * 1e3
+    if t.size == 0:
+        return None
+    q25, med, q75 = np.percentile(t, [25, 50, 75])
+    return float(med), float(q25), float(q75)
+
+
+def final_value(history: History, key: str) -> float | None:
+    """The last finite value of ``history[key]``, or None."""
+    v = np.asarray(history.get(key, []), dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if v.size else None
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def fig_training_curves(histories: Mapping[str, History],
+                        diverged: Mapping[str, int | None] | None = None) -> go.Figure:
+    """Training loss (log axis) and test accuracy against step, one line per arm.
+
+    The analogue of Ioffe & Szegedy (2015), Figure 1(a). A diverged arm ends at its last
+    finite record and gets an ``x`` marker named "diverged at step k".
+    """
+    diverged = diverged or {}
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("training loss (full training set)", "test accuracy"))
+    for arm in ARMS:
+        if arm not in histories:
+            continue
+        h = histories[arm]
+        for col, key, positive in ((1, "train_loss", True), (2, "test_acc", False)):
+            x, y = finite_xy(h["step"], h[key], positive=positive)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm],
+                                     legendgroup=arm, showlegend=col == 1, line=_line(arm),
+                                     marker=_marker(arm, size=5)), row=1, col=col)
+            k = diverged.get(arm)
+            end = _last_finite(x, y) if k is not None else None
+            if end is not None:
+                fig.add_trace(go.Scatter(
+                    x=[end[0]], y=[end[1]], mode="markers", legendgroup=arm, showlegend=col == 1,
+                    name=f"{ARM_LABEL[arm]}: diverged at step {k}",
+                    marker={"symbol": "x", "size": 14, "color": ARM_STYLE[arm]["color"]}),
+                    row=1, col=col)
+    style_figure(fig, "Loss and test accuracy during training (cf. Ioffe & Szegedy 2015, Fig. 1a)",
+                 "step [parameter updates]", "", height=420)
+    fig.update_yaxes(title_text="cross-entropy loss [nats], log scale", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy [fraction]", range=[0, 1.02], row=1, col=2)
+    _legend_below(fig)
+    if not fig.data:
+        _empty_note(fig, "no run to show")
+    return fig
+
+
+def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
+                               activation: str = "sigmoid", unit: int = 0,
+                               placement: str = "bn_before") -> go.Figure:
+    """15th/50th/85th percentiles of one unit's input to the nonlinearity, over training.
+
+    Analogue of Ioffe & Szegedy (2015), Figure 1(b, c): left without BN, right with BN, on a
+    shared y axis so drift and stability compare directly.
+
+    Parameters
+    ----------
+    histories : mapping arm -> history with ``act_pct`` of shape (n_rec, depth, 3)
+    layer : int
+        Hidden layer, 1-based (1 = first hidden layer).
+    """
+    titles = tuple(f"{ARM_LABEL[a]}" + (" (BN after the activation)" if a == "bn" and placement == "bn_after" else "")
+                   for a in ARMS)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=titles)
+    for col, arm in enumerate(ARMS, start=1):
+        h = histories.get(arm)
+        if h is None:
+            continue
+        pct = np.asarray(h["act_pct"], dtype=float)
+        step = np.asarray(h["step"], dtype=float)
+        if pct.ndim != 3 or not 1 <= layer <= pct.shape[1]:
+            continue
+        n = min(len(step), pct.shape[0])
+        step, p = step[:n], pct[:n, layer - 1, :]
+        keep = np.isfinite(step) & np.all(np.isfinite(p), axis=1)
+        step, p = step[keep], p[keep]
+        colour = ARM_STYLE[arm]["color"]
+        fig.add_trace(go.Scatter(x=step, y=p[:, 0], mode="lines", name=f"{ARM_LABEL[arm]}: 15th percentile",
+                                 legendgroup=f"{arm}-band", line={"color": colour, "dash": "dot", "width": 1}),
+                      row=1, col=col)
+        fig.add_trace(go.Scatter(x=step, y=p[:, 2], mode="lines", name=f"{ARM_LABEL[arm]}: 85th percentile",
+                                 legendgroup=f"{arm}-band", fill="tonexty", fillcolor=_rgba(colour, 0.18),
+                                 line={"color": colour, "dash": "dot", "width": 1}), row=1, col=col)
+        fig.add_trace(go.Scatter(x=step, y=p[:, 1], mode="lines+markers", name=f"{ARM_LABEL[arm]}: median",
+                                 line=_line(arm), marker=_marker(arm, size=5)), row=1, col=col)
+    style_figure(fig, f"Input to the {activation} of unit {unit} in hidden layer {layer}: "
+                 "15th / 50th / 85th percentile over training (cf. Fig. 1b,c)",
+                 "step [parameter updates]", "", height=420)
+    fig.update_yaxes(title_text="input to the nonlinearity [pre-activation units]", row=1, col=1)
+    _legend_below(fig)
+    if not fig.data:
+        _empty_note(fig, "no run to show")
+    return fig
+
+
+def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *, title: str,
+              x_title: str, current: float | None = None) -> go.Figure:
+    """Final test accuracy against a swept setting (log x axis), one line per arm.
+
+    Parameters
+    ----------
+    result : dict from :func:`bn_core.experiments.sweep`: ``values`` of shape (n,) and, per
+        norm, ``f"{norm}/test_acc"`` and ``f"{norm}/diverged_at"`` (-1 when the run did not
+        diverge) of shape (n,).
+    arm_norms : mapping arm -> norm name used in ``result`` (e.g. ``{"plain": "none",
+        "bn": "bn_before"}``).
+    current : float, optional
+        The value used by the main run, drawn as a vertical line.
+    """
+    fig = go.Figure()
+    values = np.asarray(result["values"], dtype=float)
+    for arm in ARMS:
+        norm = arm_norms.get(arm)
+        if norm is None or f"{norm}/test_acc" not in result:
+            continue
+        acc = np.asarray(result[f"{norm}/test_acc"], dtype=float)
+        x, y = finite_xy(values, acc)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm], legendgroup=arm,
+                                 line=_line(arm), marker=_marker(arm, size=9)))
+        div = np.asarray(result.get(f"{norm}/diverged_at", np.full(len(values), -1)), dtype=float)
+        n = min(len(values), len(div), len(acc))
+        bad = np.isfinite(values[:n]) & (div[:n] >= 0)
+        if bad.any():
+            # A diverged run has no meaningful accuracy: mark it on the zero line.
+            yd = np.where(np.isfinite(acc[:n][bad]), acc[:n][bad], 0.0)
+            fig.add_trace(go.Scatter(
+                x=values[:n][bad], y=yd, mode="markers", name=f"{ARM_LABEL[arm]}: diverged",
+                legendgroup=arm, text=[f"diverged at step {int(k)}" for k in div[:n][bad]],
+                hovertemplate="%{x}: %{text}<extra></extra>",
+                marker={"symbol": "x", "size": 13, "color": ARM_STYLE[arm]["color"]}))
+    if np.isfinite(values).any():
+        fv = values[np.isfinite(values) & (values > 0)]
+        if fv.size:
+            fig.add_trace(go.Scatter(x=[fv.min(), fv.max()], y=[CHANCE, CHANCE], mode="lines",
+                                     name="chance (10 classes)",
+                                     line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1}))
+    if current is not None and np.isfinite(current) and current > 0:
+        fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1},
+                      annotation_text="current setting", annotation_position="top left")
+    style_figure(fig, title, x_title, "final test accuracy [fraction]", height=400)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[-0.03, 1.03])
+    _legend_below(fig)
+    if not fig.data:
+        _empty_note(fig, "no sweep to show")
+    return fig
+
+
+def fig_grad_norms_init(norms: Mapping[str, np.ndarray], depth: int, activation: str) -> go.Figure:
+    """Per-layer weight-gradient norm at initialization (log y), one line per arm.
+
+    Parameters
+    ----------
+    norms : mapping arm -> ndarray of shape (depth + 1,), the L2 norm of dLoss/dW for each
+        Linear layer (layer 1 = input side, depth + 1 = output layer).
+    """
+    fig = go.Figure()
+    for arm in ARMS:
+        if arm not in norms:
+            continue
+        g = np.asarray(norms[arm], dtype=float)
+        x, y = finite_xy(np.arange(1, g.size + 1), g, positive=True)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm],
+                                 line=_line(arm), marker=_marker(arm, size=9)))
+    style_figure(fig, f"Gradient norm per layer at initialization: {depth} hidden {activation} layers",
+                 "Linear layer [1 = next to the input, last = output layer]",
+                 "‖∂loss/∂W‖ [L2 norm], log scale", height=400)
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(dtick=1)
+    _legend_below(fig)
+    if not fig.data:
+        _empty_note(fig, "no gradient norms to show")
+    return fig
+
+
+def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
+    """Per-layer weight-gradient norm against step, left without BN and right with BN.
+
+    One line per Linear layer, coloured along a sequential (Viridis) scale from the input
+    side (dark) to the output layer (light), with alternating dashes, on a shared log y axis.
+    """
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=tuple(ARM_LABEL[a] for a in ARMS))
+    dashes = ("solid", "dash", "dot", "dashdot")
+    symbols = ("circle", "square", "diamond", "triangle-up", "cross", "star")
+    for col, arm in enumerate(ARMS, start=1):
+        h = histories.get(arm)
+        if h is None:
+            continue
+        g = np.asarray(h["grad_norm"], dtype=float)
+        if g.ndim != 2:
+            continue
+        n_layers = g.shape[1]
+        colours = sample_colorscale(SEQUENTIAL, list(np.linspace(0.0, 0.9, n_layers)))
+        for j in range(n_layers):
+            x, y = finite_xy(h["step"], g[:, j], positive=True)
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines+markers", name=f"layer {j + 1}" + (" (output)" if j == n_layers - 1 else ""),
+                legendgroup=f"layer{j}", showlegend=col == 1,
+                line={"color": colours[j], "dash": dashes[j % len(dashes)], "width": 1.8},
+                marker={"color": colours[j], "symbol": symbols[j % len(symbols)], "size": 4}),
+                row=1, col=col)
+    style_figure(fig, "Gradient norm per layer during training", "step [parameter updates]", "",
+                 height=440)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="‖∂loss/∂W‖ [L2 norm], log scale", row=1, col=1)
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"})
+    if not fig.data:
+        _empty_note(fig, "no run to show")
+    return fig
+
+
+def fig_generalization_gap(histories: Mapping[str, History]) -> go.Figure:
+    """Train accuracy minus test accuracy against step (percentage points), one line per arm."""
+    fig = go.Figure()
+    for arm in ARMS:
+        h = histories.get(arm)
+        if h is None:
+            continue
+        gap = 100.0 * (np.asarray(h["train_acc"], dtype=float) - np.asarray(h["test_acc"], dtype=float))
+        x, y = finite_xy(h["step"], gap)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm],
+                                 line=_line(arm), marker=_marker(arm, size=5)))
+    style_figure(fig, "Generalization gap: train accuracy − test accuracy",
+                 "step [parameter updates]", "train − test accuracy [percentage points]", height=380)
+    fig.add_hline(y=0, line={"color": "grey", "width": 1})
+    _legend_below(fig)
+    if not fig.data:
+        _empty_note(fig, "no run to show")
+    return fig
+
+
+def fig_step_time(histories: Mapping[str, History]) -> go.Figure:
+    """Median measured time per training step per arm (bars), whiskers from 25th to 75th percentile."""
+    fig = go.Figure()
+    for arm in ARMS:
+        h = histories.get(arm)
+        stats = step_time_stats_ms(h) if h is not None else None
+        if stats is None:
+            continue
+        med, q25, q75 = stats
+        fig.add_trace(go.Bar(
+            x=[ARM_LABEL[arm]], y=[med], name=ARM_LABEL[arm], text=[f"{med:.3g} ms"], textposition="outside",
+            marker={"color": ARM_STYLE[arm]["color"], "pattern": {"shape": "" if arm == "plain" else "/"}},
+            error_y={"type": "data", "symmetric": False, "array": [q75 - med], "arrayminus": [med - q25]}))
+    style_figure(fig, "Cost: measured time per training step (median; whiskers 25th–75th percentile)",
+                 "network", "time per step [ms]", height=360)
+    if not fig.data:
+        _empty_note(fig, "no timings to show")
+    return fig
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def histories_to_frames(results: Mapping[str, TrainResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two long tables of the arms' histories, for CSV download.
+
+    Returns
+    -------
+    records : DataFrame
+        One row per arm and evaluation: ``arm, norm, step, train_loss, train_acc, test_acc``,
+        ``act_p{15,50,85}_layer{l}`` and ``grad_norm_layer{k}``.
+    steps : DataFrame
+        One row per arm and optimisation step: ``arm, norm, step, batch_loss, step_time_s``.
+    """
+    rec_parts, step_parts = [], []
+    for arm, res in results.items():
+        h = res.history
+        n = len(h["step"])
+        cols: dict[str, object] = {"arm": ARM_LABEL.get(arm, arm), "norm": res.config.norm,
+                                   "step": np.asarray(h["step"])[:n]}
+        for key in ("train_loss", "train_acc", "test_acc"):
+            cols[key] = np.asarray(h[key], dtype=float)[:n]
+        pct = np.asarray(h["act_pct"], dtype=float)
+        for layer in range(pct.shape[1] if pct.ndim == 3 else 0):
+            for i, q in enumerate(PERCENTILES):
+                cols[f"act_p{q}_layer{layer + 1}"] = pct[:n, layer, i]
+        g = np.asarray(h["grad_norm"], dtype=float)
+        for k in range(g.shape[1] if g.ndim == 2 else 0):
+            cols[f"grad_norm_layer{k + 1}"] = g[:n, k]
+        rec_parts.append(pd.DataFrame(cols))
+        bl = np.asarray(h.get("batch_loss", []), dtype=float)
+        st_ = np.asarray(h.get("step_time", []), dtype=float)
+        m = min(len(bl), len(st_))
+        step_parts.append(pd.DataFrame({"arm": ARM_LABEL.get(arm, arm), "norm": res.config.norm,
+                                        "step": np.arange(1, m + 1), "batch_loss": bl[:m],
+                                        "step_time_s": st_[:m]}))
+    records = pd.concat(rec_parts, ignore_index=True) if rec_parts else pd.DataFrame()
+    steps = pd.concat(step_parts, ignore_index=True) if step_parts else pd.DataFrame()
+    return records, steps
+
+
+# --------------------------------------------------------------------------- Streamlit glue
+
+
+def _bar_callback(bar, text: str) -> Callable[[float], None]:
+    """A progress callback that updates ``bar`` at most every 2 % (few replayed messages)."""
+    last = [-1.0]
+
+    def update(fraction: float) -> None:
+        f = float(min(max(fraction, 0.0), 1.0)) if np.isfinite(fraction) else 0.0
+        if f - last[0] >= 0.02 or (f >= 1.0 > last[0]):
+            last[0] = f
+            bar.progress(f, text=f"{text} {100 * f:.0f} %")
+
+    return update
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def train_cached(config: TrainConfig, label: str) -> TrainResult:
+    """:func:`bn_core.train.train` on the digits with a progress bar, cached per config.
+
+    ``label`` is the progress bar's text (e.g. "Training without BN"). A ``ValueError``
+    (a config that cannot train, e.g. batch norm on a batch of one) propagates, uncached.
+    """
+    validate_config(config, n_train())  # a config that cannot train raises before any bar shows
+    bar = st.progress(0.0, text=label)
+    try:
+        with np.errstate(all="ignore"):
+            result = train(config, progress=_bar_callback(bar, label))
+    finally:
+        bar.empty()
+    # the trained MLP is not needed by the page; keep the cache entries small
+    return replace(result, model=None) if hasattr(result, "model") else result
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
+                 norms: tuple[str, ...], label: str) -> dict[str, np.ndarray]:
+    """:func:`bn_core.experiments.sweep` with a progress bar, cached."""
+    bar = st.progress(0.0, text=label)
+    try:
+        with np.errstate(all="ignore"):
+            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label))
+    finally:
+        bar.empty()
+
+
+@st.cache_data(max_entries=1, show_spinner=False)
+def n_train() -> int:
+    """Number of training samples of the default digits split (the batch-size maximum)."""
+    return int(digits().X_train.shape[0])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def init_grad_norms_cached(base: TrainConfig, norms: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """:func:`bn_core.experiments.gradient_norms_at_init`, cached (one forward/backward per norm)."""
+    with np.errstate(all="ignore"):
+        return gradient_norms_at_init(base, norms=norms)
+
+
+def arms_of(results: Mapping[str, TrainResult]) -> dict[str, History]:
+    """``arm -> history`` for the arms that trained."""
+    return {arm: res.history for arm, res in results.items()}
+
+
+def diverged_of(results: Mapping[str, TrainResult]) -> dict[str, int | None]:
+    """``arm -> divergence step`` (None when the arm did not diverge)."""
+    return {arm: res.diverged_at for arm, res in results.items()}
+
+
+__all__: Sequence[str] = [
+    "ARMS", "ARM_LABEL", "finite_xy", "step_time_stats_ms", "final_value",
+    "fig_training_curves", "fig_activation_percentiles", "fig_sweep", "fig_grad_norms_init",
+    "fig_grad_norms_training", "fig_generalization_gap", "fig_step_time", "histories_to_frames",
+    "train_cached", "sweep_cached", "init_grad_norms_cached", "arms_of", "diverged_of",
+]
