@@ -29,7 +29,7 @@ MAX_DEPTH = 10
 MAX_STEPS = 5000
 DEFAULT_STEPS = 1000  # both arms in about 2 s; the paper-like reference run is 3000 steps at lr 0.1
 DEFAULT_LR = 0.3
-RECORDS_PER_RUN = 60  # evaluations per run: the x resolution of every "vs step" chart
+RECORDS_PER_RUN = 40  # evaluations per run: the x resolution of every "vs step" chart
 
 
 def make_params(n_train: int) -> list[state.Param]:

@@ -1,0 +1,185 @@
+"""Chapter 3 page (pages/bn_in_network.py) under AppTest: interactions, URL state, bad input.
+
+Runs use a few training steps set through the URL (``c3_steps``) so the whole file stays fast;
+the science itself is tested in tests/test_train.py and tests/test_experiments.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_network_figures import assert_all_finite, decode_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/bn_in_network.py"
+
+
+def run_page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page(PAGE)
+    for k, v in query.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Chart title -> Plotly spec, for every chart on the page."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def figure(at: AppTest, title_start: str) -> dict:
+    matches = [s for t, s in figures(at).items() if t.startswith(title_start)]
+    assert len(matches) == 1, f"expected one chart titled {title_start!r}, got {list(figures(at))}"
+    return matches[0]
+
+
+def traces(spec: dict) -> dict[str, list[np.ndarray]]:
+    """Trace name -> its numeric arrays (x, y, ...)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for t in spec["data"]:
+        out.setdefault(t.get("name", ""), []).extend(decode_arrays({k: t[k] for k in ("x", "y") if k in t}))
+    return out
+
+
+def same_traces(a: dict, b: dict) -> bool:
+    ta, tb = traces(a), traces(b)
+    if ta.keys() != tb.keys():
+        return False
+    for name in ta:
+        if len(ta[name]) != len(tb[name]):
+            return False
+        for u, v in zip(ta[name], tb[name], strict=True):
+            if u.shape != v.shape or not np.allclose(u, v):
+                return False
+    return True
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+CURVES = "Loss and test accuracy"
+PCT = "Input to the"
+
+
+def test_small_run_draws_every_chart_finite_and_titled():
+    at = run_page(c3_steps=20)
+    titles = list(figures(at))
+    for start in (CURVES, PCT, "Gradient norm per layer at initialization", "Generalization gap", "Cost"):
+        assert any(t.startswith(start) for t in titles), (start, titles)
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+    names = traces(figure(at, CURVES))
+    assert "without BN" in names and "with BN" in names
+    assert not at.warning and not at.error
+    # every control is mirrored in the URL
+    for key in ("c3_depth", "c3_width", "c3_act", "c3_init", "c3_lr", "c3_batch", "c3_steps",
+                "c3_opt", "c3_place", "c3_seed"):
+        assert key in at.query_params, key
+    assert at.query_params["c3_steps"] == "20"
+
+
+def test_changing_learning_rate_and_placement_changes_the_curves():
+    at = run_page(c3_steps=30)
+    before = figure(at, CURVES)
+    at.select_slider(key="c3_lr").set_value(3.0).run()
+    assert not at.exception
+    after_lr = figure(at, CURVES)
+    assert not same_traces(before, after_lr)
+    assert at.query_params["c3_lr"] == "3"
+
+    pct_before = figure(at, PCT)
+    at.radio(key="c3_place").set_value("bn_after").run()
+    assert not at.exception
+    after_place = figure(at, CURVES)
+    assert not same_traces(after_lr, after_place)
+    # only the BN arm changed: the plain arm's curves are identical
+    assert all(np.allclose(u, v) for u, v in zip(traces(after_lr)["without BN"], traces(after_place)["without BN"],
+                                                 strict=True))
+    assert not same_traces(pct_before, figure(at, PCT))
+    assert at.query_params["c3_place"] == "bn_after"
+
+
+def test_url_restores_the_view():
+    at = run_page(c3_steps=15, c3_depth=2, c3_width=32, c3_act="tanh", c3_lr=1, c3_batch=30,
+                  c3_place="bn_after", c3_opt="momentum", c3_seed=7, c3_layer=2, c3_init=0.3)
+    assert not at.warning, texts(at.warning)
+    ss = at.session_state
+    assert (ss["c3_depth"], ss["c3_width"], ss["c3_act"], ss["c3_lr"], ss["c3_batch"]) == (2, 32, "tanh", 1.0, 30)
+    assert (ss["c3_place"], ss["c3_opt"], ss["c3_seed"], ss["c3_layer"], ss["c3_init"]) == (
+        "bn_after", "momentum", 7, 2, 0.3)
+    assert at.select_slider(key="c3_lr").value == 1.0
+    title = next(t for t in figures(at) if t.startswith(PCT))
+    assert "tanh" in title and "hidden layer 2" in title
+    # two hidden layers + output layer: three gradient-norm columns in the history CSV
+    assert at.query_params["c3_act"] == "tanh"
+
+
+def test_garbage_nan_huge_and_negative_values_are_clamped_with_a_warning():
+    at = run_page(c3_steps=-3, c3_lr="abc", c3_depth="nan", c3_width="1e9", c3_init="-2",
+                  c3_act="softmax", c3_seed="inf", c3_place="middle", c3_layer="12.5")
+    warning = texts(at.warning)
+    for name in ("steps", "learning rate", "hidden layers", "units per layer", "initial weight std",
+                 "activation", "seed", "BN placement", "probed layer"):
+        assert name in warning, (name, warning)
+    ss = at.session_state
+    assert ss["c3_steps"] == 1 and ss["c3_lr"] == 0.3 and ss["c3_depth"] == 3
+    assert ss["c3_width"] == 256 and ss["c3_init"] == 0.001 and ss["c3_act"] == "sigmoid"
+    assert ss["c3_seed"] == 10_000 and ss["c3_place"] == "bn_before"
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+    assert at.query_params["c3_width"] == "256"
+
+
+def test_batch_of_one_explains_and_still_shows_the_plain_network():
+    at = run_page(c3_steps=10, c3_batch=1)
+    warning = texts(at.warning)
+    assert "batch of one" in warning and "variance" in warning
+    assert not at.error
+    names = traces(figure(at, CURVES))
+    assert "without BN" in names and "with BN" not in names
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+
+
+def test_batch_larger_than_the_training_set_is_clamped():
+    at = run_page(c3_steps=5, c3_batch=100_000)
+    assert "batch size" in texts(at.warning)
+    assert at.session_state["c3_batch"] == at.number_input(key="c3_batch").max
+
+
+def test_huge_learning_rate_says_diverged_and_keeps_nan_out_of_charts():
+    at = run_page(c3_steps=40, c3_act="relu", c3_lr=30, c3_init=1)
+    errors = texts(at.error)
+    assert "diverged at step" in errors
+    names = traces(figure(at, CURVES))
+    assert any("diverged at step" in n for n in names)
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+
+
+@pytest.mark.parametrize("place", ["bn_before", "bn_after"])
+def test_sweeps_and_deep_training_on_request(place):
+    at = run_page(c3_steps=3, c3_sweeps=1, c3_gtrain=1, c3_gdepth=8, c3_place=place)
+    titles = list(figures(at))
+    assert any(t.startswith("Final test accuracy vs learning rate") for t in titles), titles
+    assert any(t.startswith("Final test accuracy vs initial weight std") for t in titles), titles
+    assert any(t.startswith("Gradient norm per layer during training") for t in titles), titles
+    lr_sweep = traces(figure(at, "Final test accuracy vs learning rate"))
+    assert lr_sweep["without BN"][0].size == 10 and lr_sweep["with BN"][0].size == 10
+    init = traces(figure(at, "Gradient norm per layer at initialization"))
+    assert init["without BN"][0].size == 9  # 8 hidden layers + output
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+    assert not at.exception
