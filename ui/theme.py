@@ -62,8 +62,10 @@ def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, *, heig
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        # The legend sits below the x-axis title, so it never covers the chart title or data,
+        # however narrow the column the chart is drawn in.
+        margin={"l": 60, "r": 20, "t": 60, "b": 110},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.28, "xanchor": "left", "x": 0.0},
         template="plotly_white",
         font={"size": 13},
     )
