@@ -138,10 +138,15 @@ for i, v in enumerate(variants):
         st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
 st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
          r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
-st.markdown("**What to see:** the raw contours are needle-thin ellipses. Along the steep direction any α "
-            "above 2/λ_max makes the path bounce across the valley and blow up; along the flat direction "
-            "the same α barely moves. The standardized contours are almost circles: the gradient points at "
-            "the optimum and the path goes straight there.")
+st.markdown("**What to see** (both axes use the same scale, so a circle looks like a circle): the raw "
+            "contours are needle-thin ellipses. At the default step, half of each variant's 2/λ_max, the first "
+            "raw step drops straight to the valley floor (1 − αλ_max = 0) and every later step crawls along "
+            "it: after 100 steps the star is still far away. The standardized contours are almost circles: "
+            "the gradient points at the optimum and the path goes straight there in a handful of steps. "
+            "**Try a fraction of 0.9:** the raw path now zigzags across the valley (each bounce shrinks by "
+            "|1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever higher and diverges. "
+            "**Try Adam** with the same learning rate for all (α ≈ 0.3): scaling each coordinate by its own "
+            "gradient size partly rescues the valley.")
 
 # ---- convergence -------------------------------------------------------------------------
 st.header("Convergence")
@@ -186,19 +191,18 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
 if ss["c1_map"]:
-    smap = vs.stability(seed, n, noise, tuple(variants), mode, epochs, opt, *hyper)
-    cur = (frac if mode == "fraction" else lr, batch)
-    show_cur = cur if batch in smap.batch_sizes else None
-    st.plotly_chart(vf.stability_figure(smap.variants, smap.x_values, smap.x_kind, smap.batch_sizes,
-                                        smap.final_loss, smap.diverged, smap.undefined, show_cur),
-                    key="c1_fig_map")
+    smap, map_fig = vs.stability_figure(seed, n, noise, tuple(variants), mode, epochs, opt, *hyper)
+    show_cur = batch in smap.batch_sizes
+    if show_cur:
+        map_fig = vf.with_current_setting(map_fig, len(smap.variants), (frac if mode == "fraction" else lr, batch))
+    st.plotly_chart(map_fig, key="c1_fig_map")
     st.markdown(f"Final full-batch loss after {epochs} epochs for every cell (all learning rates of a batch size "
                 "run in one vectorized loop). Red × = diverged (the loss exploded or overflowed); grey squares "
                 "= undefined (batch norm with one sample per batch). In *fraction* mode each variant uses its "
-                "own 2/λ_max, so full batch (bottom row) diverges right after 1.0 for every variant; small "
+                "own 2/λ_max, so full batch (top row) diverges right after 1.0 for every variant; small "
                 "batches are noisier and become unstable earlier, and batch-normalized inputs from tiny batches "
                 "are too noisy to fit well.")
-    if show_cur is None:
+    if not show_cur:
         st.caption(f"(The current batch size {batch} is not one of the map's rows; the star is omitted.)")
 else:
     st.caption("Switched off in the sidebar.")

@@ -50,7 +50,7 @@ PARAMS = [
     FloatParam("c1_beta2", 0.999, label="Adam beta2", lo=0.9, hi=0.9999, options=BETA2_OPTIONS),
     ChoiceParam("c1_mode", "fraction", label="learning-rate mode", choices=MODES),
     FloatParam("c1_lr", 0.01, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1], options=LR_OPTIONS),
-    FloatParam("c1_frac", 0.9, label="fraction of 2/λ_max", lo=FRACTION_OPTIONS[0], hi=FRACTION_OPTIONS[-1],
+    FloatParam("c1_frac", 0.5, label="fraction of 2/λ_max", lo=FRACTION_OPTIONS[0], hi=FRACTION_OPTIONS[-1],
                options=FRACTION_OPTIONS),
     IntParam("c1_batch", 100, label="batch size", lo=1, hi=N_MAX),
     IntParam("c1_epochs", 100, label="epochs", lo=1, hi=EPOCHS_MAX),
@@ -128,6 +128,15 @@ def stability(seed: int, n: int, noise: float, variants: tuple, mode: str, epoch
                            progress=lambda f: bar.progress(min(max(float(f), 0.0), 1.0)))
     bar.empty()
     return smap
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stability_figure(seed: int, n: int, noise: float, variants: tuple, mode: str, epochs: int, optimizer: str,
+                     mom: float, beta1: float, beta2: float):
+    """The stability map's figure (without the current-setting star; see ``with_current_setting``)."""
+    m = stability(seed, n, noise, variants, mode, epochs, optimizer, mom, beta1, beta2)
+    return m, vf.stability_figure(m.variants, m.x_values, m.x_kind, m.batch_sizes, m.final_loss, m.diverged,
+                                  m.undefined)
 
 
 def relative_suboptimality(res: R.RunResult) -> np.ndarray:

@@ -1,23 +1,89 @@
 """Plotly figures of chapter 1 (Valley vs bowl): arrays in, ``go.Figure`` out, no Streamlit.
 
 Every figure: a title, axis titles with units, a legend, Okabe-Ito colours with dash/marker
-redundancy (``ui.theme.VARIANT_STYLE``). Non-finite numbers never reach a figure: the callers
-pass paths truncated before a divergence, log axes get only positive values, and missing
-heat-map cells are ``None`` (drawn as gaps with an explicit marker on top).
+redundancy (``ui.theme.VARIANT_STYLE``) and the house layout of ``ui.theme.style_figure``.
+Non-finite numbers never reach a figure: paths are truncated before a divergence, log axes get
+only positive values, and missing heat-map cells are ``None`` (gaps with a marker on top).
 
-Figures are built from plain dicts with ``_validate=False``: the dicts are written by this
-module (not user input) and skipping plotly's per-property validation is what keeps a rerun of
-the page fast (see ``benchmarks/bench_rerun.py``).
+**Speed.** A rerun of the page must stay around 30 ms, but building a ``go.Figure`` validates
+every property (a landscape with 40 animation frames took ~100 ms, ``style_figure`` alone
+~90 ms). The builders therefore write the figure *specification* as plain dicts (large arrays
+as Plotly's base64 typed arrays) and wrap it in :class:`FigureSpec`, a ``go.Figure`` whose
+``to_dict`` returns that trusted spec; the house layout comes from ``style_figure`` once per
+height and is reused. ``st.plotly_chart`` accepts it like any figure.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
+import functools
 import math
 
 import numpy as np
 import plotly.graph_objects as go
 
 from ui.theme import OKABE_ITO, SEQUENTIAL, VARIANT_STYLE, style_figure
+
+
+class FigureSpec(go.Figure):
+    """A ``go.Figure`` that carries a prebuilt, trusted spec ``{"data", "layout", "frames"}``.
+
+    ``to_dict``/``to_plotly_json`` return the spec as is (no per-property validation), which
+    is all ``st.plotly_chart`` and ``plotly.io.to_json`` need. Use :attr:`spec` to inspect it.
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self._spec = spec
+
+    @property
+    def spec(self) -> dict:
+        return self._spec
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+    def to_plotly_json(self) -> dict:
+        return self._spec
+
+    def __reduce__(self):
+        return (FigureSpec, (self._spec,))
+
+
+@functools.lru_cache(maxsize=8)
+def _house_layout(height: int) -> dict:
+    """``ui.theme.style_figure``'s layout (template included) for ``height``, built once."""
+    return style_figure(go.Figure(), "", "", "", height=height).to_dict()["layout"]
+
+
+def _layout(title: str, x_title: str, y_title: str, height: int, **extra) -> dict:
+    lay = copy.deepcopy(_house_layout(height))
+    lay["title"]["text"] = title
+    lay.setdefault("xaxis", {})["title"] = {"text": x_title}
+    lay.setdefault("yaxis", {})["title"] = {"text": y_title}
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(lay.get(k), dict):
+            lay[k].update(v)
+        else:
+            lay[k] = v
+    return lay
+
+
+def _typed(a, dtype: str = "f8") -> dict | list:
+    """A numeric array as Plotly's base64 typed array (fast to encode, exact for f8).
+
+    Arrays with a non-finite value are returned as a list with ``None`` in its place instead,
+    so a NaN or inf can never hide inside a typed array.
+    """
+    a = np.ascontiguousarray(np.asarray(a, dtype=dtype))
+    if not np.all(np.isfinite(a)):
+        return _tolist(a) if a.ndim == 1 else [_tolist(row) for row in a]
+    spec = {"dtype": dtype, "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    if a.ndim > 1:
+        spec["shape"] = ", ".join(str(d) for d in a.shape)
+    return spec
+
 
 VARIANT_LABELS = {
     "raw": "raw",
@@ -33,10 +99,6 @@ WEIGHT_UNITS = {
     "standardized": "y per std of {f}",
     "batchnorm": "y per batch std of {f}",
 }
-
-
-def _fig(data: list, layout: dict | None = None, frames: list | None = None) -> go.Figure:
-    return go.Figure(data=data, layout=layout or {}, frames=frames or [], _validate=False)
 
 
 def _tolist(a) -> list:
@@ -55,7 +117,7 @@ def downsample_indices(k: int, limit: int = 600, head: int = 150) -> np.ndarray:
 
 
 def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin: float = 0.15) -> tuple:
-    """A (w1, w2) box around the start, the optimum and the path, with a margin.
+    """A square (w1, w2) box around the start, the optimum and the path, with a margin.
 
     Path points farther than 3 start-optimum distances from the optimum are ignored (a
     diverging path leaves the box and is clipped by the axis range instead of squashing it).
@@ -66,13 +128,15 @@ def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin:
     near = np.max(np.abs(pts - optimum), axis=1) <= 3 * span
     pts = pts[near]
     lo, hi = pts.min(axis=0), pts.max(axis=0)
-    pad = margin * np.maximum(hi - lo, 0.05 * span)
-    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+    # A square box (same span on both axes): with equal axis scales a round bowl looks round and
+    # a valley looks as narrow as it is.
+    center, half = (lo + hi) / 2, (1 + 2 * margin) * max(float(np.max(hi - lo)), 0.05 * span) / 2
+    return (center[0] - half, center[0] + half), (center[1] - half, center[1] + half)
 
 
 def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.ndarray,
                      path: np.ndarray, steps: np.ndarray, optimum: np.ndarray, *,
-                     diverged_at: int | None = None, n_frames: int = 40, height: int = 460) -> go.Figure:
+                     diverged_at: int | None = None, n_frames: int = 40, height: int = 640) -> go.Figure:
     """Contour of the loss over (w1, w2) with the optimizer's path, start, optimum and playback.
 
     Parameters
@@ -100,52 +164,54 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
         z = np.log10(np.maximum(subopt, floor))
     idx = downsample_indices(len(path))
     px, py, ps = path[idx, 0], path[idx, 1], steps[idx]
-    xs, ys = _tolist(px), _tolist(py)
+    xs, ys = _typed(px), _typed(py)
+    x_last, y_last = float(px[-1]), float(py[-1])
     line = {"color": style["color"], "width": 2, "dash": style["dash"]}
     marker = {"symbol": style["symbol"], "size": 6, "color": style["color"],
               "line": {"color": "white", "width": 1}}
     data = [
-        {"type": "contour", "x": np.asarray(w1, float), "y": np.asarray(w2, float), "z": z,
+        {"type": "contour", "x": _typed(w1), "y": _typed(w2), "z": _typed(z, "f4"),
          "colorscale": SEQUENTIAL, "ncontours": 24, "name": "log10(L - L*)", "showlegend": False,
          "colorbar": {"title": {"text": "log10(L − L*)<br>[log10 (y units)²]"}, "len": 0.85},
          "hovertemplate": "w1=%{x:.4g}<br>w2=%{y:.4g}<br>log10(L−L*)=%{z:.2f}<extra></extra>"},
         {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": f"path ({VARIANT_LABELS[variant]})",
-         "line": line, "marker": marker, "customdata": ps.tolist(),
+         "line": line, "marker": marker, "customdata": _typed(ps, "i4"),
          "hovertemplate": "step %{customdata}<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>"},
-        {"type": "scatter", "x": [xs[0]], "y": [ys[0]], "mode": "markers", "name": "start",
+        {"type": "scatter", "x": [float(px[0])], "y": [float(py[0])], "mode": "markers", "name": "start",
          "marker": {"symbol": "circle-open", "size": 14, "color": OKABE_ITO["black"], "line": {"width": 3}}},
         {"type": "scatter", "x": [float(optimum[0])], "y": [float(optimum[1])], "mode": "markers",
          "name": "optimum (least squares)",
          "marker": {"symbol": "star", "size": 16, "color": OKABE_ITO["yellow"], "line": {"color": "black", "width": 1}}},
-        {"type": "scatter", "x": [xs[-1]], "y": [ys[-1]], "mode": "markers", "name": "current step",
+        {"type": "scatter", "x": [x_last], "y": [y_last], "mode": "markers", "name": "current step",
          "marker": {"symbol": style["symbol"], "size": 14, "color": style["color"], "line": {"color": "black", "width": 2}}},
     ]
     k = len(px)
     fidx = np.unique(np.concatenate([[0], np.geomspace(1, max(k, 1), n_frames).round().astype(int) - 1, [k - 1]]))
     fidx = fidx[(fidx >= 0) & (fidx < k)]
     frames = [{"name": str(int(ps[i])), "traces": [1, 4],
-               "data": [{"type": "scatter", "x": xs[:i + 1], "y": ys[:i + 1]},
-                        {"type": "scatter", "x": [xs[i]], "y": [ys[i]]}]} for i in fidx]
+               "data": [{"type": "scatter", "x": _typed(px[:i + 1]), "y": _typed(py[:i + 1])},
+                        {"type": "scatter", "x": [float(px[i])], "y": [float(py[i])]}]} for i in fidx]
     anim = {"frame": {"duration": 80, "redraw": False}, "transition": {"duration": 0}, "mode": "immediate"}
-    slider = {"active": len(frames) - 1, "x": 0.1, "len": 0.9, "y": -0.08, "yanchor": "top",
+    slider = {"active": len(frames) - 1, "x": 0.24, "len": 0.76, "y": -0.2, "yanchor": "top", "pad": {"t": 0},
               "currentvalue": {"prefix": "step ", "visible": True},
               "steps": [{"label": f["name"], "method": "animate", "args": [[f["name"]], anim]} for f in frames]}
-    buttons = {"type": "buttons", "direction": "left", "x": 0.0, "y": -0.08, "xanchor": "left", "yanchor": "top",
-               "pad": {"t": 30}, "showactive": False,
-               "buttons": [{"label": "▶ play", "method": "animate", "args": [None, {**anim, "fromcurrent": False}]},
-                           {"label": "⏸ pause", "method": "animate",
+    buttons = {"type": "buttons", "direction": "left", "x": 0.0, "y": -0.22, "xanchor": "left", "yanchor": "top",
+               "pad": {"t": 0}, "showactive": False,
+               "buttons": [{"label": "play", "method": "animate", "args": [None, {**anim, "fromcurrent": False}]},
+                           {"label": "pause", "method": "animate",
                             "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}
     (x0, x1), (y0, y1) = grid_box(path, path[0], optimum)
     units = WEIGHT_UNITS[variant]
     title = f"{VARIANT_LABELS[variant]}: loss landscape and path"
     if diverged_at is not None:
         title += f" (diverged at step {diverged_at})"
-    fig = _fig(data, {"updatemenus": [buttons], "sliders": [slider]}, frames)
-    style_figure(fig, title, f"w1 [{units.format(f='A')}]", f"w2 [{units.format(f='B')}]", height=height)
-    fig.update_layout(margin={"l": 60, "r": 20, "t": 60, "b": 110})
-    fig.update_xaxes(range=[x0, x1])
-    fig.update_yaxes(range=[y0, y1])
-    return fig
+    layout = _layout(title, f"w1 [{units.format(f='A')}]", f"w2 [{units.format(f='B')}]", height,
+                     updatemenus=[buttons], sliders=[slider], margin={"b": 230},
+                     legend={"y": -0.47, "yanchor": "top"},
+                     xaxis={"range": [float(x0), float(x1)], "constrain": "domain"},
+                     yaxis={"range": [float(y0), float(y1)], "scaleanchor": "x", "scaleratio": 1,
+                            "constrain": "domain"})
+    return FigureSpec({"data": data, "layout": layout, "frames": frames})
 
 
 def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure:
@@ -164,7 +230,7 @@ def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure
         idx = downsample_indices(len(steps), limit=1500, head=300)
         s, r = np.asarray(steps)[idx], np.asarray(rel, dtype=float)[idx]
         ok = np.isfinite(r) & (r > 0)  # a log axis takes positive values only
-        data.append({"type": "scatter", "x": s[ok].tolist(), "y": r[ok].tolist(), "mode": "lines",
+        data.append({"type": "scatter", "x": _typed(s[ok], "i4"), "y": _typed(r[ok]), "mode": "lines",
                      "name": VARIANT_LABELS[variant],
                      "line": {"color": style["color"], "dash": style["dash"], "width": 2.5}})
         if div is not None and ok.any():
@@ -173,18 +239,19 @@ def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure
                          "name": f"{VARIANT_LABELS[variant]}: diverged at step {div}",
                          "text": [f"diverged at step {div}"], "textposition": "top left",
                          "marker": {"symbol": "x", "size": 14, "color": style["color"]}})
-    fig = _fig(data)
-    fig.add_hline(y=tol, line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1},
-                  annotation_text=f"tolerance {tol:g}", annotation_position="bottom right")
-    style_figure(fig, "Convergence: relative suboptimality per step (log scale)",
-                 "step k [parameter updates]", "(L_k − L*) / (L_0 − L*) [dimensionless]", height=height)
-    fig.update_yaxes(type="log", exponentformat="power")
-    return fig
+    shape = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": tol, "y1": tol,
+             "line": {"color": OKABE_ITO["black"], "dash": "dot", "width": 1}}
+    note = {"text": f"tolerance {tol:g}", "xref": "paper", "x": 1, "xanchor": "right", "yref": "y",
+            "y": math.log10(tol), "yanchor": "top", "showarrow": False}
+    layout = _layout("Convergence: relative suboptimality per step (log scale)", "step k [parameter updates]",
+                     "(L_k − L*) / (L_0 − L*) [dimensionless]", height, shapes=[shape], annotations=[note],
+                     yaxis={"type": "log", "exponentformat": "power"})
+    return FigureSpec({"data": data, "layout": layout})
 
 
 def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_sizes: np.ndarray,
                      final_loss: np.ndarray, diverged: np.ndarray, undefined: np.ndarray,
-                     current: tuple | None = None, height: int = 380) -> go.Figure:
+                     current: tuple | None = None, height: int = 400) -> go.Figure:
     """Heat maps of ``log10`` final loss over (learning rate, batch size), one panel per variant.
 
     Parameters
@@ -199,11 +266,7 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
     current : (x, batch size), optional
         The page's current setting, marked with a star.
     """
-    from plotly.subplots import make_subplots
-
     V = len(variants)
-    fig = make_subplots(rows=1, cols=V, shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[VARIANT_LABELS[v] for v in variants])
     with np.errstate(all="ignore"):
         logl = np.log10(np.maximum(final_loss, 1e-300))
     finite = logl[np.isfinite(logl)]
@@ -226,19 +289,49 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
                             "mode": "markers", "name": name, "legendgroup": name, "showlegend": name not in shown,
                             "marker": {"symbol": sym, "size": 7, "color": col}}, v))
             shown.add(name)
-        if current is not None:
-            traces.append(({"type": "scatter", "x": [float(current[0])], "y": [str(int(current[1]))],
-                            "mode": "markers", "name": "current setting", "legendgroup": "cur", "showlegend": v == 0,
-                            "marker": {"symbol": "star", "size": 13, "color": "white", "line": {"color": "black", "width": 1.5}}}, v))
-    for t, v in traces:
-        fig.add_trace(t, row=1, col=v + 1)
     xt = "learning rate α [step size]" if x_kind == "lr" else "α as a fraction of 2/λ_max [dimensionless]"
-    style_figure(fig, "Stability map: log10 final full-batch loss (gaps: diverged or undefined)",
-                 "", "batch size [samples]", height=height)
-    fig.update_xaxes(type="log", title_text=xt)
-    fig.update_yaxes(type="category", title_text="", col=1, row=1)
-    fig.update_yaxes(title_text="batch size [samples]", row=1, col=1)
-    fig.update_layout(coloraxis={"colorscale": SEQUENTIAL, "cmin": zmin, "cmax": zmax,
+    gap = 0.04
+    width = (1 - gap * (V - 1)) / V
+    extra: dict = {"annotations": [], "legend": {"y": -0.3, "yanchor": "top", "x": 0, "xanchor": "left"},
+                   "coloraxis": {"colorscale": SEQUENTIAL, "cmin": zmin, "cmax": zmax,
                                  "colorbar": {"title": {"text": "log10 loss<br>[log10 (y units)²]"}}},
-                      legend={"y": -0.25, "yanchor": "top", "x": 0, "xanchor": "left"})
-    return fig
+                   "margin": {"b": 90}}
+    for v in range(V):
+        sfx = "" if v == 0 else str(v + 1)
+        lo = v * (width + gap)
+        extra[f"xaxis{sfx}"] = {"domain": [lo, lo + width], "anchor": f"y{sfx}", "type": "log",
+                                "title": {"text": xt if V == 1 or v == V // 2 else ""}}
+        extra[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "type": "category",
+                                **({} if v == 0 else {"matches": "y", "showticklabels": False})}
+        extra["annotations"].append({"text": VARIANT_LABELS[variants[v]], "x": lo + width / 2, "y": 1.0,
+                                     "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom",
+                                     "showarrow": False})
+    data = []
+    for t, v in traces:
+        sfx = "" if v == 0 else str(v + 1)
+        data.append({**t, "xaxis": f"x{sfx}", "yaxis": f"y{sfx}"})
+    layout = _layout("Stability map: log10 final full-batch loss (gaps: diverged or undefined)", xt,
+                     "batch size [samples]", height)
+    for k, val in extra.items():
+        if k in ("xaxis", "yaxis", "legend"):
+            layout[k].update(val)
+        else:
+            layout[k] = val
+    layout["yaxis"]["title"] = {"text": "batch size [samples]"}
+    fig = FigureSpec({"data": data, "layout": layout})
+    return fig if current is None else with_current_setting(fig, V, current)
+
+
+def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> FigureSpec:
+    """A copy of a stability map with a star at the page's current (x, batch size) in every panel.
+
+    Kept separate so the (cached) map need not be rebuilt when only the current setting moves.
+    """
+    spec = dict(fig.spec)
+    stars = [{"type": "scatter", "x": [float(current[0])], "y": [str(int(current[1]))], "mode": "markers",
+              "name": "current setting", "legendgroup": "cur", "showlegend": v == 0,
+              "xaxis": "x" if v == 0 else f"x{v + 1}", "yaxis": "y" if v == 0 else f"y{v + 1}",
+              "marker": {"symbol": "star", "size": 13, "color": "white", "line": {"color": "black", "width": 1.5}}}
+             for v in range(n_panels)]
+    spec["data"] = list(spec["data"]) + stars
+    return FigureSpec(spec)
