@@ -64,6 +64,7 @@ batch, epochs, tol = min(int(ss["c1_batch"]), n), int(ss["c1_epochs"]), float(ss
 lr, frac = float(ss["c1_lr"]), float(ss["c1_frac"])
 hyper = (float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"]))
 variants = [v for v in R.VARIANTS if v in ss["c1_variants"]]
+selected = tuple(variants)  # the stability map keeps batch norm even when batch size 1 skips its run
 n_steps = epochs * R.steps_per_epoch(n, batch)
 
 with st.expander("The seed article's recipe: batch normalization in three steps", expanded=False):
@@ -191,7 +192,7 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
 if ss["c1_map"]:
-    smap, map_fig = vs.stability_figure(seed, n, noise, tuple(variants), mode, epochs, opt, *hyper)
+    smap, map_fig = vs.stability_figure(seed, n, noise, selected, mode, epochs, opt, *hyper)
     show_cur = batch in smap.batch_sizes
     if show_cur:
         map_fig = vf.with_current_setting(map_fig, len(smap.variants), (frac if mode == "fraction" else lr, batch))

@@ -300,7 +300,7 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
         sfx = "" if v == 0 else str(v + 1)
         lo = v * (width + gap)
         extra[f"xaxis{sfx}"] = {"domain": [lo, lo + width], "anchor": f"y{sfx}", "type": "log",
-                                "title": {"text": xt if V == 1 or v == V // 2 else ""}}
+                                "title": {"text": xt}}
         extra[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "type": "category",
                                 **({} if v == 0 else {"matches": "y", "showticklabels": False})}
         extra["annotations"].append({"text": VARIANT_LABELS[variants[v]], "x": lo + width / 2, "y": 1.0,
