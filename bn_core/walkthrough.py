@@ -163,17 +163,25 @@ def _digits_draw(rng: np.random.Generator, batch_size: int, n_features: int,
 @dataclass(frozen=True)
 class Source:
     """A way to make mini-batches: ``draw(rng, batch_size, n_features, shift, scale)`` and
-    ``population(n_features, shift, scale) -> (mean, var)``."""
+    ``population(n_features, shift, scale) -> (mean, var)``.
+
+    ``iid_rows``: rows are independent draws, so one big draw can be cut into many batches
+    (the digits are sampled without replacement *within* a batch, so they cannot).
+    """
 
     label: str
     draw: Callable[[np.random.Generator, int, int, float, float], np.ndarray]
     population: Callable[[int, float, float], tuple[np.ndarray, np.ndarray]]
+    iid_rows: bool = False
 
 
 SOURCES: dict[str, Source] = {
-    "synthetic": Source("synthetic activations", _synthetic_draw, synthetic_population),
+    "synthetic": Source("synthetic activations", _synthetic_draw, synthetic_population, iid_rows=True),
     "digits": Source("real pre-activations (Linear layer on digits)", _digits_draw, digits_population),
 }
+
+#: Rows drawn at once when a stream of i.i.d. batches is cut from one big draw.
+_STREAM_BLOCK_ROWS = 2**16
 
 
 def make_batch(source: str, batch_size: int, n_features: int, shift: float = 0.0,
@@ -208,8 +216,19 @@ def batch_stream(source: str, batch_size: int, n_features: int, shift: float, sc
     src = SOURCES[source]
     rng = np.random.default_rng([int(seed), 1])  # a stream independent of make_batch(seed)
     batch_size, n_features = _check_batch(batch_size), _check_features(n_features)
-    for _ in range(int(n_steps)):
-        yield src.draw(rng, batch_size, n_features, float(shift), float(scale))
+    n_steps, shift, scale = int(n_steps), float(shift), float(scale)
+    if not src.iid_rows:
+        for _ in range(n_steps):
+            yield src.draw(rng, batch_size, n_features, shift, scale)
+        return
+    per_block = max(1, _STREAM_BLOCK_ROWS // batch_size)  # batches per draw: far fewer calls
+    done = 0
+    while done < n_steps:
+        k = min(per_block, n_steps - done)
+        block = src.draw(rng, k * batch_size, n_features, shift, scale)
+        for i in range(k):
+            yield block[i * batch_size:(i + 1) * batch_size]
+        done += k
 
 
 def population_stats(source: str, n_features: int, shift: float = 0.0,

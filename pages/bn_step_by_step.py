@@ -80,7 +80,7 @@ mode = ss[sbs.MODE.key]
 momentum, n_steps = float(ss[sbs.MOMENTUM.key]), int(ss[sbs.STEPS.key])
 
 batch_args = (source, batch_size, n_features, shift, scale, seed)
-run = sbs.cached_running(*batch_args, momentum, n_steps, eps, gamma, beta)
+run = sbs.cached_running(*batch_args, momentum, n_steps, eps)
 final_rm = tuple(float(v) for v in run["running_mean"][-1])
 final_rv = tuple(float(v) for v in run["running_var"][-1])
 
@@ -220,17 +220,20 @@ else:
     )
 
 if "eval_gap" in run:
+    both = sbs.cached_train_vs_eval(*batch_args, momentum, n_steps, eps, gamma, beta)
     c1, c2 = st.columns(2)
     with c1:
         st.plotly_chart(sbs.eval_gap_figure(run), key="c2_gap_chart")
     with c2:
-        st.plotly_chart(sbs.train_vs_eval_scatter(run["y_train"], run["y_eval_first"], run["y_eval_last"],
-                                                  min(1, n_steps), n_steps), key="c2_scatter_chart")
+        st.plotly_chart(sbs.train_vs_eval_scatter(both["y_train"], both["y_first"], both["y_last"],
+                                                  both["step_first"], both["step_last"]),
+                        key="c2_scatter_chart")
     gap = run["eval_gap"]
-    st.caption(f"The same batch (the one above) in both modes. After step 1 its outputs differ by "
-               f"{float(gap[min(1, n_steps)].mean()):.3g} on average; after step {n_steps} by "
-               f"{float(gap[-1].mean()):.3g}. What remains is the batch's own deviation from the "
-               "population: training-mode outputs depend on the batch, evaluation-mode outputs do not.")
+    st.caption(f"The same batch (the one above) in both modes. After step {both['step_first']} its "
+               f"normalized values x̂ differ by {float(gap[both['step_first']].mean()):.3g} on average, "
+               f"after step {n_steps} by {float(gap[-1].mean()):.3g}; the outputs y differ by |γ| times "
+               "that. What remains is this batch's own deviation from the population: training-mode "
+               "outputs depend on which samples share the batch, evaluation-mode outputs do not.")
 else:
     st.info("With one sample there is no training-mode output to compare with; its evaluation-mode "
             f"output after step {n_steps} is shown in the chart at the top.")

@@ -7,6 +7,9 @@ primitive, hashable arguments only, so the cache key is the whole input.
 
 from __future__ import annotations
 
+import base64
+import copy
+import functools
 import io
 
 import numpy as np
@@ -17,6 +20,7 @@ from plotly.subplots import make_subplots
 from bn_core import walkthrough
 from ui.state import ChoiceParam, FloatParam, IntParam
 from ui.theme import CYCLE, OKABE_ITO, style_figure
+from ui.valley_figures import FigureSpec
 
 # --------------------------------------------------------------------------- controls (URL state)
 
@@ -99,64 +103,105 @@ def _legend_on_top(fig: go.Figure, height: int, top: int) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- figures
+#
+# Speed: building a go.Figure validates every property (the 4 x 3 histogram grid took ~0.5 s
+# per rerun). So each figure's *layout* is built once with plotly (make_subplots, style_figure)
+# and cached; the traces are plain dicts with base64 typed arrays, and the result is wrapped in
+# chapter 1's FigureSpec, a go.Figure that hands this trusted spec to st.plotly_chart as is.
+
+PIPELINE_TITLE = "A mini-batch through the layer, per feature"
+STAGES = ("x", "x_hat", "y")
 
 
-def pipeline_figure(stages: dict, title: str = "A mini-batch through the layer, per feature") -> go.Figure:
+def _arr(a) -> dict:
+    """A finite float array as Plotly's base64 typed array (callers filter non-finite values)."""
+    a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    assert np.all(np.isfinite(a)), "non-finite values must be filtered before plotting"
+    return {"dtype": "f8", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def _axes(row: int, col: int, n_cols: int) -> tuple[str, str]:
+    """Trace axis names ("x", "y", "x2", ...) of subplot (row, col), both 1-based."""
+    i = (row - 1) * n_cols + col
+    return ("x", "y") if i == 1 else (f"x{i}", f"y{i}")
+
+
+def _spec(layout: dict, data: list[dict], **changes) -> FigureSpec:
+    lay = copy.deepcopy(layout)
+    lay.update(changes)
+    return FigureSpec({"data": data, "layout": lay})
+
+
+@functools.lru_cache(maxsize=8)
+def _pipeline_layout(n_features: int) -> dict:
+    fig = make_subplots(
+        rows=n_features, cols=3, shared_xaxes="columns", vertical_spacing=0.06 if n_features > 1 else 0.0,
+        horizontal_spacing=0.07,
+        column_titles=[STAGE_STYLE[k]["name"] for k in STAGES],
+        row_titles=[feature_name(j) for j in range(n_features)],
+    )
+    height = 190 + 170 * n_features
+    style_figure(fig, PIPELINE_TITLE, "", "count [samples]", height=height)
+    _legend_on_top(fig, height, top=110)
+    fig.update_layout(bargap=0.05, margin={"r": 40})
+    for c, key in enumerate(STAGES, start=1):
+        for r in range(1, n_features + 1):
+            fig.update_xaxes(title_text=STAGE_STYLE[key]["axis"] if r == n_features else "", row=r, col=c)
+            if c > 1:
+                fig.update_yaxes(title_text="", row=r, col=c)
+    return fig.to_dict()["layout"]
+
+
+def pipeline_figure(stages: dict) -> go.Figure:
     """Histograms of every feature at every stage: input x -> x̂ -> y = γ·x̂ + β.
 
     Parameters
     ----------
     stages : dict
         ``x``, ``x_hat``, ``y`` (each of shape (batch_size, n_features)) and ``mean``
-        (n_features,), the mean used to normalize (drawn as a line in the input column).
+        (n_features,), the mean used to normalize (a dashed line in the input column).
 
     Returns
     -------
     go.Figure
-        One row per feature, one column per stage; x axes shared within a column so the
+        One row per feature, one column per stage; x axes shared within a column, so the
         features' different locations and spreads are visible before, and gone after.
+        Non-finite values are dropped.
     """
-    keys = ("x", "x_hat", "y")
     n_features = np.asarray(stages["x"]).shape[1]
-    fig = make_subplots(
-        rows=n_features, cols=3, shared_xaxes="columns", vertical_spacing=0.06 if n_features > 1 else 0.0,
-        horizontal_spacing=0.07,
-        column_titles=[STAGE_STYLE[k]["name"] for k in keys],
-        row_titles=[feature_name(j) for j in range(n_features)],
-    )
+    data, shapes = [], []
     for j in range(n_features):
-        for c, key in enumerate(keys, start=1):
+        for c, key in enumerate(STAGES, start=1):
             s = STAGE_STYLE[key]
-            values = _finite(np.asarray(stages[key])[:, j])
-            fig.add_trace(
-                go.Histogram(
-                    x=values, name=s["name"], legendgroup=key, showlegend=(j == 0), nbinsx=30,
-                    marker={"color": s["color"], "line": {"color": "white", "width": 0.5},
-                            "pattern": {"shape": s["pattern"], "fgcolor": "white"}},
-                    opacity=0.9,
-                    hovertemplate=f"{feature_name(j)}<br>%{{x}}<br>%{{y}} samples<extra>{s['name']}</extra>",
-                ),
-                row=j + 1, col=c,
-            )
+            xa, ya = _axes(j + 1, c, 3)
+            data.append({
+                "type": "histogram", "x": _arr(_finite(np.asarray(stages[key])[:, j])),
+                "name": s["name"], "legendgroup": key, "showlegend": j == 0, "nbinsx": 30,
+                "marker": {"color": s["color"], "line": {"color": "white", "width": 0.5},
+                           "pattern": {"shape": s["pattern"], "fgcolor": "white"}},
+                "opacity": 0.9, "xaxis": xa, "yaxis": ya,
+                "hovertemplate": f"{feature_name(j)}<br>%{{x}}<br>%{{y}} samples<extra>{s['name']}</extra>",
+            })
         mean = float(np.asarray(stages["mean"])[j])
         if np.isfinite(mean):
-            fig.add_vline(x=mean, line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1.5},
-                          row=j + 1, col=1)
+            xa, ya = _axes(j + 1, 1, 3)
+            shapes.append({"type": "line", "xref": xa, "yref": f"{ya} domain", "x0": mean, "x1": mean,
+                           "y0": 0, "y1": 1, "line": {"color": OKABE_ITO["black"], "dash": "dash", "width": 1.5}})
     # A legend entry for the dashed mean lines (shapes have none of their own).
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="mean used to normalize",
-                             line={"color": OKABE_ITO["black"], "dash": "dash"}), row=1, col=1)
-    height = 190 + 170 * n_features
-    style_figure(fig, title, "", "count [samples]", height=height)
-    _legend_on_top(fig, height, top=110)
-    fig.update_layout(bargap=0.05, margin={"r": 40})
-    for c, key in enumerate(keys, start=1):
-        fig.update_xaxes(title_text=STAGE_STYLE[key]["axis"], row=n_features, col=c)
-        for r in range(1, n_features):
-            fig.update_xaxes(title_text="", row=r, col=c)
-    for r in range(1, n_features + 1):
-        for c in (2, 3):
-            fig.update_yaxes(title_text="", row=r, col=c)
-    return fig
+    data.append({"type": "scatter", "x": [None], "y": [None], "mode": "lines", "name": "mean used to normalize",
+                 "line": {"color": OKABE_ITO["black"], "dash": "dash"}, "xaxis": "x", "yaxis": "y"})
+    return _spec(_pipeline_layout(n_features), data, shapes=shapes)
+
+
+@functools.lru_cache(maxsize=1)
+def _running_layout() -> dict:
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("running mean", "running variance (unbiased)"))
+    style_figure(fig, "", "step [training batches]", "", height=480)
+    _legend_on_top(fig, 480, top=130)
+    fig.update_yaxes(title_text="running mean [activation units]", row=1, col=1)
+    fig.update_yaxes(title_text="running variance [activation units²]", row=1, col=2)
+    return fig.to_dict()["layout"]
 
 
 def running_stats_figure(hist: dict, momentum: float) -> go.Figure:
@@ -170,82 +215,80 @@ def running_stats_figure(hist: dict, momentum: float) -> go.Figure:
     momentum : float
         Shown in the title.
     """
-    steps = np.asarray(hist["step"])
+    steps = np.asarray(hist["step"], dtype=np.float64)
     n_features = np.asarray(hist["running_mean"]).shape[1]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("running mean", "running variance (unbiased)"))
+    data = []
     for c, (key, pop_key) in enumerate((("running_mean", "pop_mean"), ("running_var", "pop_var")), start=1):
+        xa, ya = _axes(1, c, 2)
         for j in range(n_features):
             colour = CYCLE[j % len(CYCLE)]
-            series = np.asarray(hist[key])[:, j]
+            series = np.asarray(hist[key], dtype=np.float64)[:, j]
             ok = np.isfinite(series)
-            fig.add_trace(go.Scatter(
-                x=steps[ok], y=series[ok], mode="lines", name=f"{feature_name(j)}: running",
-                legendgroup=f"f{j}", showlegend=(c == 1),
-                line={"color": colour, "dash": FEATURE_DASH[j % 4], "width": 2},
-            ), row=1, col=c)
+            data.append({"type": "scatter", "x": _arr(steps[ok]), "y": _arr(series[ok]), "mode": "lines",
+                         "name": f"{feature_name(j)}: running", "legendgroup": f"f{j}", "showlegend": c == 1,
+                         "line": {"color": colour, "dash": FEATURE_DASH[j % 4], "width": 2},
+                         "xaxis": xa, "yaxis": ya})
             pop = float(np.asarray(hist[pop_key])[j])
             if np.isfinite(pop):
-                fig.add_trace(go.Scatter(
-                    x=[steps[0], steps[-1]], y=[pop, pop], mode="lines+markers",
-                    name=f"{feature_name(j)}: population", legendgroup=f"f{j}", showlegend=(c == 1),
-                    line={"color": colour, "dash": "dot", "width": 1},
-                    marker={"symbol": FEATURE_SYMBOL[j % 4], "size": 8, "color": colour},
-                ), row=1, col=c)
-    style_figure(fig, f"Running statistics converge to the population (momentum {momentum:g})",
-                 "step [training batches]", "", height=480)
-    _legend_on_top(fig, 480, top=130)
-    fig.update_yaxes(title_text="running mean [activation units]", row=1, col=1)
-    fig.update_yaxes(title_text="running variance [activation units²]", row=1, col=2)
-    return fig
+                data.append({"type": "scatter", "x": [float(steps[0]), float(steps[-1])], "y": [pop, pop],
+                             "mode": "lines+markers", "name": f"{feature_name(j)}: population",
+                             "legendgroup": f"f{j}", "showlegend": c == 1,
+                             "line": {"color": colour, "dash": "dot", "width": 1},
+                             "marker": {"symbol": FEATURE_SYMBOL[j % 4], "size": 8, "color": colour},
+                             "xaxis": xa, "yaxis": ya})
+    layout = _running_layout()
+    title = dict(layout["title"], text=f"Running statistics converge to the population (momentum {momentum:g})")
+    return _spec(layout, data, title=title)
+
+
+@functools.lru_cache(maxsize=4)
+def _simple_layout(title: str, x_title: str, y_title: str, height: int) -> dict:
+    fig = style_figure(go.Figure(), title, x_title, y_title, height=height)
+    return _legend_on_top(fig, height, top=110).to_dict()["layout"]
 
 
 def eval_gap_figure(hist: dict) -> go.Figure:
-    """Mean |y_train − y_eval| of the same batch vs step, per feature.
+    """Mean |x̂_train − x̂_eval| of the same batch vs step, per feature (outputs differ by |γ|×).
 
     ``hist`` needs ``step`` (k + 1,) and ``eval_gap`` (k + 1, n_features).
     """
-    steps = np.asarray(hist["step"])
-    gap = np.asarray(hist["eval_gap"])
-    fig = go.Figure()
+    steps = np.asarray(hist["step"], dtype=np.float64)
+    gap = np.asarray(hist["eval_gap"], dtype=np.float64)
+    data = []
     for j in range(gap.shape[1]):
         ok = np.isfinite(gap[:, j])
-        fig.add_trace(go.Scatter(
-            x=steps[ok], y=gap[ok, j], mode="lines", name=feature_name(j),
-            line={"color": CYCLE[j % len(CYCLE)], "dash": FEATURE_DASH[j % 4], "width": 2},
-        ))
-    style_figure(fig, "Same batch: train vs eval gap per step", "step [training batches]",
-                 "mean |y_train − y_eval| [output units]", height=420)
-    return _legend_on_top(fig, 420, top=110)
+        data.append({"type": "scatter", "x": _arr(steps[ok]), "y": _arr(gap[ok, j]), "mode": "lines",
+                     "name": feature_name(j),
+                     "line": {"color": CYCLE[j % len(CYCLE)], "dash": FEATURE_DASH[j % 4], "width": 2}})
+    return _spec(_simple_layout("Same batch: train vs eval gap in x̂ per step", "step [training batches]",
+                                "mean |x̂_train − x̂_eval| [batch std. deviations]", 420), data)
 
 
 def train_vs_eval_scatter(y_train: np.ndarray, y_first: np.ndarray, y_last: np.ndarray,
                           step_first: int, step_last: int) -> go.Figure:
     """Each sample's output in evaluation mode (y) against training mode (x), early and late.
 
-    Points on the diagonal mean both modes agree.
+    All arrays of shape (batch_size, n_features); points on the diagonal mean both modes agree.
     """
     a = np.asarray(y_train, dtype=np.float64).ravel()
-    fig = go.Figure()
     series = ((y_first, f"eval after step {step_first}", OKABE_ITO["orange"], "circle"),
               (y_last, f"eval after step {step_last}", OKABE_ITO["blue"], "square"))
-    finite_all = [_finite(a)]
+    data, finite_all = [], [_finite(a)]
     for y_eval, name, colour, symbol in series:
         b = np.asarray(y_eval, dtype=np.float64).ravel()
         ok = np.isfinite(a) & np.isfinite(b)
         finite_all.append(b[ok])
-        fig.add_trace(go.Scatter(x=a[ok], y=b[ok], mode="markers", name=name,
-                                 marker={"color": colour, "symbol": symbol, "size": 7, "opacity": 0.7,
-                                         "line": {"color": "white", "width": 0.5}}))
+        data.append({"type": "scatter", "x": _arr(a[ok]), "y": _arr(b[ok]), "mode": "markers", "name": name,
+                     "marker": {"color": colour, "symbol": symbol, "size": 7, "opacity": 0.7,
+                                "line": {"color": "white", "width": 0.5}}})
     lo_hi = np.concatenate(finite_all)
     if lo_hi.size:
         lo, hi = float(lo_hi.min()), float(lo_hi.max())
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="same output (y = x)",
-                                 line={"color": OKABE_ITO["black"], "dash": "dash", "width": 1}))
-    style_figure(fig, "Same batch: eval vs train output, early and late",
-                 "training-mode output y [output units]", "evaluation-mode output y [output units]",
-                 height=420)
-    return _legend_on_top(fig, 420, top=110)
+        data.append({"type": "scatter", "x": [lo, hi], "y": [lo, hi], "mode": "lines", "name": "same output (y = x)",
+                     "line": {"color": OKABE_ITO["black"], "dash": "dash", "width": 1}})
+    return _spec(_simple_layout("Same batch: eval vs train output, early and late",
+                                "training-mode output y [output units]",
+                                "evaluation-mode output y [output units]", 420), data)
 
 
 def placement_dot(bn_after_activation: bool) -> str:
@@ -321,13 +364,33 @@ def cached_batch(source: str, batch_size: int, n_features: int, shift: float, sc
 
 @st.cache_data(max_entries=32, show_spinner="Training the running statistics…")
 def cached_running(source: str, batch_size: int, n_features: int, shift: float, scale: float,
-                   seed: int, momentum: float, n_steps: int, eps: float, gamma: float,
-                   beta: float) -> dict:
-    """The running-statistics run; the probe is the page's own batch (same arguments)."""
+                   seed: int, momentum: float, n_steps: int, eps: float) -> dict:
+    """The running-statistics run (γ = 1, β = 0: it does not depend on them, so moving the
+    γ/β sliders never re-runs it). The probe is the page's own batch (same arguments), so
+    ``eval_gap`` is the mean |x̂_train − x̂_eval| of that batch per step."""
     probe = walkthrough.make_batch(source, batch_size, n_features, shift, scale, seed)
     train_bs = batch_size if batch_size >= 2 else FALLBACK_TRAIN_BATCH
     return walkthrough.running_stats_demo(source, train_bs, n_features, shift, scale, momentum,
-                                          n_steps, seed, eps=eps, gamma=gamma, beta=beta, probe=probe)
+                                          n_steps, seed, eps=eps, probe=probe)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_train_vs_eval(source: str, batch_size: int, n_features: int, shift: float, scale: float,
+                         seed: int, momentum: float, n_steps: int, eps: float, gamma: float,
+                         beta: float) -> dict:
+    """The page's batch through the core layer in training mode, and in evaluation mode with
+    the running statistics after step 1 and after the last step: ``y_train``, ``y_first``,
+    ``y_last`` (each (batch_size, n_features)), ``step_first`` and ``step_last``."""
+    run = cached_running(source, batch_size, n_features, shift, scale, seed, momentum, n_steps, eps)
+    x = walkthrough.make_batch(source, batch_size, n_features, shift, scale, seed)
+    first = min(1, int(n_steps))
+    out = {"step_first": first, "step_last": int(n_steps),
+           "y_train": walkthrough.pass_batch(x, gamma, beta, eps, training=True)["y"]}
+    for name, k in (("y_first", first), ("y_last", -1)):
+        out[name] = walkthrough.pass_batch(x, gamma, beta, eps, training=False,
+                                           running_mean=run["running_mean"][k],
+                                           running_var=run["running_var"][k])["y"]
+    return out
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
