@@ -121,6 +121,8 @@ table = pd.DataFrame({
     "mean of y": sbs.clean_zero(stages["y"].mean(axis=0)),
     "std of y": stages["y"].std(axis=0),
 })
+if batch_size < 2:  # one sample has no unbiased variance (0 / 0): say so instead of a blank
+    table = table.drop(columns="batch variance, unbiased (n−1)")
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns[1:]})
 if training:
@@ -149,7 +151,7 @@ for j, tab in enumerate(tabs):
                  rf" = \frac{{x {sbs.minus(mu)}}}{{{sbs.fmt(np.sqrt(var + eps))}}}")
         st.latex(rf"\text{{first sample: }} x_1 = {sbs.fmt(x1)} \;\rightarrow\; "
                  rf"\hat x_1 = {sbs.fmt(xh1)} \;\rightarrow\; "
-                 rf"y_1 = {sbs.fmt(gamma)} \cdot {sbs.fmt(xh1)} {sbs.plus(beta)} = {sbs.fmt(y1)}")
+                 rf"y_1 = {sbs.fmt(gamma)} \cdot {sbs.paren(xh1)} {sbs.plus(beta)} = {sbs.fmt(y1)}")
 
 st.download_button(
     "Download this batch, before and after (CSV)", data=sbs.batch_csv(stages),

@@ -228,3 +228,54 @@ def test_every_extreme_gives_a_clear_finite_page(extremes):
     at = open_page(extremes)
     assert not at.warning or all("adjusted" not in w.value for w in at.warning)
     assert_finite_figures(at)
+
+
+# ---------------------------------------------------------------- the page's pure helpers
+
+
+def test_csv_download_holds_the_batch_before_and_after():
+    from bn_core import walkthrough
+    from ui import stepbystep as sbs
+
+    x = walkthrough.make_batch("synthetic", 5, 2, 1.0, 2.0, seed=3)
+    stages = walkthrough.pass_batch(x, 2.0, 0.5)
+    lines = sbs.batch_csv(stages).strip().splitlines()
+    assert lines[0] == "sample,x_1,x_hat_1,y_1,x_2,x_hat_2,y_2"
+    table = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    assert table.shape == (5, 7)
+    assert np.allclose(table[:, 1], x[:, 0]) and np.allclose(table[:, 4], x[:, 1])
+    assert np.allclose(table[:, 3], 2.0 * table[:, 2] + 0.5)
+
+
+def test_figures_drop_non_finite_values():
+    from ui import stepbystep as sbs
+
+    x = np.array([[1.0, np.nan], [2.0, 3.0], [np.inf, 4.0]])
+    stages = {"x": x, "x_hat": x, "y": x, "mean": np.array([1.5, np.nan])}
+    fig = sbs.pipeline_figure(stages).to_dict()
+    assert all(math.isfinite(v) for v in all_numbers(fig))
+    assert [len(v) for v in stage_values(fig, "input x")] == [2, 2]
+    hist = {"step": np.arange(3), "running_mean": np.array([[0.0], [np.nan], [1.0]]),
+            "running_var": np.array([[1.0], [np.inf], [2.0]]), "pop_mean": np.array([np.nan]),
+            "pop_var": np.array([2.0]), "eval_gap": np.array([[1.0], [np.nan], [0.5]])}
+    for f in (sbs.running_stats_figure(hist, 0.1), sbs.eval_gap_figure(hist),
+              sbs.train_vs_eval_scatter(x, x, x, 1, 2)):
+        d = f.to_dict()
+        assert all(math.isfinite(v) for v in all_numbers(d))
+        assert d["layout"]["title"]["text"] and d["layout"]["xaxis"]["title"]["text"]
+
+
+@pytest.mark.parametrize(("v", "text"), [(3.21, "3.21"), (-0.5, "-0.5"), (1e-5, r"1\times 10^{-5}"),
+                                         (float("nan"), r"\text{undefined}")])
+def test_numbers_in_formulas(v, text):
+    from ui import stepbystep as sbs
+
+    assert sbs.fmt(v) == text
+
+
+def test_signs_in_formulas_read_naturally():
+    from ui import stepbystep as sbs
+
+    assert sbs.minus(3.0) == "- 3" and sbs.minus(-3.0) == "+ 3"
+    assert sbs.plus(2.0) == "+ 2" and sbs.plus(-2.0) == "- 2"
+    assert sbs.paren(-0.5) == "(-0.5)" and sbs.paren(0.5) == "0.5"

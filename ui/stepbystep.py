@@ -349,6 +349,11 @@ def minus(v: float) -> str:
     return f"+ {fmt(-v)}" if float(v) < 0 else f"- {fmt(v)}"
 
 
+def paren(v: float) -> str:
+    """A factor in a product: negative numbers in parentheses, ``2 \\cdot (-0.5)``."""
+    return f"({fmt(v)})" if float(v) < 0 else fmt(v)
+
+
 def plus(v: float) -> str:
     return f"- {fmt(-v)}" if float(v) < 0 else f"+ {fmt(v)}"
 
