@@ -161,7 +161,7 @@ class Linear(Layer):
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
         np.matmul(x.T, grad_out, out=self.grads["weight"])
-        np.sum(grad_out, axis=0, out=self.grads["bias"])
+        np.add.reduce(grad_out, axis=0, out=self.grads["bias"])
         if not need_input_grad:
             return None
         return grad_out @ self.params["weight"].T
@@ -219,7 +219,9 @@ class BatchNorm1d(Layer):
     inv_std : ndarray of shape (C,)
         ``1 / sqrt(last_var + eps)``.
     x_hat : ndarray of shape (n_samples, C)
-        Normalized input of the last forward, ``(x - last_mean) * inv_std``.
+        Normalized input of the last forward, ``(x - last_mean) * inv_std`` (a property,
+        computed on first access: the forward pass caches only ``x - last_mean`` and
+        ``inv_std``, which is all the backward pass needs).
 
     These ``last_*`` arrays are replaced (not overwritten in place) by the next forward, so a
     reference taken after one forward keeps its values.
@@ -280,14 +282,51 @@ class BatchNorm1d(Layer):
             "beta": np.zeros(self.num_features, dtype=dtype),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.running_mean = np.zeros(self.num_features, dtype=dtype)
-        self.running_var = np.ones(self.num_features, dtype=dtype)
+        # running_mean and running_var are the two rows of one buffer, so the running update
+        # is one vectorized operation for both
+        self._running = np.empty((2, self.num_features), dtype=dtype)
+        self._running[0] = 0.0
+        self._running[1] = 1.0
         self.num_batches_tracked = 0
-        self.last_mean: np.ndarray | None = None
-        self.last_var: np.ndarray | None = None
         self.inv_std: np.ndarray | None = None
-        self.x_hat: np.ndarray | None = None
+        self._mean: np.ndarray | None = None
+        self._var: np.ndarray | None = None  # biased variance, formed on demand in training
+        self._ssq: np.ndarray | None = None  # sum of squared deviations of the last batch
+        self._xc: np.ndarray | None = None  # x - last_mean, cached for backward
+        self._x_hat: np.ndarray | None = None
+        self._scale: np.ndarray | None = None  # gamma * inv_std of the last forward
+        self._n = 0
         self._trained_forward = True
+
+    @property
+    def running_mean(self) -> np.ndarray:
+        """Running mean, shape (C,); starts at 0 (a view: assign with ``[...] =``)."""
+        return self._running[0]
+
+    @running_mean.setter
+    def running_mean(self, value) -> None:
+        self._running[0] = value
+
+    @property
+    def running_var(self) -> np.ndarray:
+        """Running unbiased variance, shape (C,); starts at 1 (a view: assign with ``[...] =``)."""
+        return self._running[1]
+
+    @running_var.setter
+    def running_var(self, value) -> None:
+        self._running[1] = value
+
+    @property
+    def last_mean(self) -> np.ndarray | None:
+        """Mean used by the last forward (batch mean in training, running mean in eval)."""
+        return self._mean
+
+    @property
+    def last_var(self) -> np.ndarray | None:
+        """Variance used by the last forward (biased batch variance in training, running in eval)."""
+        if self._var is None and self._ssq is not None:
+            self._var = self._ssq / self._n
+        return self._var
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         """Normalize ``x`` of shape ``(n, C)``; see the class notes for the equations.
@@ -297,57 +336,73 @@ class BatchNorm1d(Layer):
         ValueError
             In training mode with fewer than 2 samples (one sample has no batch variance).
         """
-        gamma = self.params["gamma"]
+        n = x.shape[0]
         if training:
-            n = x.shape[0]
             if n < 2:
                 raise ValueError(_ONE_SAMPLE_MESSAGE.format(n=n))
-            mean = x.mean(axis=0)
+            stats = np.empty((2, self.num_features), dtype=self._running.dtype)
+            mean, ssq = stats  # views: batch mean and sum of squared deviations
+            np.add.reduce(x, axis=0, out=mean)
+            mean *= 1.0 / n
             xc = x - mean
-            # biased variance by one fused reduction: einsum sums xc*xc without a temporary
-            var = np.einsum("ij,ij->j", xc, xc)
-            var /= n
-            self._update_running(mean, var, n)
+            np.einsum("ij,ij->j", xc, xc, out=ssq)  # one fused reduction, no temporary
+            self._update_running(stats, n)
+            # 1 / sqrt(ssq / n + eps) = sqrt(n) / sqrt(ssq + n eps)
+            inv_std = ssq + n * self.eps
+            np.sqrt(inv_std, out=inv_std)
+            np.divide(np.sqrt(n), inv_std, out=inv_std)
+            self._mean, self._var, self._ssq = mean, None, ssq
         else:
-            mean = self.running_mean.copy()
-            var = self.running_var.copy()
+            mean = self._running[0].copy()
+            var = self._running[1].copy()
             xc = x - mean
-        inv_std = var + self.eps
-        np.sqrt(inv_std, out=inv_std)
-        np.reciprocal(inv_std, out=inv_std)
-        xc *= inv_std  # xc now holds x_hat
-        self.last_mean, self.last_var, self.inv_std, self.x_hat = mean, var, inv_std, xc
+            inv_std = var + self.eps
+            np.sqrt(inv_std, out=inv_std)
+            np.reciprocal(inv_std, out=inv_std)
+            self._mean, self._var, self._ssq = mean, var, None
+        # cache the centred input and 1/std; x_hat = xc * inv_std is formed only on demand
+        self.inv_std, self._xc, self._x_hat, self._n = inv_std, xc, None, n
         self._trained_forward = bool(training)
-        y = xc * gamma
+        scale = self.params["gamma"] * inv_std
+        self._scale = scale
+        y = xc * scale
         y += self.params["beta"]
         return y
 
-    def _update_running(self, mean: np.ndarray, var: np.ndarray, n: int) -> None:
+    @property
+    def x_hat(self) -> np.ndarray | None:
+        """Normalized input of the last forward, ``(x - last_mean) * inv_std``, shape (n, C)."""
+        if self._x_hat is None and self._xc is not None:
+            self._x_hat = self._xc * self.inv_std
+        return self._x_hat
+
+    def _update_running(self, stats: np.ndarray, n: int) -> None:
+        """running <- (1 - m) running + m [mean; ssq / (n - 1)] (unbiased variance)."""
         self.num_batches_tracked += 1
         m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
-        self.running_mean *= 1.0 - m
-        self.running_mean += m * mean
-        self.running_var *= 1.0 - m
-        self.running_var += (m * n / (n - 1)) * var
+        coef = np.array([[m], [m / (n - 1)]], dtype=stats.dtype)
+        self._running *= 1.0 - m
+        self._running += coef * stats
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """Fill ``grads`` from ``grad_out`` ``(n, C)``; return ``dL/dx`` ``(n, C)``."""
-        x_hat = self.x_hat
-        if x_hat is None:
+        xc = self._xc
+        if xc is None:
             raise RuntimeError("BatchNorm1d.backward called before forward")
+        inv_std, scale = self.inv_std, self._scale
         dgamma = self.grads["gamma"]
         dbeta = self.grads["beta"]
-        np.einsum("ij,ij->j", grad_out, x_hat, out=dgamma)
-        np.sum(grad_out, axis=0, out=dbeta)
-        scale = self.params["gamma"] * self.inv_std
+        # dgamma = sum_i g_i x_hat_i = inv_std * sum_i g_i xc_i (x_hat is never materialized)
+        np.multiply(np.einsum("ij,ij->j", grad_out, xc), inv_std, out=dgamma)
+        np.add.reduce(grad_out, axis=0, out=dbeta)
+        dx = grad_out * scale
         if not self._trained_forward:
-            return grad_out * scale
-        n = grad_out.shape[0]
-        # dx = gamma * s * (g - dbeta / n - x_hat * dgamma / n), with two fused temporaries
-        dx = x_hat * (dgamma / n)
-        np.subtract(grad_out, dx, out=dx)
-        dx -= dbeta / n
-        dx *= scale
+            return dx
+        # dx = gamma s (g - dbeta/n - x_hat dgamma/n)
+        #    = g (gamma s) - xc (gamma s^2 dgamma / n) - gamma s dbeta / n
+        scale_n = scale * (1.0 / xc.shape[0])
+        dx -= xc * (scale_n * inv_std * dgamma)
+        dx -= scale_n * dbeta
         return dx
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
@@ -466,7 +521,7 @@ class GroupNorm(Layer):
         if x_hat is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         np.einsum("ij,ij->j", grad_out, x_hat, out=self.grads["gamma"])
-        np.sum(grad_out, axis=0, out=self.grads["beta"])
+        np.add.reduce(grad_out, axis=0, out=self.grads["beta"])
         n = grad_out.shape[0]
         g, k = self.num_groups, self.num_channels // self.num_groups
         dxh = (grad_out * self.params["gamma"]).reshape(n, g, k)
@@ -622,11 +677,10 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     """
     n = logits.shape[0]
     rows = np.arange(n)
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
     exp = np.exp(shifted)
-    sum_exp = exp.sum(axis=1)
+    sum_exp = np.add.reduce(exp, axis=1, keepdims=True)
     loss = float(np.log(sum_exp).sum() - shifted[rows, labels].sum()) / n
-    exp /= sum_exp[:, None]
-    exp[rows, labels] -= 1.0
-    exp /= n
+    exp *= 1.0 / n / sum_exp
+    exp[rows, labels] -= 1.0 / n
     return loss, exp

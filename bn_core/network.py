@@ -51,6 +51,10 @@ class MLP:
     ----------
     layers : list of Layer
         Flat list of the layers in order (Linear, BatchNorm1d, activation objects).
+    flat : Layer
+        A parameter-only pseudo-layer with ``params = {"all": theta}`` and
+        ``grads = {"all": grad}``: every layer's parameter (gradient) arrays are views into the
+        contiguous vector ``theta`` (``grad``), so an optimizer can update all of them at once.
     act_input_index : list of int
         For each hidden layer, the index in ``layers`` of the layer whose **output** is the
         input of that hidden layer's nonlinearity: the BatchNorm1d for ``"bn_before"``, the
@@ -101,6 +105,7 @@ class MLP:
         self.layers.append(Linear(fan_in, self.n_out, init_scale, rng=rng, dtype=dtype))
         self._linears = [layer for layer in self.layers if isinstance(layer, Linear)]
         self._with_params = [layer for layer in self.layers if layer.params]
+        self.flat = _pack_parameters(self._with_params, self.dtype)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         """Logits of shape ``(n_samples, n_out)`` for ``x`` of shape ``(n_samples, n_in)``.
@@ -156,6 +161,15 @@ class MLP:
         """The layers that have parameters (what an optimizer needs to loop over)."""
         return list(self._with_params)
 
+    def flat_layers(self) -> list[Layer]:
+        """``[self.flat]``: every parameter and gradient as one vector, for fast optimizers.
+
+        ``optimizer.step(model.flat_layers())`` performs exactly the same update as
+        ``optimizer.step(model.param_layers())`` (the optimizers are elementwise), with one
+        NumPy operation instead of one per parameter array.
+        """
+        return [self.flat]
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted classes ``(n_samples,)`` in evaluation mode."""
         return self.forward(x, training=False).argmax(axis=1)
@@ -163,6 +177,40 @@ class MLP:
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"MLP([{inner}])"
+
+
+class _FlatParameters(Layer):
+    """All parameters of a network as one vector (the layers hold views into it)."""
+
+    def __init__(self, theta: np.ndarray, grad: np.ndarray) -> None:
+        super().__init__()
+        self.params = {"all": theta}
+        self.grads = {"all": grad}
+
+    def forward(self, x, training=True):  # pragma: no cover - not a real layer
+        raise TypeError("the flat parameter view is for optimizers only")
+
+    backward = forward
+
+
+def _pack_parameters(layers: list[Layer], dtype) -> _FlatParameters:
+    """Move every parameter and gradient array of ``layers`` into two contiguous vectors.
+
+    Each ``layer.params[k]`` / ``layer.grads[k]`` becomes a reshaped view of a slice of the
+    vectors, with the same values, shape and dtype, so layer code is unaffected.
+    """
+    total = sum(p.size for layer in layers for p in layer.params.values())
+    theta = np.empty(total, dtype=dtype)
+    grad = np.zeros(total, dtype=dtype)
+    offset = 0
+    for layer in layers:
+        for name, p in layer.params.items():
+            view = theta[offset : offset + p.size].reshape(p.shape)
+            view[...] = p
+            layer.params[name] = view
+            layer.grads[name] = grad[offset : offset + p.size].reshape(p.shape)
+            offset += p.size
+    return _FlatParameters(theta, grad)
 
 
 class SGD:

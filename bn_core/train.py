@@ -78,7 +78,11 @@ class TrainConfig:
         Steps between evaluations on the full train and test sets (plus step 0 and the last).
     probe_unit : int
         Which unit of each hidden layer ``act_pct`` tracks (0 <= probe_unit < width).
-    dtype : {"float64", "float32"}
+    dtype : {"float32", "float64"}
+        Floating type of the network and data. The default is float32: the products run
+        about twice as fast as in float64, which is what lets the default run (both arms,
+        3000 steps) finish in about 2 s, and the recorded curves agree with float64 to the
+        eye (same final accuracies on the default run). Use float64 for exact checks.
     """
 
     depth: int = 3
@@ -94,7 +98,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 50
     probe_unit: int = 0
-    dtype: str = "float64"
+    dtype: str = "float32"
 
 
 @dataclass
@@ -262,12 +266,6 @@ def _weight_grad_norms(linears, out: np.ndarray) -> None:
         out[j] = math.sqrt(float(g @ g))
 
 
-def _accuracy_and_loss(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    logits = model.forward(X, training=False)
-    loss = _mean_ce(logits, y)
-    return float(np.mean(logits.argmax(axis=1) == y)), loss
-
-
 def _mean_ce(logits: np.ndarray, y: np.ndarray) -> float:
     shifted = logits - logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(shifted).sum(axis=1))
@@ -315,7 +313,7 @@ def train(
 
     model = make_model(config, X_train.shape[1], n_out)
     optimizer = OPTIMIZERS[config.optimizer](config.lr, momentum=config.momentum)
-    param_layers = model.param_layers()
+    param_layers = model.flat_layers()  # one vector update instead of one per array
     linears = model.linear_layers()
     batches = _batches(n_train, config.batch_size, _shuffle_rng(config.seed))
 
@@ -341,12 +339,18 @@ def train(
     progress_every = max(1, steps // _MAX_PROGRESS_CALLS)
     perf = time.perf_counter
 
+    # train and test rows in one array: one evaluation forward pass instead of two
+    X_eval = np.concatenate([X_train, X_test])
+    n_tr = len(X_train)
+
     def evaluate(step: int) -> bool:
         """Record evaluation metrics at ``step`` if finite; False if the model has blown up."""
         nonlocal n_rec
-        train_acc, train_loss = _accuracy_and_loss(model, X_train, y_train)
-        logits, act_inputs = model.forward_with_act_inputs(X_test, training=False)
-        probes = np.stack([a[:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
+        logits_all, act_inputs = model.forward_with_act_inputs(X_eval, training=False)
+        logits, train_logits = logits_all[n_tr:], logits_all[:n_tr]
+        train_loss = _mean_ce(train_logits, y_train)
+        train_acc = float(np.mean(train_logits.argmax(axis=1) == y_train))
+        probes = np.stack([a[n_tr:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
         if not (math.isfinite(train_loss) and np.all(np.isfinite(probes))):
             return False
         rec_step[n_rec] = step

@@ -11,7 +11,7 @@ import pytest
 from bn_core.experiments import gradient_norms_at_init, sweep
 from bn_core.train import TrainConfig, train
 
-BASE = TrainConfig(depth=2, width=12, steps=40, eval_every=20, batch_size=30)
+BASE = TrainConfig(depth=2, width=12, steps=40, eval_every=20, batch_size=30, dtype="float64")
 
 
 def test_sweep_matches_individual_runs_and_reports_divergence():

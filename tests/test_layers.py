@@ -268,6 +268,14 @@ def test_batchnorm_last_quantities_survive_next_forward():
     np.testing.assert_allclose(x_hat1, (x1 - x1.mean(0)) / np.sqrt(x1.var(0) + 1e-5))
 
 
+def test_batchnorm_running_stats_can_be_assigned():
+    layer = BatchNorm1d(2)
+    layer.running_mean = np.array([1.0, 2.0])
+    layer.running_var[...] = [4.0, 9.0]
+    y = layer.forward(np.array([[3.0, 2.0]]), training=False)
+    np.testing.assert_allclose(y, [[2.0 / np.sqrt(4 + 1e-5), 0.0]])
+
+
 def test_batchnorm_state_dict_roundtrip():
     rng = np.random.default_rng(14)
     layer = BatchNorm1d(3)

@@ -148,3 +148,24 @@ def test_optimizers_reject_bad_lr(cls):
     for lr in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="learning rate"):
             cls(lr)
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_flat_update_equals_per_array_update(opt_name):
+    """The trainer's one-vector update does exactly what the per-layer loop does."""
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(8, 4)), rng.integers(0, 3, size=8)
+    a = MLP(4, 3, depth=2, width=5, norm="bn_before", seed=3)
+    b = MLP(4, 3, depth=2, width=5, norm="bn_before", seed=3)
+    opt_a, opt_b = OPTIMIZERS[opt_name](0.2), OPTIMIZERS[opt_name](0.2)
+    for _ in range(3):
+        for model, opt, layers in ((a, opt_a, a.param_layers()), (b, opt_b, b.flat_layers())):
+            _, g = softmax_cross_entropy(model.forward(x), y)
+            model.backward(g)
+            opt.step(layers)
+    for la, lb in zip(a.param_layers(), b.param_layers(), strict=True):
+        for k in la.params:
+            np.testing.assert_allclose(la.params[k], lb.params[k], rtol=1e-12)
+    # the layers' arrays really are views into the flat vector
+    b.flat.params["all"][0] = 123.0
+    assert b.layers[0].params["weight"].flat[0] == 123.0

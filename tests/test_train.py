@@ -14,7 +14,7 @@ import pytest
 from bn_core.layers import BatchNorm1d, Linear
 from bn_core.train import DIVERGENCE_LOSS, PERCENTILES, TrainConfig, digits, make_model, train
 
-SMALL = TrainConfig(depth=2, width=16, steps=60, eval_every=20, batch_size=30)
+SMALL = TrainConfig(depth=2, width=16, steps=60, eval_every=20, batch_size=30, dtype="float64")
 
 
 def finite_history(h):
@@ -107,7 +107,7 @@ def test_batchnorm_running_statistics_change_during_training():
 def test_eval_mode_is_used_for_recorded_accuracy():
     """The recorded test accuracy uses running statistics, not test-batch statistics."""
     r = train(dataclasses.replace(SMALL, norm="bn_before", steps=20, eval_every=20))
-    data = digits()
+    data = digits("float64")
     pred = r.model.forward(data.X_test, training=False).argmax(axis=1)
     assert r.history["test_acc"][-1] == pytest.approx(np.mean(pred == data.y_test))
 
@@ -178,6 +178,12 @@ def test_progress_is_bounded_monotone_and_ends_at_one():
     train(dataclasses.replace(SMALL, steps=1000, eval_every=500, width=8), progress=calls.append)
     assert 2 <= len(calls) <= 102
     assert calls == sorted(calls) and calls[-1] == 1.0 and 0 <= calls[0]
+
+
+def test_default_dtype_is_float32_and_data_follows():
+    r = train(dataclasses.replace(TrainConfig(), depth=1, width=8, steps=5, eval_every=5))
+    assert r.model.layers[0].params["weight"].dtype == np.float32
+    assert r.history["act_pct"].shape == (2, 1, 3)
 
 
 def test_float32_training_matches_float64_closely():
