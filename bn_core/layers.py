@@ -23,6 +23,7 @@ switch per call); callers that may feed non-finite or huge values wrap their loo
 from __future__ import annotations
 
 import copy as _copy
+import math
 
 import numpy as np
 
@@ -350,7 +351,7 @@ class BatchNorm1d(Layer):
             # 1 / sqrt(ssq / n + eps) = sqrt(n) / sqrt(ssq + n eps)
             inv_std = ssq + n * self.eps
             np.sqrt(inv_std, out=inv_std)
-            np.divide(np.sqrt(n), inv_std, out=inv_std)
+            np.divide(math.sqrt(n), inv_std, out=inv_std)
             self._mean, self._var, self._ssq = mean, None, ssq
         else:
             mean = self._running[0].copy()
