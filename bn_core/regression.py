@@ -707,3 +707,17 @@ def stability_map(X: np.ndarray, y: np.ndarray, variants: tuple, x_values: np.nd
     if progress is not None:
         progress(1.0)
     return StabilityMap(tuple(variants), x_values, x_kind, lrs, batch_sizes, final, diverged, undefined, loss_star)
+
+
+def concat_stability_maps(maps: list[StabilityMap]) -> StabilityMap:
+    """Join maps computed for different batch sizes (same variants and step sizes) into one.
+
+    Lets a caller compute the map one batch size at a time (e.g. to show progress between
+    rows) and still hand one :class:`StabilityMap` to the figure.
+    """
+    first = maps[0]
+    return StabilityMap(first.variants, first.x_values, first.x_kind, first.lrs,
+                        np.concatenate([m.batch_sizes for m in maps]),
+                        np.concatenate([m.final_loss for m in maps], axis=1),
+                        np.concatenate([m.diverged for m in maps], axis=1),
+                        np.concatenate([m.undefined for m in maps], axis=1), first.loss_star)

@@ -192,6 +192,7 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
 if ss["c1_map"]:
+    vs.stability(seed, n, noise, selected, mode, epochs, opt, *hyper)  # rows with a progress bar
     smap, map_fig = vs.stability_figure(seed, n, noise, selected, mode, epochs, opt, *hyper)
     show_cur = batch in smap.batch_sizes
     if show_cur:

@@ -136,7 +136,7 @@ def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin:
 
 def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.ndarray,
                      path: np.ndarray, steps: np.ndarray, optimum: np.ndarray, *,
-                     diverged_at: int | None = None, n_frames: int = 40, height: int = 640) -> go.Figure:
+                     diverged_at: int | None = None, n_frames: int = 30, height: int = 640) -> go.Figure:
     """Contour of the loss over (w1, w2) with the optimizer's path, start, optimum and playback.
 
     Parameters
