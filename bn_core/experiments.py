@@ -87,10 +87,12 @@ def sweep(
         ``f"{n}/test_acc"``, ``f"{n}/train_acc"``: float arrays (k,), accuracy (evaluation
         mode) at the end of training; for a run that diverged, the accuracy at its **last
         evaluation before divergence** (always finite) -- read it together with
-        ``diverged_at``.
+        ``diverged_at``; a run whose initial network already exploded (``diverged_at`` 0, no
+        evaluation at all) gets the chance level ``1 / n_classes``.
         ``f"{n}/diverged_at"``: int array (k,), the step at which the run diverged, ``-1``
         if it did not.
-        ``f"{n}/final_loss"``: float array (k,), the last recorded training-set loss.
+        ``f"{n}/final_loss"``: float array (k,), the last recorded training-set loss
+        (``ln n_classes``, the chance-level loss, when nothing was recorded).
 
     Raises
     ------

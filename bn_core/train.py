@@ -138,8 +138,8 @@ class TrainResult:
     diverged_at : int or None
         First step whose mini-batch loss was non-finite or above :data:`DIVERGENCE_LOSS`, or
         after whose update the evaluation loss was; ``0`` if the initial network's loss
-        already was (then ``history`` holds only step 0, or nothing if that loss is not
-        finite); ``None`` if training completed.
+        already was (then every history array is empty); ``None`` if training completed.
+        Every recorded step is smaller than ``diverged_at``.
     message : str
         A sentence for people, e.g. ``"diverged at step 412: the mini-batch loss became inf"``.
     model : MLP or None
@@ -351,7 +351,9 @@ def train(
         train_loss = _mean_ce(train_logits, y_train)
         train_acc = float(np.mean(train_logits.argmax(axis=1) == y_train))
         probes = np.stack([a[n_tr:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
-        if not (math.isfinite(train_loss) and np.all(np.isfinite(probes))):
+        if not (math.isfinite(train_loss) and train_loss <= DIVERGENCE_LOSS):
+            return False
+        if not np.all(np.isfinite(probes)):
             return False
         rec_step[n_rec] = step
         rec_train_loss[n_rec] = train_loss
@@ -359,20 +361,17 @@ def train(
         rec_test_acc[n_rec] = np.mean(logits.argmax(axis=1) == y_test)
         rec_pct[n_rec] = np.percentile(probes, q, axis=0).T
         n_rec += 1
-        return train_loss <= DIVERGENCE_LOSS
+        return True
 
     done = 0
     grad_filled = np.zeros(n_rec_max, dtype=bool)
     with np.errstate(all="ignore"), single_blas_thread():
         if not evaluate(0):
             diverged_at = 0
-            reason = "the loss of the initial network is already non-finite or exploding"
-            if n_rec:  # the loss is finite but huge: still record the gradient at init
-                idx = next(batches)
-                _, grad = softmax_cross_entropy(model.forward(X_train[idx]), y_train[idx])
-                model.backward(grad, need_input_grad=False)
-                _weight_grad_norms(linears, rec_grad[0])
-                grad_filled[0] = True
+            reason = (
+                "the initial network's loss is already non-finite or above "
+                f"{DIVERGENCE_LOSS:g} (try a smaller init scale)"
+            )
         next_rec = 1  # index into record_steps of the next evaluation
         for step in range(1, steps + 1):
             if diverged_at is not None:

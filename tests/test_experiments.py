@@ -72,3 +72,18 @@ def test_deep_sigmoid_gradients_vanish_without_batchnorm():
     bn_ratio = g["bn_before"][0] / g["bn_before"][-1]
     assert plain_ratio < 1e-3
     assert bn_ratio > 100 * plain_ratio
+
+
+def test_sweep_exploding_initialization_gives_chance_and_step_zero():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sweep(
+            dataclasses.replace(BASE, activation="relu", depth=8),
+            "init_scale",
+            [0.1, 20.0],
+            norms=("none",),
+        )
+    assert out["none/diverged_at"][1] == 0
+    assert out["none/test_acc"][1] == pytest.approx(0.1)
+    assert np.all(np.isfinite(out["none/final_loss"]))
+    assert out["none/diverged_at"][0] == -1
