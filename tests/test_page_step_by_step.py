@@ -194,23 +194,28 @@ def test_moving_a_widget_updates_the_url():
     assert at.query_params["c2_momentum"] == "0.03"
 
 
-@pytest.mark.parametrize(
-    ("key", "raw", "expected"),
-    [
-        ("c2_batch", "abc", 32), ("c2_batch", "1e9", 512), ("c2_batch", "-4", 1), ("c2_batch", "nan", 32),
-        ("c2_gamma", "inf", 3.0), ("c2_gamma", "-1e308", -3.0), ("c2_gamma", "1.23", 1.2),
-        ("c2_eps", "0", 1e-8), ("c2_eps", "NaN", 1e-5), ("c2_momentum", "-3", 0.001),
-        ("c2_momentum", "7", 1.0), ("c2_steps", "inf", 2000), ("c2_features", "99", 4),
-        ("c2_shift", "1e308", 50.0), ("c2_scale", "0", 0.01), ("c2_source", "mnist", "synthetic"),
-        ("c2_mode", "<script>", "training"), ("c2_seed", "-1", 0),
-    ],
-)
-def test_bad_url_values_are_clamped_with_a_warning(key, raw, expected):
-    at = open_page({key: raw})
-    assert at.warning, "no warning for a bad URL value"
-    assert "adjusted" in at.warning[0].value
-    value = at.session_state[key]
-    assert value == pytest.approx(expected) if isinstance(expected, float) else value == expected
+#: Two links full of bad values (each key once per link): raw URL text -> value the page must use.
+BAD_LINKS = [
+    {"c2_batch": ("abc", 32), "c2_gamma": ("inf", 3.0), "c2_eps": ("0", 1e-8), "c2_momentum": ("-3", 0.001),
+     "c2_steps": ("inf", 2000), "c2_features": ("99", 4), "c2_shift": ("1e308", 50.0),
+     "c2_scale": ("0", 0.01), "c2_source": ("mnist", "synthetic"), "c2_mode": ("<script>", "training"),
+     "c2_seed": ("-1", 0), "c2_beta": ("nan", 0.0)},
+    {"c2_batch": ("1e9", 512), "c2_gamma": ("1.23", 1.2), "c2_eps": ("NaN", 1e-5), "c2_momentum": ("7", 1.0),
+     "c2_steps": ("-5", 1), "c2_features": ("-2", 1), "c2_shift": ("-inf", -50.0), "c2_scale": ("1e9", 100.0),
+     "c2_seed": ("2.5", 2), "c2_beta": ("-1e308", -5.0)},
+]
+
+
+@pytest.mark.parametrize("link", BAD_LINKS)
+def test_bad_url_values_are_clamped_and_each_is_reported(link):
+    at = open_page({k: raw for k, (raw, _) in link.items()})
+    assert len(at.warning) == 1, "one warning listing every adjusted value"
+    text = at.warning[0].value
+    assert "adjusted" in text
+    assert text.count("\n- ") == len(link)  # one bullet per bad value
+    for key, (_, expected) in link.items():
+        value = at.session_state[key]
+        assert value == (pytest.approx(expected) if isinstance(expected, float) else expected), key
     assert_finite_figures(at)
 
 
