@@ -119,7 +119,7 @@ def _synthetic_draw(rng: np.random.Generator, batch_size: int, n_features: int,
 def _digits_preactivations_unit() -> np.ndarray:
     """Pre-activations ``X_train W + b`` of the seeded Linear(64, MAX_FEATURES); read-only."""
     split = load_digits_split(seed=0)
-    layer = Linear(split.X_train.shape[1], MAX_FEATURES, seed=DIGITS_LAYER_SEED)
+    layer = Linear(split.X_train.shape[1], MAX_FEATURES, seed=DIGITS_LAYER_SEED, dtype=np.float64)
     with np.errstate(all="ignore"):
         u = layer.forward(split.X_train, training=False)
     u = np.ascontiguousarray(u, dtype=np.float64)
@@ -247,7 +247,8 @@ def make_layer(n_features: int, gamma: float = 1.0, beta: float = 0.0, eps: floa
 
     ``running_mean``/``running_var`` (shape (n_features,)) replace the initial 0 and 1.
     """
-    layer = BatchNorm1d(int(n_features), eps=float(eps), momentum=float(momentum))
+    # float64 on purpose: the page prints these numbers to four digits and compares them.
+    layer = BatchNorm1d(int(n_features), eps=float(eps), momentum=float(momentum), dtype=np.float64)
     layer.params["gamma"][...] = float(gamma)
     layer.params["beta"][...] = float(beta)
     if running_mean is not None:
