@@ -162,6 +162,8 @@ with c2:
              r"\text{steps to tolerance} = \min k")
     st.markdown("For full-batch gradient descent each eigen-direction of H shrinks by |1 − αλᵢ| per step, "
                 "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|.")
+    st.markdown(f"**Steps to tolerance {tol:g}** (of {n_steps}):\n\n" + "\n".join(
+        f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
 
 st.subheader("Learned coefficients in original units")
 st.dataframe(vs.coefficient_table(results, np.array([2.0, 3.0])), hide_index=True,

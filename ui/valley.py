@@ -171,6 +171,14 @@ def relative_suboptimality(res: R.RunResult) -> np.ndarray:
     return sub / sub[0] if sub[0] > 0 else np.zeros_like(sub)
 
 
+def measured_steps_text(res: R.RunResult, tol: float) -> str:
+    """'k' steps to the tolerance, 'diverged at step k', or 'not within K steps'."""
+    if res.diverged:
+        return f"diverged at step {res.diverged_at}"
+    k = R.steps_to_tolerance(res.history["loss"], res.loss_star, tol)
+    return f"not within {res.n_steps} steps" if k is None else str(k)
+
+
 def theory_table(rows: dict) -> pd.DataFrame:
     """One row per variant: Hessian eigenvalues, kappa, step sizes, predicted vs measured steps.
 
@@ -180,13 +188,7 @@ def theory_table(rows: dict) -> pd.DataFrame:
     for v, (cond, lr, res, tol) in rows.items():
         pred = T.predicted_steps(cond.eigenvalues, lr, tol)
         pred_opt = T.predicted_steps(cond.eigenvalues, cond.optimal_lr, tol)
-        measured = R.steps_to_tolerance(res.history["loss"], res.loss_star, tol) if res is not None else None
-        if res is not None and res.diverged:
-            measured_text = f"diverged at step {res.diverged_at}"
-        elif measured is None:
-            measured_text = f"not within {res.n_steps} steps" if res is not None else "not run"
-        else:
-            measured_text = str(measured)
+        measured_text = measured_steps_text(res, tol) if res is not None else "not run"
         out.append({
             "variant": vf.VARIANT_LABELS[v],
             "Hessian eigenvalues": ", ".join(fmt_num(float(e)) for e in cond.eigenvalues),

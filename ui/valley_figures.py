@@ -7,15 +7,14 @@ only positive values, and missing heat-map cells are ``None`` (gaps with a marke
 
 **Speed.** A rerun of the page must stay around 30 ms, but building a ``go.Figure`` validates
 every property (a landscape with 40 animation frames took ~100 ms, ``style_figure`` alone
-~90 ms). The builders therefore write the figure *specification* as plain dicts (large arrays
-as Plotly's base64 typed arrays) and wrap it in :class:`FigureSpec`, a ``go.Figure`` whose
+~90 ms). The builders therefore write the figure *specification* as plain dicts (arrays as
+short rounded lists, see :func:`_rounded`) and wrap it in :class:`FigureSpec`, a ``go.Figure`` whose
 ``to_dict`` returns that trusted spec; the house layout comes from ``style_figure`` once per
 height and is reused. ``st.plotly_chart`` accepts it like any figure.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import math
@@ -70,19 +69,24 @@ def _layout(title: str, x_title: str, y_title: str, height: int, **extra) -> dic
     return lay
 
 
-def _typed(a, dtype: str = "f8") -> dict | list:
-    """A numeric array as Plotly's base64 typed array (fast to encode, exact for f8).
+def _rounded(a, sig: int = 6) -> list:
+    """A float array as a JSON-ready list: ``sig`` significant digits, ``None`` for non-finite.
 
-    Arrays with a non-finite value are returned as a list with ``None`` in its place instead,
-    so a NaN or inf can never hide inside a typed array.
+    Plain short numbers rather than Plotly's base64 typed arrays: base64 text is random
+    letters and spells "NaN" or "inf" somewhere in a large array about every other time, which
+    would mislead anyone (or any test) grepping a figure's JSON for non-finite values. Rounding
+    keeps the JSON small (a drawing needs no 17-digit numbers).
     """
-    a = np.ascontiguousarray(np.asarray(a, dtype=dtype))
-    if not np.all(np.isfinite(a)):
-        return _tolist(a) if a.ndim == 1 else [_tolist(row) for row in a]
-    spec = {"dtype": dtype, "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
-    if a.ndim > 1:
-        spec["shape"] = ", ".join(str(d) for d in a.shape)
-    return spec
+    a = np.asarray(a, dtype=float)
+    finite = np.isfinite(a)
+    scale = float(np.max(np.abs(a[finite]))) if finite.any() else 1.0
+    decimals = max(0, sig - 1 - int(math.floor(math.log10(scale)))) if scale > 0 else sig
+    with np.errstate(all="ignore"):
+        r = np.round(a, decimals)
+    if finite.all():
+        return r.tolist()
+    return [[v if math.isfinite(v) else None for v in row] for row in r.tolist()] if a.ndim > 1 else \
+        [v if math.isfinite(v) else None for v in r.tolist()]
 
 
 VARIANT_LABELS = {
@@ -164,20 +168,20 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
         z = np.log10(np.maximum(subopt, floor))
     idx = downsample_indices(len(path))
     px, py, ps = path[idx, 0], path[idx, 1], steps[idx]
-    xs, ys = _typed(px), _typed(py)
-    x_last, y_last = float(px[-1]), float(py[-1])
+    xs, ys = _rounded(px, 7), _rounded(py, 7)
+    x_last, y_last = xs[-1], ys[-1]
     line = {"color": style["color"], "width": 2, "dash": style["dash"]}
     marker = {"symbol": style["symbol"], "size": 6, "color": style["color"],
               "line": {"color": "white", "width": 1}}
     data = [
-        {"type": "contour", "x": _typed(w1), "y": _typed(w2), "z": _typed(z, "f4"),
+        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 4),
          "colorscale": SEQUENTIAL, "ncontours": 24, "name": "log10(L - L*)", "showlegend": False,
          "colorbar": {"title": {"text": "log10(L − L*)<br>[log10 (y units)²]"}, "len": 0.85},
          "hovertemplate": "w1=%{x:.4g}<br>w2=%{y:.4g}<br>log10(L−L*)=%{z:.2f}<extra></extra>"},
         {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": f"path ({VARIANT_LABELS[variant]})",
-         "line": line, "marker": marker, "customdata": _typed(ps, "i4"),
+         "line": line, "marker": marker, "customdata": ps.tolist(),
          "hovertemplate": "step %{customdata}<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>"},
-        {"type": "scatter", "x": [float(px[0])], "y": [float(py[0])], "mode": "markers", "name": "start",
+        {"type": "scatter", "x": [xs[0]], "y": [ys[0]], "mode": "markers", "name": "start",
          "marker": {"symbol": "circle-open", "size": 14, "color": OKABE_ITO["black"], "line": {"width": 3}}},
         {"type": "scatter", "x": [float(optimum[0])], "y": [float(optimum[1])], "mode": "markers",
          "name": "optimum (least squares)",
@@ -188,9 +192,17 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     k = len(px)
     fidx = np.unique(np.concatenate([[0], np.geomspace(1, max(k, 1), n_frames).round().astype(int) - 1, [k - 1]]))
     fidx = fidx[(fidx >= 0) & (fidx < k)]
-    frames = [{"name": str(int(ps[i])), "traces": [1, 4],
-               "data": [{"type": "scatter", "x": _typed(px[:i + 1]), "y": _typed(py[:i + 1])},
-                        {"type": "scatter", "x": [float(px[i])], "y": [float(py[i])]}]} for i in fidx]
+    # Each frame: the path so far (at most ~100 of its points, the early ones exactly) and the
+    # current point; the whole path stays drawn faintly underneath (trace 5).
+    frames = []
+    for i in fidx:
+        sub = downsample_indices(i + 1, limit=100, head=40)
+        frames.append({"name": str(int(ps[i])), "traces": [1, 4],
+                       "data": [{"type": "scatter", "x": [xs[j] for j in sub], "y": [ys[j] for j in sub],
+                                 "customdata": [int(ps[j]) for j in sub]},
+                                {"type": "scatter", "x": [xs[i]], "y": [ys[i]]}]})
+    data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "whole path", "showlegend": False,
+                 "line": {"color": style["color"], "width": 1, "dash": "dot"}, "opacity": 0.5})
     anim = {"frame": {"duration": 80, "redraw": False}, "transition": {"duration": 0}, "mode": "immediate"}
     slider = {"active": len(frames) - 1, "x": 0.24, "len": 0.76, "y": -0.2, "yanchor": "top", "pad": {"t": 0},
               "currentvalue": {"prefix": "step ", "visible": True},
@@ -230,7 +242,8 @@ def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure
         idx = downsample_indices(len(steps), limit=1500, head=300)
         s, r = np.asarray(steps)[idx], np.asarray(rel, dtype=float)[idx]
         ok = np.isfinite(r) & (r > 0)  # a log axis takes positive values only
-        data.append({"type": "scatter", "x": _typed(s[ok], "i4"), "y": _typed(r[ok]), "mode": "lines",
+        data.append({"type": "scatter", "x": s[ok].tolist(), "y": [float(f"{v:.6g}") for v in r[ok].tolist()],
+                     "mode": "lines",
                      "name": VARIANT_LABELS[variant],
                      "line": {"color": style["color"], "dash": style["dash"], "width": 2.5}})
         if div is not None and ok.any():
