@@ -62,7 +62,9 @@ def measure(label: str) -> None:
 
 
 def main() -> None:
-    print(f"load average {[round(x, 2) for x in os.getloadavg()]}; target: median <= 30 ms per rerun")
+    print(
+        f"load average {[round(x, 2) for x in os.getloadavg()]}; target: median <= 30 ms per rerun"
+    )
     measure("AppTest as is (recompiles the page on every run)")
     import streamlit.testing.v1.local_script_runner as lsr
     from streamlit.runtime.scriptrunner.script_cache import ScriptCache

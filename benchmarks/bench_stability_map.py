@@ -29,15 +29,19 @@ def main() -> None:
     bss = R.default_batch_sizes(100)
     epochs = 100
     steps = sum(epochs * R.steps_per_epoch(100, int(b)) for b in bss)
-    print(f"load average {np.round(os.getloadavg(), 2).tolist()}; batch sizes {bss.tolist()}; {epochs} epochs "
-          f"= {steps} optimizer steps per cell row, 40 x {len(bss)} x 4 = {40 * len(bss) * 4} cells")
+    print(
+        f"load average {np.round(os.getloadavg(), 2).tolist()}; batch sizes {bss.tolist()}; {epochs} epochs "
+        f"= {steps} optimizer steps per cell row, 40 x {len(bss)} x 4 = {40 * len(bss) * 4} cells"
+    )
     for opt in ("gd", "momentum", "adam"):
         R.stability_map(d.X, d.y, R.VARIANTS, xs, "fraction", bss[:2], 2, opt)  # warm-up
         t = time.perf_counter()
         m = R.stability_map(d.X, d.y, R.VARIANTS, xs, "fraction", bss, epochs, opt)
         el = time.perf_counter() - t
-        print(f"vectorized map, {opt:<9}: {el:6.3f} s  (target <= 1 s; {int(m.diverged.sum())} cells diverged, "
-              f"{int(m.undefined.sum())} undefined)")
+        print(
+            f"vectorized map, {opt:<9}: {el:6.3f} s  (target <= 1 s; {int(m.diverged.sum())} cells diverged, "
+            f"{int(m.undefined.sum())} undefined)"
+        )
 
     problems = [R.make_problem(d.X, d.y, v) for v in R.VARIANTS]
     lam = [np.linalg.eigvalsh(p.hessian)[-1] for p in problems]
@@ -49,8 +53,10 @@ def main() -> None:
     t = time.perf_counter()
     R.stability_map(d.X, d.y, R.VARIANTS, xs, "fraction", np.array([100]), epochs, "gd")
     vec_row = time.perf_counter() - t
-    print(f"full-batch row only (160 cells): one run per cell {loop_row:.3f} s vs vectorized {vec_row:.3f} s "
-          f"({loop_row / vec_row:.0f}x)")
+    print(
+        f"full-batch row only (160 cells): one run per cell {loop_row:.3f} s vs vectorized {vec_row:.3f} s "
+        f"({loop_row / vec_row:.0f}x)"
+    )
     t = time.perf_counter()
     for p, lm in zip(problems, lam, strict=True):
         for b in bss:
@@ -59,7 +65,9 @@ def main() -> None:
             for x in xs:
                 R.run(p, x * 2 / lm, int(b), epochs)
     loop_all = time.perf_counter() - t
-    print(f"whole map, gradient descent: one run per cell {loop_all:.2f} s (compare with the vectorized line above)")
+    print(
+        f"whole map, gradient descent: one run per cell {loop_all:.2f} s (compare with the vectorized line above)"
+    )
 
 
 if __name__ == "__main__":

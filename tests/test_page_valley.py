@@ -35,7 +35,7 @@ def _no_constant(name):
 
 
 def _specs(at) -> list[dict]:
-    """Figure JSONs; parsing fails on a NaN/Infinity literal (base64 arrays are checked separately)."""
+    """Figure JSONs; parsing fails on a NaN/Infinity literal."""
     return [json.loads(el.proto.spec, parse_constant=_no_constant) for el in at.get("plotly_chart")]
 
 
@@ -159,6 +159,8 @@ def test_divergence_is_named_and_charts_stay_finite():
     at = _app(c1_frac="1.5", c1_epochs="60", c1_map="0")
     errors = " ".join(e.value for e in at.error)
     assert "diverged at step" in errors
+    for el in at.get("plotly_chart"):
+        assert "NaN" not in el.proto.spec and "Infinity" not in el.proto.spec
     for s in _specs(at):
         assert _all_numbers_finite(s)
     assert "diverged at step" in _title(_landscapes(at)["raw"])
