@@ -27,9 +27,27 @@ ss = st.session_state
 with st.sidebar:
     st.subheader("Chapter 1 settings")
     st.caption("Data")
+    st.radio("data", vs.SOURCES, format_func=vs.SOURCE_LABELS.get, key="c1_source")
+    source = ss["c1_source"]
+    data_errors: list[str] = []
+    data_key, ds = ("seed", int(ss["c1_seed"]), int(ss["c1_n"]), float(ss["c1_noise"])), None
+    if source == "example":
+        data_key, ds = ("example",), vs.example_dataset()
+    elif source == "upload":
+        up = st.file_uploader("CSV with 3 columns: feature 1, feature 2, target (last)", type=["csv", "txt"],
+                              key="c1_upload_file", help="Comma, semicolon or tab separated, header optional, "
+                              "at most 1 MB; the first 500 rows are used.")
+        st.download_button("Download the example CSV", data=vs.EXAMPLE_CSV.read_bytes(),
+                           file_name="example_two_features.csv", mime="text/csv")
+        if up is not None:
+            try:
+                data_key, ds = vs.register_upload(up.getvalue())
+            except vs.CsvError as exc:
+                data_errors.append(f"**{up.name} cannot be used:** {exc} Showing the seed recipe's data instead.")
     st.number_input("seed (data and mini-batch shuffling)", 0, 10_000, step=1, key="c1_seed")
-    st.slider("samples n", 2, vs.N_MAX, key="c1_n")
-    st.number_input("noise (std of y's noise) [y units]", 0.0, 100.0, step=0.1, key="c1_noise")
+    st.slider("samples n", 2, vs.N_MAX, key="c1_n", disabled=data_key[0] != "seed")
+    st.number_input("noise (std of y's noise) [y units]", 0.0, 100.0, step=0.1, key="c1_noise",
+                    disabled=data_key[0] != "seed")
     st.multiselect("input variants", R.VARIANTS, format_func=vf.VARIANT_LABELS.get, key="c1_variants",
                    help="Compared side by side with the same optimizer and the same number of steps.")
     st.caption("Optimizer")
@@ -47,7 +65,7 @@ with st.sidebar:
     st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=lambda x: f"{x:g}", key="c1_frac",
                      disabled=mode != "fraction",
                      help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch descent diverges.")
-    n = int(ss["c1_n"])
+    n = int(ss["c1_n"]) if ds is None else len(ds.y)
     if ss["c1_batch"] > n:
         notices.append(f"batch size: {ss['c1_batch']} is more than n = {n} samples; using {n} (full batch).")
         ss["c1_batch"] = n
@@ -58,8 +76,23 @@ with st.sidebar:
 
 state.publish(vs.PARAMS)
 state.show_notices(notices)
+for msg in data_errors:
+    st.error(msg)
+if source == "upload" and ds is None and not data_errors:
+    st.info("Upload a CSV in the sidebar (feature 1, feature 2, target) to run this chapter on your own data; "
+            "until then the seed recipe's data is shown. An upload is not part of the page's link.")
+if ds is not None:
+    fa, fb = ds.feature_names
+    st.info(f"**Data: {'the example CSV' if source == 'example' else 'your CSV'}**, {len(ds.y)} rows: "
+            f"features **{fa}** (range {ds.X[:, 0].min():.4g} … {ds.X[:, 0].max():.4g}) and **{fb}** "
+            f"(range {ds.X[:, 1].min():.4g} … {ds.X[:, 1].max():.4g}), target **{ds.target_name}**. "
+            "The raw variant has no intercept (like the seed recipe); if your data needs one, compare with the "
+            "other variants' least-squares rows.")
+    for note in ds.notes:
+        st.warning(note)
+names = vs.feature_names(data_key)
 
-seed, noise = int(ss["c1_seed"]), float(ss["c1_noise"])
+seed = int(ss["c1_seed"])
 batch, epochs, tol = min(int(ss["c1_batch"]), n), int(ss["c1_epochs"]), float(ss["c1_tol"])
 lr, frac = float(ss["c1_lr"]), float(ss["c1_frac"])
 hyper = (float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"]))
@@ -98,9 +131,9 @@ if opt == "adam" and mode == "fraction":
 # ---- compute (cached) --------------------------------------------------------------------
 problems, results, lrs = {}, {}, {}
 for v in variants:
-    problems[v] = vs.problem(seed, n, noise, v)
+    problems[v] = vs.problem(data_key, v)
     lrs[v] = vs.variant_lr(problems[v][1], mode, lr, frac)
-    results[v] = vs.run(seed, n, noise, v, lrs[v], batch, epochs, opt, *hyper)
+    results[v] = vs.run(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper)
 
 st.caption(f"{n} samples, batch size {batch}, {epochs} epochs → **{n_steps} steps for every variant** "
            f"({R.steps_per_epoch(n, batch)} per epoch); optimizer: {R.OPTIMIZER_LABELS[opt]}; step sizes: "
@@ -114,8 +147,8 @@ for v, res in results.items():
     for note in res.notes:
         st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
     if problems[v][0].constant.any():
-        names = [f for f, c in zip(("A", "B"), problems[v][0].constant, strict=True) if c]
-        st.warning(f"Feature {', '.join(names)} is constant (zero variance): the scaler used scale 1 instead of "
+        const = [f for f, c in zip(names, problems[v][0].constant, strict=True) if c]
+        st.warning(f"Feature {', '.join(const)} is constant (zero variance): the scaler used scale 1 instead of "
                    f"dividing by zero. {problems[v][1].note}")
 
 # ---- landscapes --------------------------------------------------------------------------
@@ -134,7 +167,7 @@ SLICE_NOTE = {
 cols = st.columns(min(len(variants), 2))
 for i, v in enumerate(variants):
     with cols[i % len(cols)]:
-        st.plotly_chart(vs.landscape(seed, n, noise, v, lrs[v], batch, epochs, opt, *hyper),
+        st.plotly_chart(vs.landscape(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper),
                         key=f"c1_fig_{v}")
         st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
 st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
@@ -166,8 +199,10 @@ with c2:
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
 
 st.subheader("Learned coefficients in original units")
-st.dataframe(vs.coefficient_table(results, np.array([2.0, 3.0])), hide_index=True,
-             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("w_A", "w_B", "intercept")})
+truth = None if ds is not None else np.array([2.0, 3.0])
+st.dataframe(vs.coefficient_table(results, truth, names), hide_index=True,
+             column_config={c: st.column_config.NumberColumn(format="%.4f")
+                            for c in (f"w_{names[0]}", f"w_{names[1]}", "intercept")})
 st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
            "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
            "intercept differs slightly from 2 and 3 because of the noise).")
@@ -194,8 +229,8 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
 if ss["c1_map"]:
-    vs.stability(seed, n, noise, selected, mode, epochs, opt, *hyper)  # rows with a progress bar
-    smap, map_fig = vs.stability_figure(seed, n, noise, selected, mode, epochs, opt, *hyper)
+    vs.stability(data_key, seed, selected, mode, epochs, opt, *hyper)  # rows with a progress bar
+    smap, map_fig = vs.stability_figure(data_key, seed, selected, mode, epochs, opt, *hyper)
     show_cur = batch in smap.batch_sizes
     if show_cur:
         map_fig = vf.with_current_setting(map_fig, len(smap.variants), (frac if mode == "fraction" else lr, batch))

@@ -188,3 +188,27 @@ def test_download_and_code_expander_present():
     at = _app(c1_map="0", c1_epochs="5")
     assert at.get("download_button")
     assert any("def descend" in c.value for c in at.code)
+
+
+def test_example_csv_from_the_link():
+    at = _app(c1_source="example", c1_map="0", c1_epochs="10")
+    assert any("area_m2" in i.value and "example CSV" in i.value for i in at.info)
+    land = _landscapes(at)
+    assert "area_m2" in land["raw"]["layout"]["xaxis"]["title"]["text"]
+    table = at.dataframe[0].value
+    assert "w_area_m2" in table.columns and not table["model"].str.startswith("true").any()
+
+
+def test_uploaded_csv_runs_and_a_bad_one_is_explained():
+    at = _app(c1_source="upload", c1_map="0", c1_epochs="10")
+    assert any("Upload a CSV" in i.value for i in at.info)  # nothing uploaded yet: seed data, said so
+    rows = "".join(f"{i},{(i * 37) % 11},{3 * i + 2 * ((i * 37) % 11)}\n" for i in range(1, 41))
+    at.file_uploader(key="c1_upload_file").set_value(("mine.csv", ("size;rooms;cost\n" + rows.replace(",", ";")).encode(),
+                                                      "text/csv")).run()
+    assert not at.exception
+    assert any("your CSV" in i.value and "size" in i.value for i in at.info)
+    assert "size" in _landscapes(at)["raw"]["layout"]["xaxis"]["title"]["text"]
+    at.file_uploader(key="c1_upload_file").set_value(("bad.csv", b"a,b\n1,2\n", "text/csv")).run()
+    assert not at.exception
+    assert any("bad.csv cannot be used" in e.value and "3 columns" in e.value for e in at.error)
+    assert _landscapes(at)  # the seed data is still drawn

@@ -7,8 +7,10 @@ a cached pure function below (primitive, hashable arguments only; nothing read f
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ import streamlit as st
 from bn_core import regression as R
 from bn_core import theory as T
 from bn_core.data import make_regression
+from bn_core.upload import CsvDataset, CsvError, parse_two_feature_csv
 from ui import valley_figures as vf
 from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
 
@@ -39,7 +42,13 @@ N_MAX, EPOCHS_MAX = 500, 200
 MODES = ("fraction", "same")
 MODE_LABELS = {"fraction": "fraction of each variant's 2/λ_max", "same": "same learning rate for all"}
 
+SOURCES = ("seed", "example", "upload")
+SOURCE_LABELS = {"seed": "seed recipe: y = 2A + 3B + noise", "example": "example CSV (house prices)",
+                 "upload": "my own CSV (not stored in the link)"}
+EXAMPLE_CSV = Path(__file__).resolve().parents[1] / "data" / "example_two_features.csv"
+
 PARAMS = [
+    ChoiceParam("c1_source", "seed", label="data", choices=SOURCES),
     IntParam("c1_seed", 42, label="seed", lo=0, hi=10_000),
     IntParam("c1_n", 100, label="samples n", lo=2, hi=N_MAX),
     FloatParam("c1_noise", 0.1, label="noise", lo=0.0, hi=100.0),
@@ -78,10 +87,46 @@ def fmt_num(x: float) -> str:
 # mutates them: the page only reads results and ``with_current_setting`` copies a figure spec.
 
 
+@st.cache_resource(max_entries=1, show_spinner=False)
+def example_dataset() -> CsvDataset:
+    """The shipped example (data/example_two_features.csv): floor area and rooms -> price."""
+    return parse_two_feature_csv(EXAMPLE_CSV.read_bytes())
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def uploaded_dataset(digest: str, _raw: bytes | None) -> CsvDataset:
+    """A user's CSV, parsed and validated once per content (keyed by its SHA-256 ``digest``)."""
+    if _raw is None:
+        raise CsvError("The uploaded file is no longer in memory: please upload it again.")
+    return parse_two_feature_csv(_raw)
+
+
+def register_upload(raw: bytes) -> tuple[tuple, CsvDataset]:
+    """Validate an uploaded file; return its data key and data set (raises :class:`CsvError`)."""
+    digest = hashlib.sha256(raw).hexdigest()[:20]
+    return ("upload", digest), uploaded_dataset(digest, raw)
+
+
+def dataset(data: tuple):
+    """The data set behind a data key: ``("seed", seed, n, noise)``, ``("example",)`` or
+    ``("upload", digest)`` (call :func:`register_upload` first in the same run)."""
+    if data[0] == "seed":
+        return make_regression(int(data[1]), int(data[2]), float(data[3]))
+    if data[0] == "example":
+        return example_dataset()
+    return uploaded_dataset(data[1], None)
+
+
+def feature_names(data: tuple) -> tuple[str, str]:
+    """Names of the two features (A and B for the seed recipe)."""
+    d = dataset(data)
+    return tuple(getattr(d, "feature_names", ("A", "B")))
+
+
 @st.cache_resource(max_entries=32, show_spinner=False)
-def problem(seed: int, n: int, noise: float, variant: str) -> tuple[R.Problem, T.Conditioning]:
-    """The variant's problem on the seed data and what its Hessian predicts."""
-    d = make_regression(seed, n, noise)
+def problem(data: tuple, variant: str) -> tuple[R.Problem, T.Conditioning]:
+    """The variant's problem on the data set ``data`` and what its Hessian predicts."""
+    d = dataset(data)
     p = R.make_problem(d.X, d.y, variant)
     return p, T.conditioning(p.hessian)
 
@@ -94,19 +139,19 @@ def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float
 
 
 @st.cache_resource(max_entries=32, show_spinner="Running the optimizer…")
-def run(seed: int, n: int, noise: float, variant: str, lr: float, batch: int, epochs: int,
+def run(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
         optimizer: str, mom: float, beta1: float, beta2: float) -> R.RunResult:
-    """One cached optimizer run (mini-batches shuffled from the same ``seed`` as the data)."""
-    p, _ = problem(seed, n, noise, variant)
+    """One cached optimizer run; mini-batches are shuffled from ``seed``."""
+    p, _ = problem(data, variant)
     return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=R.Hyper(mom, beta1, beta2))
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def landscape(seed: int, n: int, noise: float, variant: str, lr: float, batch: int, epochs: int,
+def landscape(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
               optimizer: str, mom: float, beta1: float, beta2: float):
     """The contour figure of one run: closed-form grid (around start, path and optimum) + path."""
-    p, _ = problem(seed, n, noise, variant)
-    res = run(seed, n, noise, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
+    p, _ = problem(data, variant)
+    res = run(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
     h = res.history
     path = np.column_stack([h["w1"], h["w2"]])
     (x0, x1), (y0, y1) = vf.grid_box(path, path[0], res.theta_star[:2])
@@ -114,7 +159,7 @@ def landscape(seed: int, n: int, noise: float, variant: str, lr: float, batch: i
     with np.errstate(all="ignore"):
         Z = R.loss_grid(p.stats, w1, w2, R.slice_value(p)) - res.loss_star
     return vf.landscape_figure(variant, w1, w2, np.maximum(Z, 0.0), path, h["step"], res.theta_star[:2],
-                               diverged_at=res.diverged_at)
+                               diverged_at=res.diverged_at, feature_names=feature_names(data))
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
@@ -125,41 +170,45 @@ def map_x_values(mode: str) -> tuple[np.ndarray, str]:
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
-def stability_row(seed: int, n: int, noise: float, variants: tuple, mode: str, epochs: int, optimizer: str,
+def stability_row(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
                   mom: float, beta1: float, beta2: float, batch: int) -> R.StabilityMap:
     """One batch size of the stability map: all variants x 40 step sizes in one vectorized loop."""
-    d = make_regression(seed, n, noise)
+    d = dataset(data)
     xs, kind = map_x_values(mode)
     return R.stability_map(d.X, d.y, variants, xs, kind, np.array([batch]), epochs, optimizer, seed,
                            R.Hyper(mom, beta1, beta2))
 
 
-def stability(seed: int, n: int, noise: float, variants: tuple, mode: str, epochs: int, optimizer: str,
+def _map_batch_sizes(data: tuple) -> np.ndarray:
+    return R.default_batch_sizes(len(dataset(data).y))
+
+
+def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
               mom: float, beta1: float, beta2: float) -> R.StabilityMap:
     """The stability map (40 step sizes x up to 8 batch sizes), row by row with a progress bar.
 
     Each row is cached; the progress bar lives outside the cached functions, so a cache hit
     replays nothing (an element created inside a cached function is replayed on every hit).
     """
-    sizes = R.default_batch_sizes(n)
+    sizes = _map_batch_sizes(data)
     bar = st.progress(0.0, text="Sweeping 40 step sizes × batch sizes for every variant…")
     rows = []
     for i, b in enumerate(sizes):
-        rows.append(stability_row(seed, n, noise, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b)))
+        rows.append(stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b)))
         bar.progress((i + 1) / len(sizes), text=f"Swept batch size {int(b)} ({i + 1}/{len(sizes)})")
     bar.empty()
     return R.concat_stability_maps(rows)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def stability_figure(seed: int, n: int, noise: float, variants: tuple, mode: str, epochs: int, optimizer: str,
+def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
                      mom: float, beta1: float, beta2: float):
     """The stability map's figure (without the current-setting star; see ``with_current_setting``).
 
     Call :func:`stability` first in the same run: its rows are then cache hits here.
     """
-    rows = [stability_row(seed, n, noise, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b))
-            for b in R.default_batch_sizes(n)]
+    rows = [stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b))
+            for b in _map_batch_sizes(data)]
     m = R.concat_stability_maps(rows)
     return m, vf.stability_figure(m.variants, m.x_values, m.x_kind, m.batch_sizes, m.final_loss, m.diverged,
                                   m.undefined)
@@ -204,16 +253,21 @@ def theory_table(rows: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def coefficient_table(results: dict, true_weights: np.ndarray) -> pd.DataFrame:
-    """Learned coefficients mapped back to original units, beside the truth and least squares."""
-    rows = [{"model": "true (data recipe)", "w_A": float(true_weights[0]), "w_B": float(true_weights[1]),
-             "intercept": 0.0}]
+def coefficient_table(results: dict, true_weights: np.ndarray | None,
+                      names: tuple = ("A", "B")) -> pd.DataFrame:
+    """Learned coefficients mapped back to original units, beside the truth (if known) and
+    each variant's least-squares solution. Columns: model, w_<name 1>, w_<name 2>, intercept."""
+    c1, c2 = f"w_{names[0]}", f"w_{names[1]}"
+    rows = []
+    if true_weights is not None:
+        rows.append({"model": "true (data recipe)", c1: float(true_weights[0]), c2: float(true_weights[1]),
+                     "intercept": 0.0})
     for v, res in results.items():
         (w, b), (ws, bs) = res.coef_original, res.star_original
         what = "evaluation mode (running statistics)" if v == "batchnorm" else "learned"
-        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: {what}", "w_A": float(w[0]), "w_B": float(w[1]),
+        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: {what}", c1: float(w[0]), c2: float(w[1]),
                      "intercept": float(b)})
-        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: least squares", "w_A": float(ws[0]), "w_B": float(ws[1]),
+        rows.append({"model": f"{vf.VARIANT_LABELS[v]}: least squares", c1: float(ws[0]), c2: float(ws[1]),
                      "intercept": float(bs)})
     return pd.DataFrame(rows)
 

@@ -140,7 +140,8 @@ def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin:
 
 def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.ndarray,
                      path: np.ndarray, steps: np.ndarray, optimum: np.ndarray, *,
-                     diverged_at: int | None = None, n_frames: int = 30, height: int = 640) -> go.Figure:
+                     diverged_at: int | None = None, n_frames: int = 30, height: int = 640,
+                     feature_names: tuple = ("A", "B")) -> go.Figure:
     """Contour of the loss over (w1, w2) with the optimizer's path, start, optimum and playback.
 
     Parameters
@@ -161,6 +162,8 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
         Shown in the title when the run diverged.
     n_frames : int
         Animation frames (log-spaced in step number, so the early zigzag gets frames too).
+    feature_names : tuple of str
+        Names of the two features, for the axis titles.
     """
     style = VARIANT_STYLE[variant]
     with np.errstate(all="ignore"):
@@ -217,7 +220,8 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     title = f"{VARIANT_LABELS[variant]}: loss landscape and path"
     if diverged_at is not None:
         title += f" (diverged at step {diverged_at})"
-    layout = _layout(title, f"w1 [{units.format(f='A')}]", f"w2 [{units.format(f='B')}]", height,
+    fa, fb = feature_names
+    layout = _layout(title, f"w1 [{units.format(f=fa)}]", f"w2 [{units.format(f=fb)}]", height,
                      updatemenus=[buttons], sliders=[slider], margin={"b": 230},
                      legend={"y": -0.47, "yanchor": "top"},
                      xaxis={"range": [float(x0), float(x1)], "constrain": "domain"},
