@@ -90,6 +90,10 @@ class Linear(Layer):
         a Generator is used (and advanced) as is.
     rng : numpy.random.Generator, optional
         Alias of ``seed`` for a Generator; takes precedence when given.
+    bias : bool
+        Whether the layer has a bias (default True). A Linear layer followed by batch norm
+        needs none: the batch mean subtracts it exactly (its gradient is 0), so
+        :class:`~bn_core.network.MLP` leaves it out there, as is usual in PyTorch.
     dtype : numpy dtype
         Floating type of the parameters (default float64).
 
@@ -98,8 +102,8 @@ class Linear(Layer):
     params : dict
         ``"weight"``: ndarray of shape **(in_features, out_features)** -- note: the transpose
         of PyTorch's ``(out_features, in_features)`` layout, so that the forward pass is the
-        plain product ``x @ W`` on row-major batches; ``"bias"``: ndarray of shape
-        ``(out_features,)``.
+        plain product ``x @ W`` on row-major batches; ``"bias"`` (absent when
+        ``bias=False``): ndarray of shape ``(out_features,)``.
     grads : dict
         Same keys and shapes, filled by :meth:`backward`.
 
@@ -120,6 +124,7 @@ class Linear(Layer):
         seed: int | np.random.Generator | None = None,
         *,
         rng: np.random.Generator | None = None,
+        bias: bool = True,
         dtype=np.float64,
     ) -> None:
         super().__init__()
@@ -135,13 +140,16 @@ class Linear(Layer):
         if init_scale is None:
             bound = 1.0 / np.sqrt(self.in_features)
             weight = gen.uniform(-bound, bound, size=shape)
-            bias = gen.uniform(-bound, bound, size=self.out_features)
+            b = gen.uniform(-bound, bound, size=self.out_features)
         else:
             if not np.isfinite(init_scale) or init_scale <= 0:
                 raise ValueError(f"init_scale must be a finite number > 0, got {init_scale}")
             weight = gen.normal(0.0, float(init_scale), size=shape)
-            bias = np.zeros(self.out_features)
-        self.params = {"weight": weight.astype(dtype), "bias": bias.astype(dtype)}
+            b = np.zeros(self.out_features)
+        self.params = {"weight": weight.astype(dtype)}
+        if bias:  # (the initial bias is drawn either way, so later draws do not depend on it)
+            self.params["bias"] = b.astype(dtype)
+        self.has_bias = bool(bias)
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._x: np.ndarray | None = None
 
@@ -149,7 +157,8 @@ class Linear(Layer):
         """Return ``x @ W + b``; ``x`` of shape ``(n, in_features)``, result ``(n, out_features)``."""
         self._x = x
         y = x @ self.params["weight"]
-        y += self.params["bias"]
+        if self.has_bias:
+            y += self.params["bias"]
         return y
 
     def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
@@ -162,7 +171,8 @@ class Linear(Layer):
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
         np.matmul(x.T, grad_out, out=self.grads["weight"])
-        np.add.reduce(grad_out, axis=0, out=self.grads["bias"])
+        if self.has_bias:
+            np.add.reduce(grad_out, axis=0, out=self.grads["bias"])
         if not need_input_grad:
             return None
         return grad_out @ self.params["weight"].T
@@ -298,6 +308,9 @@ class BatchNorm1d(Layer):
         self._scale: np.ndarray | None = None  # gamma * inv_std of the last forward
         self._n = 0
         self._trained_forward = True
+        self._avg: np.ndarray | None = None
+        self._coef: np.ndarray | None = None
+        self._coef_key: tuple | None = None
 
     @property
     def running_mean(self) -> np.ndarray:
@@ -343,8 +356,7 @@ class BatchNorm1d(Layer):
                 raise ValueError(_ONE_SAMPLE_MESSAGE.format(n=n))
             stats = np.empty((2, self.num_features), dtype=self._running.dtype)
             mean, ssq = stats  # views: batch mean and sum of squared deviations
-            np.add.reduce(x, axis=0, out=mean)
-            mean *= 1.0 / n
+            np.matmul(self._averager(n), x, out=mean)  # (1/n, ..., 1/n) @ x: one BLAS call
             xc = x - mean
             np.einsum("ij,ij->j", xc, xc, out=ssq)  # one fused reduction, no temporary
             self._update_running(stats, n)
@@ -377,13 +389,23 @@ class BatchNorm1d(Layer):
             self._x_hat = self._xc * self.inv_std
         return self._x_hat
 
+    def _averager(self, n: int) -> np.ndarray:
+        """The row vector (1/n, ..., 1/n) of length n (cached for the last batch size)."""
+        avg = self._avg
+        if avg is None or avg.shape[0] != n:
+            avg = self._avg = np.full(n, 1.0 / n, dtype=self._running.dtype)
+        return avg
+
     def _update_running(self, stats: np.ndarray, n: int) -> None:
         """running <- (1 - m) running + m [mean; ssq / (n - 1)] (unbiased variance)."""
         self.num_batches_tracked += 1
         m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
-        coef = np.array([[m], [m / (n - 1)]], dtype=stats.dtype)
+        key = (m, n)
+        if self._coef_key != key:
+            self._coef = np.array([[m], [m / (n - 1)]], dtype=stats.dtype)
+            self._coef_key = key
         self._running *= 1.0 - m
-        self._running += coef * stats
+        self._running += self._coef * stats
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """Fill ``grads`` from ``grad_out`` ``(n, C)``; return ``dL/dx`` ``(n, C)``."""

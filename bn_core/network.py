@@ -4,6 +4,10 @@ Architecture for ``depth`` hidden layers of ``width`` units (``act`` the activat
 
     norm="none"       [Linear -> act]                  x depth  -> Linear
     norm="bn_before"  [Linear -> BatchNorm1d -> act]   x depth  -> Linear   (Ioffe & Szegedy)
+
+With ``"bn_before"`` the hidden Linear layers have no bias (``params`` holds only
+``"weight"``): batch norm subtracts the batch mean, which removes any bias exactly (its
+gradient is identically 0), and beta plays its role.
     norm="bn_after"   [Linear -> act -> BatchNorm1d]   x depth  -> Linear
 
 The optimizers are loops over every layer's ``params`` / ``grads`` dicts, updating the
@@ -94,7 +98,10 @@ class MLP:
         self.act_input_index: list[int] = []
         fan_in = self.n_in
         for _ in range(self.depth):
-            self.layers.append(Linear(fan_in, width, init_scale, rng=rng, dtype=dtype))
+            # no bias before batch norm: the batch mean would cancel it exactly
+            self.layers.append(
+                Linear(fan_in, width, init_scale, rng=rng, bias=norm != "bn_before", dtype=dtype)
+            )
             if norm == "bn_before":
                 self.layers.append(BatchNorm1d(width, dtype=dtype))
             self.act_input_index.append(len(self.layers) - 1)
