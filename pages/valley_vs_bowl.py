@@ -229,8 +229,11 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
 if ss["c1_map"]:
-    vs.stability(data_key, seed, selected, mode, epochs, opt, *hyper)  # rows with a progress bar
-    smap, map_fig = vs.stability_figure(data_key, seed, selected, mode, epochs, opt, *hyper)
+    map_args = (data_key, seed, selected, mode, epochs, opt, *hyper)
+    if ss.get("_c1_map_args") != map_args:  # new settings: sweep row by row with a progress bar
+        vs.stability(*map_args)
+        ss["_c1_map_args"] = map_args
+    smap, map_fig = vs.stability_figure(*map_args)
     show_cur = batch in smap.batch_sizes
     if show_cur:
         map_fig = vf.with_current_setting(map_fig, len(smap.variants), (frac if mode == "fraction" else lr, batch))
