@@ -29,7 +29,7 @@ MAX_DEPTH = 10
 MAX_STEPS = 5000
 DEFAULT_STEPS = 1000  # both arms in about 2 s; the paper-like reference run is 3000 steps at lr 0.1
 DEFAULT_LR = 0.3
-RECORDS_PER_RUN = 40  # evaluations per run: the x resolution of every "vs step" chart
+RECORDS_PER_RUN = 30  # evaluations per run: the x resolution of every "vs step" chart
 
 
 def make_params(n_train: int) -> list[state.Param]:
@@ -47,7 +47,7 @@ def make_params(n_train: int) -> list[state.Param]:
         state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZERS),
         state.ChoiceParam("c3_place", "bn_before", label="BN placement", choices=PLACEMENTS),
         state.IntParam("c3_seed", 0, label="seed", lo=0, hi=10_000),
-        state.IntParam("c3_layer", 1, label="probed layer", lo=1, hi=MAX_DEPTH),
+        state.IntParam("c3_layer", 3, label="probed layer", lo=1, hi=MAX_DEPTH),
         state.BoolParam("c3_sweeps", False, label="robustness sweeps"),
         state.IntParam("c3_gdepth", 10, label="deep network's hidden layers", lo=2, hi=12),
         state.ChoiceParam("c3_gact", "sigmoid", label="deep network's activation", choices=("sigmoid", "tanh")),
@@ -195,12 +195,16 @@ def _section_percentiles(results: dict, base: TrainConfig, placement: str) -> No
                                                    base.probe_unit, placement), key="c3_fig_pct")
     st.markdown(
         "**What to look for.** Each band is the middle 70 % (15th to 85th percentile) of one unit's "
-        "input to the nonlinearity over the test images (evaluation mode); the line is the median. Without BN the "
-        "band moves and widens as the weights below it change, so every layer above chases a moving "
-        "target (what Ioffe & Szegedy called *internal covariate shift*). With BN before the "
-        "activation the band stays put: the layer sees inputs with a learned mean $\\beta$ and "
-        "spread $\\gamma$, whatever happens below. A sigmoid only passes gradient where its input is "
-        "small:"
+        "input to the nonlinearity over the test images (evaluation mode); the line is the median. "
+        "Without BN, in the last hidden layer of the default network, the band starts as a sliver: "
+        "every image gives this unit almost the same input, so the layer passes on almost no "
+        "information (that is the loss plateau). As the weights below change, the band drifts and "
+        "widens, and every layer above chases a moving target (what Ioffe & Szegedy called "
+        "*internal covariate shift*). With BN before the activation the band has a spread of about "
+        "one from the first updates on and stays put: the unit sees inputs with a learned mean "
+        "$\\beta$ and spread $\\gamma$, whatever happens below. (At step 0 the BN network is "
+        "evaluated with its initial running statistics, mean 0 and variance 1, so its first point is "
+        "not normalized yet.) A sigmoid only passes gradient where its input is small:"
     )
     st.latex(SIGMOID_LATEX)
     st.markdown(
@@ -230,9 +234,10 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     if per_step:
         seconds = runs * base.steps * float(np.mean(per_step)) / 1e3
         estimate = f" (about {seconds:.0f} s the first time; cached afterwards)"
-    st.toggle(f"Run the sweeps: {runs} training runs of {base.steps} steps{estimate}", key="c3_sweeps")
+    st.toggle("Run the sweeps", key="c3_sweeps")
+    st.caption(f"{runs} training runs of {base.steps} steps each{estimate}. Off by default so the "
+               "page stays fast.")
     if not st.session_state["c3_sweeps"]:
-        st.caption("Switch on to run the sweeps; they are off by default so the page stays fast.")
         return
     norms = ("none", placement)
     arm_norms = {"plain": "none", "bn": placement}
@@ -294,8 +299,9 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
         "norms stay within a small factor of each other."
     )
     with c3:
-        st.toggle(f"Also train the deep networks ({deep.steps} steps each) and plot the norms during "
-                  "training", key="c3_gtrain")
+        st.toggle("Also train the deep networks", key="c3_gtrain",
+                  help="Trains both deep networks with the settings above (same steps) and plots "
+                       "every layer's gradient norm during training.")
     if ss["c3_gtrain"]:
         results, errors = _train_arms(deep, placement)
         for arm, msg in errors.items():

@@ -161,7 +161,8 @@ def fig_training_curves(histories: Mapping[str, History],
                     row=1, col=col)
     style_figure(fig, "Loss and test accuracy during training (cf. Ioffe & Szegedy 2015, Fig. 1a)",
                  "step [parameter updates]", "", height=420)
-    fig.update_yaxes(title_text="cross-entropy loss [nats], log scale", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="cross-entropy loss [nats], log scale", type="log", exponentformat="power",
+                     row=1, col=1)
     fig.update_yaxes(title_text="test accuracy [fraction]", range=[0, 1.02], row=1, col=2)
     _legend_below(fig)
     if not fig.data:
@@ -201,9 +202,9 @@ def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
         step, p = step[keep], p[keep]
         colour = ARM_STYLE[arm]["color"]
         fig.add_trace(go.Scatter(x=step, y=p[:, 0], mode="lines", name=f"{ARM_LABEL[arm]}: 15th percentile",
-                                 legendgroup=f"{arm}-band", line={"color": colour, "dash": "dot", "width": 1}),
-                      row=1, col=col)
-        fig.add_trace(go.Scatter(x=step, y=p[:, 2], mode="lines", name=f"{ARM_LABEL[arm]}: 85th percentile",
+                                 legendgroup=f"{arm}-band", showlegend=False,
+                                 line={"color": colour, "dash": "dot", "width": 1}), row=1, col=col)
+        fig.add_trace(go.Scatter(x=step, y=p[:, 2], mode="lines", name=f"{ARM_LABEL[arm]}: 15th–85th percentile",
                                  legendgroup=f"{arm}-band", fill="tonexty", fillcolor=_rgba(colour, 0.18),
                                  line={"color": colour, "dash": "dot", "width": 1}), row=1, col=col)
         fig.add_trace(go.Scatter(x=step, y=p[:, 1], mode="lines+markers", name=f"{ARM_LABEL[arm]}: median",
@@ -263,7 +264,7 @@ def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *,
         fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1},
                       annotation_text="current setting", annotation_position="top left")
     style_figure(fig, title, x_title, "final test accuracy [fraction]", height=400)
-    fig.update_xaxes(type="log")
+    fig.update_xaxes(type="log", exponentformat="power")
     fig.update_yaxes(range=[-0.03, 1.03])
     _legend_below(fig)
     if not fig.data:
@@ -290,7 +291,7 @@ def fig_grad_norms_init(norms: Mapping[str, np.ndarray], depth: int, activation:
     style_figure(fig, f"Gradient norm per layer at initialization: {depth} hidden {activation} layers",
                  "Linear layer [1 = next to the input, last = output layer]",
                  "‖∂loss/∂W‖ [L2 norm], log scale", height=400)
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", exponentformat="power")
     fig.update_xaxes(dtick=1)
     _legend_below(fig)
     if not fig.data:
@@ -326,8 +327,8 @@ def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
                 marker={"color": colours[j], "symbol": symbols[j % len(symbols)], "size": 4}),
                 row=1, col=col)
     style_figure(fig, "Gradient norm per layer during training", "step [parameter updates]", "",
-                 height=440)
-    fig.update_yaxes(type="log")
+                 height=480)
+    fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="‖∂loss/∂W‖ [L2 norm], log scale", row=1, col=1)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"})
     if not fig.data:
@@ -336,18 +337,29 @@ def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
 
 
 def fig_generalization_gap(histories: Mapping[str, History]) -> go.Figure:
-    """Train accuracy minus test accuracy against step (percentage points), one line per arm."""
-    fig = go.Figure()
+    """Train minus test accuracy (percentage points), one line per arm.
+
+    Left against step; right against training accuracy, so the arms compare at the same
+    degree of fit (a network that has not fitted the training set has a small gap for the
+    wrong reason).
+    """
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("against step", "against training accuracy"))
     for arm in ARMS:
         h = histories.get(arm)
         if h is None:
             continue
-        gap = 100.0 * (np.asarray(h["train_acc"], dtype=float) - np.asarray(h["test_acc"], dtype=float))
-        x, y = finite_xy(h["step"], gap)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm],
-                                 line=_line(arm), marker=_marker(arm, size=5)))
-    style_figure(fig, "Generalization gap: train accuracy − test accuracy",
-                 "step [parameter updates]", "train − test accuracy [percentage points]", height=380)
+        train_acc = np.asarray(h["train_acc"], dtype=float)
+        gap = 100.0 * (train_acc - np.asarray(h["test_acc"], dtype=float)[: len(train_acc)])
+        for col, xs in ((1, h["step"]), (2, train_acc)):
+            x, y = finite_xy(xs, gap)
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm], legendgroup=arm,
+                                     showlegend=col == 1, line=_line(arm), marker=_marker(arm, size=5)),
+                          row=1, col=col)
+    style_figure(fig, "Generalization gap: train accuracy − test accuracy", "", "", height=400)
+    fig.update_xaxes(title_text="step [parameter updates]", row=1, col=1)
+    fig.update_xaxes(title_text="training accuracy [fraction]", row=1, col=2)
+    fig.update_yaxes(title_text="train − test accuracy [percentage points]", row=1, col=1)
     fig.add_hline(y=0, line={"color": "grey", "width": 1})
     _legend_below(fig)
     if not fig.data:
@@ -365,7 +377,8 @@ def fig_step_time(histories: Mapping[str, History]) -> go.Figure:
             continue
         med, q25, q75 = stats
         fig.add_trace(go.Bar(
-            x=[ARM_LABEL[arm]], y=[med], name=ARM_LABEL[arm], text=[f"{med:.3g} ms"], textposition="outside",
+            x=[ARM_LABEL[arm]], y=[med], name=ARM_LABEL[arm],
+            hovertemplate=f"median {med:.3g} ms (25th–75th: {q25:.3g}–{q75:.3g} ms)<extra></extra>",
             marker={"color": ARM_STYLE[arm]["color"], "pattern": {"shape": "" if arm == "plain" else "/"}},
             error_y={"type": "data", "symmetric": False, "array": [q75 - med], "arrayminus": [med - q25]}))
     style_figure(fig, "Cost: measured time per training step (median; whiskers 25th–75th percentile)",
