@@ -651,6 +651,11 @@ def stability_map(X: np.ndarray, y: np.ndarray, variants: tuple, x_values: np.nd
     For each batch size, all variants and all learning rates run in ONE loop of
     :func:`descend`: the parameters form a stack of shape (V, L, 3) (raw is padded with an
     intercept column of zeros, which its gradient never moves).
+
+    A cell is "diverged" when its full-batch loss is non-finite or above
+    ``EXPLODE_FACTOR * L_0`` at any of ~500 evenly spaced snapshots or at the end (a
+    diverging run overflows to inf/NaN and stays there, so the end catches it even between
+    snapshots); its final loss is then NaN. Batch norm with batch size 1 is ``undefined``.
     """
     x_values = np.asarray(x_values, dtype=float)
     problems = [make_problem(X, y, v) for v in variants]

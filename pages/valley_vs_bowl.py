@@ -194,7 +194,8 @@ with c2:
     st.latex(r"\frac{L(\theta_k)-L^*}{L(\theta_0)-L^*}\ \le\ \text{tol}\quad\Rightarrow\quad"
              r"\text{steps to tolerance} = \min k")
     st.markdown("For full-batch gradient descent each eigen-direction of H shrinks by |1 − αλᵢ| per step, "
-                "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|.")
+                "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|. A curve that flattens "
+                "far below 1e-15 has reached floating-point precision.")
     st.markdown(f"**Steps to tolerance {tol:g}** (of {n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
 
