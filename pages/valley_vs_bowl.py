@@ -1,7 +1,5 @@
 """Chapter 1 · Valley vs bowl: why normalizing inputs makes gradient descent fast."""
 
-import inspect
-
 import numpy as np
 import streamlit as st
 
@@ -201,9 +199,7 @@ with c2:
 
 st.subheader("Learned coefficients in original units")
 truth = None if ds is not None else np.array([2.0, 3.0])
-st.dataframe(vs.coefficient_table(results, truth, names), hide_index=True,
-             column_config={c: st.column_config.NumberColumn(format="%.4f")
-                            for c in (f"w_{names[0]}", f"w_{names[1]}", "intercept")})
+st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, names)))
 st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
            "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
            "intercept differs slightly from 2 and 3 because of the noise).")
@@ -217,7 +213,7 @@ for col, v in zip(mcols, variants, strict=True):
         st.metric(f"κ ({vf.VARIANT_LABELS[v]})", vs.fmt_num(cond.kappa))
         st.metric("2/λ_max", vs.fmt_num(cond.max_stable_lr))
 rows = {v: (problems[v][1], lrs[v], results[v], tol) for v in variants}
-st.dataframe(vs.theory_table(rows), hide_index=True)
+st.markdown(vs.markdown_table(vs.theory_table(rows)))
 st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
          r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
          r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
@@ -254,8 +250,5 @@ else:
 st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
                    file_name="valley_vs_bowl_history.csv", mime="text/csv")
 with st.expander("Show the code: the optimizer loop and the update rules"):
-    st.code(inspect.getsource(R.descend), language="python")
-    st.code("\n\n".join(inspect.getsource(f) for f in R.OPTIMIZERS.values())
-            + "\n\nOPTIMIZERS = {'gd': _gd_step, 'momentum': _momentum_step, 'adam': _adam_step}",
-            language="python")
-    st.code(inspect.getsource(R.batch_quadratics), language="python")
+    for source in vs.optimizer_source():  # inspect.getsource of the core, read once
+        st.code(source, language="python")

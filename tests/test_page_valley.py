@@ -195,8 +195,8 @@ def test_example_csv_from_the_link():
     assert any("area_m2" in i.value and "example CSV" in i.value for i in at.info)
     land = _landscapes(at)
     assert "area_m2" in land["raw"]["layout"]["xaxis"]["title"]["text"]
-    table = at.dataframe[0].value
-    assert "w_area_m2" in table.columns and not table["model"].str.startswith("true").any()
+    table = next(m.value for m in at.markdown if "| model |" in m.value)
+    assert "w_area_m2" in table and "true (data recipe)" not in table
 
 
 def test_uploaded_csv_runs_and_a_bad_one_is_explained():

@@ -15,7 +15,6 @@ height and is reused. ``st.plotly_chart`` accepts it like any figure.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 
@@ -57,13 +56,19 @@ def _house_layout(height: int) -> dict:
 
 
 def _layout(title: str, x_title: str, y_title: str, height: int, **extra) -> dict:
-    lay = copy.deepcopy(_house_layout(height))
-    lay["title"]["text"] = title
+    """The house layout with this figure's titles and ``extra`` settings merged in.
+
+    Only the top level and the nested dicts changed here are copied: the (large) template is
+    shared between figures and never modified.
+    """
+    base = _house_layout(height)
+    lay = {k: (dict(v) if isinstance(v, dict) and k != "template" else v) for k, v in base.items()}
+    lay["title"] = {**lay.get("title", {}), "text": title}
     lay.setdefault("xaxis", {})["title"] = {"text": x_title}
     lay.setdefault("yaxis", {})["title"] = {"text": y_title}
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(lay.get(k), dict):
-            lay[k].update(v)
+            lay[k] = {**lay[k], **v}
         else:
             lay[k] = v
     return lay
