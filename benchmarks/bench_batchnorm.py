@@ -49,12 +49,24 @@ def textbook_forward_backward(x, gamma, beta, g, eps=1e-5):
     return y, dx, dgamma, dbeta
 
 
-def best_time(fn, repeats: int) -> float:
-    """Best seconds per call: calibrate the number of calls to ~0.05 s per repeat."""
-    number = 1
-    while timeit.timeit(fn, number=number) < 0.05:
-        number *= 2
-    return min(timeit.repeat(fn, number=number, repeat=repeats)) / number
+def best_times(fns: list, repeats: int) -> list[float]:
+    """Best seconds per call of each function, timed in interleaved rounds.
+
+    The number of calls per round is calibrated to ~0.03 s for each function; the rounds
+    alternate between the functions so that a burst of load from other processes on a
+    shared machine hits all of them alike, and the minimum over rounds is kept.
+    """
+    numbers = []
+    for fn in fns:
+        number = 1
+        while timeit.timeit(fn, number=number) < 0.03:
+            number *= 2
+        numbers.append(number)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, (fn, number) in enumerate(zip(fns, numbers, strict=True)):
+            best[i] = min(best[i], timeit.timeit(fn, number=number) / number)
+    return best
 
 
 def main() -> None:
@@ -104,14 +116,16 @@ def main() -> None:
                 tol = 1e-3 if dtype == np.float32 else 1e-9
                 assert np.allclose(got, ref[1], rtol=tol, atol=tol), "gradient mismatch"
 
-                t_ours = best_time(ours, args.repeats)
-                t_book = best_time(
-                    lambda x=x, g=g, ga=gamma, be=beta: textbook_forward_backward(x, ga, be, g),
-                    args.repeats,
-                )
                 src = np.concatenate([x, g]).ravel()
                 dst = np.empty_like(src)
-                t_floor = best_time(lambda s=src, d=dst: np.copyto(d, s), args.repeats)
+                t_ours, t_book, t_floor = best_times(
+                    [
+                        ours,
+                        lambda x=x, g=g, ga=gamma, be=beta: textbook_forward_backward(x, ga, be, g),
+                        lambda s=src, d=dst: np.copyto(d, s),
+                    ],
+                    args.repeats,
+                )
                 t_torch = float("nan")
                 if torch is not None:
                     tdt = torch.float32 if dtype == np.float32 else torch.float64
@@ -123,7 +137,7 @@ def main() -> None:
                         xt.grad = None
                         bn(xt).backward(gt)
 
-                    t_torch = best_time(theirs, args.repeats) * 1e6
+                    t_torch = best_times([theirs], args.repeats)[0] * 1e6
                 print(
                     f"{str((n, c)):>13s} {np.dtype(dtype).name:>13s} {t_ours * 1e6:13.1f} "
                     f"{n / t_ours / 1e6:13.2f} {t_book * 1e6:13.1f} {t_book / t_ours:12.2f}x "
