@@ -262,7 +262,7 @@ def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *,
                                      line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1}))
     if current is not None and np.isfinite(current) and current > 0:
         fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1},
-                      annotation_text="current setting", annotation_position="top left")
+                      annotation_text="current setting", annotation_position="bottom right")
     style_figure(fig, title, x_title, "final test accuracy [fraction]", height=400)
     fig.update_xaxes(type="log", exponentformat="power")
     fig.update_yaxes(range=[-0.03, 1.03])
@@ -353,7 +353,8 @@ def fig_generalization_gap(histories: Mapping[str, History]) -> go.Figure:
         gap = 100.0 * (train_acc - np.asarray(h["test_acc"], dtype=float)[: len(train_acc)])
         for col, xs in ((1, h["step"]), (2, train_acc)):
             x, y = finite_xy(xs, gap)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=ARM_LABEL[arm], legendgroup=arm,
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if col == 1 else "markers",
+                                     name=ARM_LABEL[arm], legendgroup=arm,
                                      showlegend=col == 1, line=_line(arm), marker=_marker(arm, size=5)),
                           row=1, col=col)
     style_figure(fig, "Generalization gap: train accuracy − test accuracy", "", "", height=400)
