@@ -4,8 +4,8 @@ import numpy as np
 import streamlit as st
 
 from bn_core import regression as R
-from ui import state
 from ui import valley as vs
+from ui import valley_controls as vc
 from ui import valley_figures as vf
 
 st.title("1 · Valley vs bowl")
@@ -19,84 +19,13 @@ st.markdown(
     "standardizing inside a network, one mini-batch at a time."
 )
 
-notices = state.restore(vs.PARAMS)
-ss = st.session_state
-
-with st.sidebar:
-    st.subheader("Chapter 1 settings")
-    st.caption("Data")
-    st.radio("data", vs.SOURCES, format_func=vs.SOURCE_LABELS.get, key="c1_source")
-    source = ss["c1_source"]
-    data_errors: list[str] = []
-    data_key, ds = ("seed", int(ss["c1_seed"]), int(ss["c1_n"]), float(ss["c1_noise"])), None
-    if source == "example":
-        data_key, ds = ("example",), vs.example_dataset()
-    elif source == "upload":
-        up = st.file_uploader("CSV with 3 columns: feature 1, feature 2, target (last)", type=["csv", "txt"],
-                              key="c1_upload_file", help="Comma, semicolon or tab separated, header optional, "
-                              "at most 1 MB; the first 500 rows are used.")
-        st.download_button("Download the example CSV", data=vs.EXAMPLE_CSV.read_bytes(),
-                           file_name="example_two_features.csv", mime="text/csv")
-        if up is not None:
-            try:
-                data_key, ds = vs.register_upload(up.getvalue())
-            except vs.CsvError as exc:
-                data_errors.append(f"**{up.name} cannot be used:** {exc} Showing the seed recipe's data instead.")
-    st.number_input("seed (data and mini-batch shuffling)", 0, 10_000, step=1, key="c1_seed")
-    st.slider("samples n", 2, vs.N_MAX, key="c1_n", disabled=data_key[0] != "seed")
-    st.number_input("noise (std of y's noise) [y units]", 0.0, 100.0, step=0.1, key="c1_noise",
-                    disabled=data_key[0] != "seed")
-    st.multiselect("input variants", R.VARIANTS, format_func=vf.VARIANT_LABELS.get, key="c1_variants",
-                   help="Compared side by side with the same optimizer and the same number of steps.")
-    st.caption("Optimizer")
-    st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
-    opt = ss["c1_opt"]
-    st.select_slider("momentum μ", vs.MOMENTUM_OPTIONS, key="c1_mom", disabled=opt != "momentum",
-                     help="Heavy ball, PyTorch convention: v ← μv + g, θ ← θ − αv. Used by 'Momentum'.")
-    st.select_slider("Adam β1", vs.BETA1_OPTIONS, key="c1_beta1", disabled=opt != "adam")
-    st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2", disabled=opt != "adam")
-    st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
-             help="One learning rate cannot serve both: raw is stable only below ~7e-5, standardized up to ~0.9.")
-    mode = ss["c1_mode"]
-    st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=lambda x: f"{x:g}", key="c1_lr",
-                     disabled=mode != "same", help="Used in the 'same learning rate for all' mode (log scale).")
-    st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=lambda x: f"{x:g}", key="c1_frac",
-                     disabled=mode != "fraction",
-                     help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch descent diverges.")
-    n = int(ss["c1_n"]) if ds is None else len(ds.y)
-    if ss["c1_batch"] > n:
-        notices.append(f"batch size: {ss['c1_batch']} is more than n = {n} samples; using {n} (full batch).")
-        ss["c1_batch"] = n
-    st.slider("batch size (n = full-batch gradient descent)", 1, max(n, 2), key="c1_batch")
-    st.slider("epochs (passes over the data)", 1, vs.EPOCHS_MAX, key="c1_epochs")
-    st.select_slider("tolerance on (L−L*)/(L₀−L*)", vs.TOL_OPTIONS, format_func=lambda x: f"{x:g}", key="c1_tol")
-    st.toggle("compute the stability map", key="c1_map")
-
-state.publish(vs.PARAMS)
-state.show_notices(notices)
-for msg in data_errors:
-    st.error(msg)
-if source == "upload" and ds is None and not data_errors:
-    st.info("Upload a CSV in the sidebar (feature 1, feature 2, target) to run this chapter on your own data; "
-            "until then the seed recipe's data is shown. An upload is not part of the page's link.")
-if ds is not None:
-    fa, fb = ds.feature_names
-    st.info(f"**Data: {'the example CSV' if source == 'example' else 'your CSV'}**, {len(ds.y)} rows: "
-            f"features **{fa}** (range {ds.X[:, 0].min():.4g} … {ds.X[:, 0].max():.4g}) and **{fb}** "
-            f"(range {ds.X[:, 1].min():.4g} … {ds.X[:, 1].max():.4g}), target **{ds.target_name}**. "
-            "The raw variant has no intercept (like the seed recipe); if your data needs one, compare with the "
-            "other variants' least-squares rows.")
-    for note in ds.notes:
-        st.warning(note)
-names = vs.feature_names(data_key)
-
-seed = int(ss["c1_seed"])
-batch, epochs, tol = min(int(ss["c1_batch"]), n), int(ss["c1_epochs"]), float(ss["c1_tol"])
-lr, frac = float(ss["c1_lr"]), float(ss["c1_frac"])
-hyper = (float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"]))
-variants = [v for v in R.VARIANTS if v in ss["c1_variants"]]
-selected = tuple(variants)  # the stability map keeps batch norm even when batch size 1 skips its run
-n_steps = epochs * R.steps_per_epoch(n, batch)
+cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
+data_key, ds, names, seed, n = cfg.data_key, cfg.dataset, cfg.names, cfg.seed, cfg.n
+batch, epochs, tol, lr, frac, mode, opt, hyper = (cfg.batch, cfg.epochs, cfg.tol, cfg.lr, cfg.frac, cfg.mode,
+                                                  cfg.optimizer, cfg.hyper)
+variants = list(cfg.variants)
+selected = cfg.variants  # the stability map keeps batch norm even when batch size 1 skips its run
+n_steps = cfg.n_steps
 
 with st.expander("The seed article's recipe: batch normalization in three steps", expanded=False):
     st.markdown("**1. Divide the data into mini-batches** (shuffled without replacement every epoch):")
@@ -225,11 +154,11 @@ st.markdown("Predictions are for full-batch gradient descent on the Hessian of t
 
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
-if ss["c1_map"]:
+if cfg.show_map:
     map_args = (data_key, seed, selected, mode, epochs, opt, *hyper)
-    if ss.get("_c1_map_args") != map_args:  # new settings: sweep row by row with a progress bar
+    if st.session_state.get("_c1_map_args") != map_args:  # new settings: sweep rows with a progress bar
         vs.stability(*map_args)
-        ss["_c1_map_args"] = map_args
+        st.session_state["_c1_map_args"] = map_args
     smap, map_fig = vs.stability_figure(*map_args)
     show_cur = batch in smap.batch_sizes
     if show_cur:

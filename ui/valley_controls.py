@@ -1,0 +1,133 @@
+"""Chapter 1's sidebar: every control (mirrored in the URL) and the data source, in one call.
+
+:func:`controls` restores the URL state, draws the widgets, publishes the state back to the URL,
+reports what it had to adjust, and returns the settings as one small :class:`Settings` record,
+so the page itself is only prose, calls and charts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from bn_core import regression as R
+from ui import state
+from ui import valley as vs
+from ui import valley_figures as vf
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The chapter's settings after validation (see ``ui.valley.PARAMS`` for ranges)."""
+
+    source: str
+    data_key: tuple
+    dataset: object | None  # a CsvDataset for the example/upload sources, None for the recipe
+    names: tuple
+    seed: int
+    n: int
+    variants: tuple
+    optimizer: str
+    hyper: tuple  # (momentum, beta1, beta2)
+    mode: str
+    lr: float
+    frac: float
+    batch: int
+    epochs: int
+    tol: float
+    show_map: bool
+
+    @property
+    def n_steps(self) -> int:
+        """``epochs * ceil(n / batch)``: the same for every variant."""
+        return self.epochs * R.steps_per_epoch(self.n, self.batch)
+
+
+def _fmt(x) -> str:
+    return f"{x:g}"
+
+
+def _data_source(ss, errors: list[str]) -> tuple[tuple, object | None]:
+    source = ss["c1_source"]
+    recipe = ("seed", int(ss["c1_seed"]), int(ss["c1_n"]), float(ss["c1_noise"]))
+    if source == "example":
+        return ("example",), vs.example_dataset()
+    if source == "upload":
+        up = st.file_uploader("CSV with 3 columns: feature 1, feature 2, target (last)", type=["csv", "txt"],
+                              key="c1_upload_file", help="Comma, semicolon or tab separated, header optional, "
+                              "at most 1 MB; the first 500 rows are used.")
+        st.download_button("Download the example CSV", data=vs.EXAMPLE_CSV.read_bytes(),
+                           file_name="example_two_features.csv", mime="text/csv")
+        if up is not None:
+            try:
+                return vs.register_upload(up.getvalue())
+            except vs.CsvError as exc:
+                errors.append(f"**{up.name} cannot be used:** {exc} Showing the seed recipe's data instead.")
+    return recipe, None
+
+
+def controls() -> Settings:
+    """Restore from the URL, draw the sidebar, publish to the URL, show notices; return settings."""
+    notices = state.restore(vs.PARAMS)
+    ss = st.session_state
+    errors: list[str] = []
+    with st.sidebar:
+        st.subheader("Chapter 1 settings")
+        st.caption("Data")
+        st.radio("data", vs.SOURCES, format_func=vs.SOURCE_LABELS.get, key="c1_source")
+        data_key, ds = _data_source(ss, errors)
+        recipe = data_key[0] == "seed"
+        st.number_input("seed (data and mini-batch shuffling)", 0, 10_000, step=1, key="c1_seed")
+        st.slider("samples n", 2, vs.N_MAX, key="c1_n", disabled=not recipe)
+        st.number_input("noise (std of y's noise) [y units]", 0.0, 100.0, step=0.1, key="c1_noise",
+                        disabled=not recipe)
+        st.multiselect("input variants", R.VARIANTS, format_func=vf.VARIANT_LABELS.get, key="c1_variants",
+                       help="Compared side by side with the same optimizer and the same number of steps.")
+        st.caption("Optimizer")
+        st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
+        opt = ss["c1_opt"]
+        st.select_slider("momentum μ", vs.MOMENTUM_OPTIONS, key="c1_mom", disabled=opt != "momentum",
+                         help="Heavy ball, PyTorch convention: v ← μv + g, θ ← θ − αv. Used by 'Momentum'.")
+        st.select_slider("Adam β1", vs.BETA1_OPTIONS, key="c1_beta1", disabled=opt != "adam")
+        st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2", disabled=opt != "adam")
+        st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
+                 help="One learning rate cannot serve both: raw is stable only below ~7e-5, standardized up to ~0.9.")
+        mode = ss["c1_mode"]
+        st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=_fmt, key="c1_lr", disabled=mode != "same",
+                         help="Used in the 'same learning rate for all' mode (log scale).")
+        st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=_fmt, key="c1_frac",
+                         disabled=mode != "fraction",
+                         help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch descent diverges.")
+        n = int(ss["c1_n"]) if ds is None else len(ds.y)
+        if ss["c1_batch"] > n:
+            notices.append(f"batch size: {ss['c1_batch']} is more than n = {n} samples; using {n} (full batch).")
+            ss["c1_batch"] = n
+        st.slider("batch size (n = full-batch gradient descent)", 1, max(n, 2), key="c1_batch")
+        st.slider("epochs (passes over the data)", 1, vs.EPOCHS_MAX, key="c1_epochs")
+        st.select_slider("tolerance on (L−L*)/(L₀−L*)", vs.TOL_OPTIONS, format_func=_fmt, key="c1_tol")
+        st.toggle("compute the stability map", key="c1_map")
+    state.publish(vs.PARAMS)
+    state.show_notices(notices)
+    for msg in errors:
+        st.error(msg)
+    source = ss["c1_source"]
+    if source == "upload" and ds is None and not errors:
+        st.info("Upload a CSV in the sidebar (feature 1, feature 2, target) to run this chapter on your own data; "
+                "until then the seed recipe's data is shown. An upload is not part of the page's link.")
+    if ds is not None:
+        fa, fb = ds.feature_names
+        st.info(f"**Data: {'the example CSV' if source == 'example' else 'your CSV'}**, {len(ds.y)} rows: "
+                f"features **{fa}** (range {ds.X[:, 0].min():.4g} … {ds.X[:, 0].max():.4g}) and **{fb}** "
+                f"(range {ds.X[:, 1].min():.4g} … {ds.X[:, 1].max():.4g}), target **{ds.target_name}**. "
+                "The raw variant has no intercept (like the seed recipe); if your data needs one, compare with "
+                "the other variants' least-squares rows.")
+        for note in ds.notes:
+            st.warning(note)
+    return Settings(
+        source=source, data_key=data_key, dataset=ds, names=vs.feature_names(data_key), seed=int(ss["c1_seed"]),
+        n=n, variants=tuple(v for v in R.VARIANTS if v in ss["c1_variants"]), optimizer=opt,
+        hyper=(float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"])), mode=mode,
+        lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]), batch=min(int(ss["c1_batch"]), n),
+        epochs=int(ss["c1_epochs"]), tol=float(ss["c1_tol"]), show_map=bool(ss["c1_map"]),
+    )
