@@ -144,9 +144,11 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
             else:
                 st.error(f"The network {label} cannot train with these settings: {errors[arm]}")
         elif results[arm].diverged_at is not None:
-            st.error(f"The network {label} **diverged at step {results[arm].diverged_at}** and "
-                     f"stopped ({results[arm].message}). Its charts show the data up to there. "
-                     "Try a smaller learning rate or initial weight std.", icon=":material/warning:")
+            res = results[arm]
+            reason = res.message.split(": ", 1)[-1]
+            st.error(f"The network {label} **diverged at step {res.diverged_at}** and stopped: {reason}. "
+                     "Its charts show the data up to there. Try a smaller learning rate or initial "
+                     "weight std.", icon=":material/warning:")
     if results:
         cols = st.columns(4)
         for col, arm in zip(cols, net.ARMS, strict=False):
@@ -285,13 +287,13 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
         st.radio("Its activation", ("sigmoid", "tanh"), key="c3_gact", horizontal=True)
     ss = st.session_state
     deep = replace(base, depth=int(ss["c3_gdepth"]), activation=ss["c3_gact"])
-    norms = ("none", placement)
+    norms = ("none", placement) if base.batch_size >= 2 else ("none",)  # BN needs a batch of 2+
     try:
         g = net.init_grad_norms_cached(deep, norms)
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         g = {}
-    st.plotly_chart(net.fig_grad_norms_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=True) if n in g},
+    st.plotly_chart(net.fig_grad_norms_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=False) if n in g},
                                             deep.depth, deep.activation), key="c3_fig_ginit")
     st.markdown(
         "**What to look for.** Without BN the gradient norm falls by orders of magnitude from the "
@@ -305,7 +307,10 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
     if ss["c3_gtrain"]:
         results, errors = _train_arms(deep, placement)
         for arm, msg in errors.items():
-            st.info(f"The deep network {net.ARM_LABEL[arm]} cannot train: {msg}")
+            if arm == "bn" and deep.batch_size < 2:
+                st.info("Only the plain deep network trains on a batch of one sample (see above).")
+            else:
+                st.info(f"The deep network {net.ARM_LABEL[arm]} cannot train: {msg}")
         for arm, res in results.items():
             if res.diverged_at is not None:
                 st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}.")

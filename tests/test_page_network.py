@@ -183,3 +183,26 @@ def test_sweeps_and_deep_training_on_request(place):
     for spec in figures(at).values():
         assert_all_finite(spec)
     assert not at.exception
+
+
+@pytest.mark.parametrize("query", [
+    # smallest network, huge steps and scales, momentum, BN after the activation
+    dict(c3_depth=1, c3_width=2, c3_act="relu", c3_init=3, c3_lr=30, c3_batch=2, c3_steps=5,
+         c3_opt="momentum", c3_place="bn_after"),
+    # largest network, full-batch training
+    dict(c3_depth=10, c3_width=256, c3_steps=3, c3_batch=100_000, c3_layer=10),
+    # a batch of one with every optional section switched on
+    dict(c3_depth=1, c3_steps=1, c3_batch=1, c3_sweeps=1, c3_gtrain=1, c3_gdepth=12, c3_gact="tanh"),
+    # a network that has already blown up at initialization
+    dict(c3_act="relu", c3_init=3, c3_lr=30, c3_steps=5, c3_gtrain=1, c3_gdepth=2),
+])
+def test_slider_extremes_give_a_clear_state(query):
+    at = run_page(**query)
+    assert figures(at)
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+    shown = texts(at.error) + texts(at.warning) + texts(at.info)
+    if query.get("c3_batch") == 1:
+        assert "batch of one" in shown
+    if query.get("c3_init") == 3 and query.get("c3_act") == "relu":
+        assert "diverged at step" in shown
