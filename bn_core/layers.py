@@ -68,6 +68,19 @@ class Layer:
         """Return an independent deep copy of the layer (parameters, buffers and caches)."""
         return _copy.deepcopy(self)
 
+    #: Names of the attributes that hold what the last forward cached for backward.
+    _cache_attrs: tuple[str, ...] = ("_x", "_y", "_xc", "_x_hat")
+
+    def clear_cache(self) -> None:
+        """Drop the arrays cached by the last forward (a backward then needs a new forward).
+
+        Parameters, gradients and running statistics are kept; this only frees memory (and
+        keeps pickled copies small, e.g. in a Streamlit cache).
+        """
+        for name in self._cache_attrs:
+            if name in self.__dict__:
+                self.__dict__[name] = None
+
 
 # --------------------------------------------------------------------------------------
 # Linear

@@ -177,6 +177,17 @@ class MLP:
         """
         return [self.flat]
 
+    def __setstate__(self, state: dict) -> None:
+        # pickling stores the layers' parameter views as separate arrays: make them views of
+        # one vector again, so the flat optimizer path keeps working on an unpickled model
+        self.__dict__.update(state)
+        self.flat = _pack_parameters(self._with_params, self.dtype)
+
+    def clear_cache(self) -> None:
+        """Drop every layer's forward caches (see :meth:`bn_core.layers.Layer.clear_cache`)."""
+        for layer in self.layers:
+            layer.clear_cache()
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Predicted classes ``(n_samples,)`` in evaluation mode."""
         return self.forward(x, training=False).argmax(axis=1)

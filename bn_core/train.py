@@ -143,7 +143,8 @@ class TrainResult:
     message : str
         A sentence for people, e.g. ``"diverged at step 412: the mini-batch loss became inf"``.
     model : MLP or None
-        The trained network (not part of equality; handy in notebooks).
+        The trained network, with its forward caches cleared so that it pickles small (not
+        part of equality; handy in notebooks).
     """
 
     config: TrainConfig
@@ -409,6 +410,7 @@ def train(
                 next_rec += 1
             if progress is not None and step % progress_every == 0 and step < steps:
                 progress(step / steps)
+    model.clear_cache()  # the last evaluation's activations: megabytes nobody needs
     if progress is not None:
         progress(1.0)
     # keep only records whose every entry is known and finite (record 0 lacks gradient norms

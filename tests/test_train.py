@@ -192,3 +192,20 @@ def test_float32_training_matches_float64_closely():
     b = train(dataclasses.replace(SMALL, norm="bn_before", dtype="float32"))
     assert b.model.layers[0].params["weight"].dtype == np.float32
     np.testing.assert_allclose(a.history["batch_loss"], b.history["batch_loss"], rtol=1e-3)
+
+
+def test_result_pickles_small_and_whole():
+    """Streamlit's cache pickles results: no megabytes of cached activations inside, and an
+    unpickled model is a working model (its layers are views of its flat vector again)."""
+    import pickle
+
+    r = train(dataclasses.replace(SMALL, norm="bn_before", width=100, depth=3))
+    assert r.model.layers[0]._x is None and r.model.batchnorm_layers()[0]._xc is None
+    n_params = r.model.flat.params["all"].size
+    # parameters and gradients, each as the flat vector plus the layers' views
+    assert len(pickle.dumps(r)) < 4 * 8 * n_params + 100_000
+    clone = pickle.loads(pickle.dumps(r)).model
+    x = digits("float64").X_test[:5]
+    np.testing.assert_array_equal(clone.forward(x, False), r.model.forward(x, False))
+    clone.flat.params["all"][:] = 0.0
+    assert not clone.layers[0].params["weight"].any()
