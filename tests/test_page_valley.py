@@ -212,3 +212,16 @@ def test_uploaded_csv_runs_and_a_bad_one_is_explained():
     assert not at.exception
     assert any("bad.csv cannot be used" in e.value and "3 columns" in e.value for e in at.error)
     assert _landscapes(at)  # the seed data is still drawn
+
+
+def test_uploaded_csv_with_a_constant_feature_explains_infinite_kappa():
+    at = _app(c1_source="upload", c1_variants="raw,minmax,standardized,batchnorm", c1_epochs="5")
+    at.file_uploader(key="c1_upload_file").set_value(
+        ("flat.csv", b"a,b,y\n5,1,3\n5,2,4\n5,4,9\n5,7,15\n", "text/csv")).run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "'a' is constant" in warnings and "condition number is infinite" in warnings
+    assert "∞" in [m.value for m in at.metric]
+    assert len(_landscapes(at)) == 4
+    for s in _specs(at):
+        assert _all_numbers_finite(s)
