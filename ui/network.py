@@ -350,7 +350,8 @@ def fig_generalization_gap(histories: Mapping[str, History]) -> go.Figure:
         if h is None:
             continue
         train_acc = np.asarray(h["train_acc"], dtype=float)
-        gap = 100.0 * (train_acc - np.asarray(h["test_acc"], dtype=float)[: len(train_acc)])
+        with np.errstate(all="ignore"):  # inf - inf in a broken record must not warn; it is dropped
+            gap = 100.0 * (train_acc - np.asarray(h["test_acc"], dtype=float)[: len(train_acc)])
         for col, xs in ((1, h["step"]), (2, train_acc)):
             x, y = finite_xy(xs, gap)
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if col == 1 else "markers",
