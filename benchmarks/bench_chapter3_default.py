@@ -1,0 +1,81 @@
+"""Chapter 3's default view: time to train both arms, and the page's first and cached runs.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_chapter3_default
+
+Budget (issue 3): the default settings train both arms (plain and BN) in <= 2 s. Prints
+
+* the core alone: ``train`` for the page's default config, plain then BN, repeated (median, min);
+  the step loop (sum of ``step_time``) and the rest (evaluations every ``eval_every`` steps,
+  setup) separately;
+* the page through AppTest: a cold first run (cache miss: both arms train) and a rerun with
+  nothing changed (cache hits), for comparison;
+* the load average, since every figure scales with it on a shared two-core machine.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from bn_core.train import TrainConfig, digits, train
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+BUDGET_S = 2.0
+
+
+def page_defaults() -> TrainConfig:
+    """The config the page trains with its defaults (read from the page's constants)."""
+    import ast
+
+    tree = ast.parse((Path(APP).parent / "pages" / "bn_in_network.py").read_text())
+    consts = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
+    steps = consts["DEFAULT_STEPS"]
+    return TrainConfig(lr=consts["DEFAULT_LR"], steps=steps,
+                       eval_every=max(1, steps // consts["RECORDS_PER_RUN"]))
+
+
+def main() -> None:
+    print(f"load average before: {os.getloadavg()}")
+    base = page_defaults()
+    print(f"default config: {base}")
+    digits()  # the data set is loaded once per process; not part of a training run
+    totals, loops = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        runs = [train(replace(base, norm=n)) for n in ("none", "bn_before")]
+        totals.append(time.perf_counter() - t)
+        loops.append(sum(float(np.sum(r.history["step_time"])) for r in runs))
+    accs = [round(float(r.history["test_acc"][-1]), 3) for r in runs]
+    print(f"both arms, core only: median {statistics.median(totals):.2f} s, min {min(totals):.2f} s "
+          f"(budget {BUDGET_S:.1f} s); step loops {statistics.median(loops):.2f} s, "
+          f"evaluations and setup {statistics.median(totals) - statistics.median(loops):.2f} s")
+    print(f"final test accuracy plain / BN: {accs[0]} / {accs[1]}")
+    for r in runs:
+        print(f"  {r.config.norm:10s} median step {1e3 * float(np.median(r.history['step_time'])):.3f} ms")
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.switch_page("pages/bn_in_network.py")
+    t = time.perf_counter()
+    at.run()
+    cold = time.perf_counter() - t
+    assert not at.exception, at.exception
+    t = time.perf_counter()
+    at.run()
+    warm = time.perf_counter() - t
+    print(f"page through AppTest: first run {cold:.2f} s (imports, data, both arms, charts), "
+          f"rerun with nothing changed {warm:.2f} s (cache hits)")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
