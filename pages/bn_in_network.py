@@ -157,6 +157,10 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
                 continue
             acc = net.final_value(results[arm].history, "test_acc")
             delta = None
+            if results[arm].diverged_at is not None:
+                col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "diverged",
+                           f"at step {results[arm].diverged_at}", delta_color="off")
+                continue
             if arm == "bn" and "plain" in results and acc is not None:
                 plain = net.final_value(results["plain"].history, "test_acc")
                 delta = None if plain is None else f"{100 * (acc - plain):+.1f} points vs plain"
