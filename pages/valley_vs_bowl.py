@@ -132,6 +132,13 @@ st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, names)))
 st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
            "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
            "intercept differs slightly from 2 and 3 because of the noise).")
+if "batchnorm" in results:
+    bn = results["batchnorm"]
+    st.caption(f"Batch norm, training mode (each batch's own statistics; full batch shown): loss "
+               f"{bn.history['loss'][-1]:.4g}. Evaluation mode (running mean/variance, momentum 0.1, unbiased "
+               f"variance): loss {vs.fmt_num(bn.eval_loss)}; running mean {np.round(bn.running_mean, 3).tolist()}, "
+               f"running variance {np.round(bn.running_var, 3).tolist()}. With few steps the running statistics "
+               "have not caught up yet, and the two modes disagree.")
 
 # ---- theory ------------------------------------------------------------------------------
 st.header("Theory: what the Hessian predicts")

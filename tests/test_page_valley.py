@@ -225,3 +225,11 @@ def test_uploaded_csv_with_a_constant_feature_explains_infinite_kappa():
     assert len(_landscapes(at)) == 4
     for s in _specs(at):
         assert _all_numbers_finite(s)
+
+
+def test_batch_norm_evaluation_mode_is_reported():
+    at = _app(c1_variants="standardized,batchnorm", c1_epochs="5", c1_map="0")
+    cap = next(c.value for c in at.caption if "Evaluation mode" in c.value)
+    assert "running mean" in cap and "running variance" in cap
+    table = next(m.value for m in at.markdown if "| model |" in m.value)
+    assert "batch-normalized: evaluation mode (running statistics)" in table
