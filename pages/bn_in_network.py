@@ -159,7 +159,7 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
             delta = None
             if results[arm].diverged_at is not None:
                 col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "diverged",
-                           f"at step {results[arm].diverged_at}", delta_color="off")
+                           f"at step {results[arm].diverged_at}", delta_color="off", delta_arrow="off")
                 continue
             if arm == "bn" and "plain" in results and acc is not None:
                 plain = net.final_value(results["plain"].history, "test_acc")

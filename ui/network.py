@@ -104,6 +104,13 @@ def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
     return fig
 
 
+def _panel_note(fig: go.Figure, col: int, text: str) -> None:
+    """A grey note in the middle of subplot ``col`` of a one-row figure."""
+    x = 0.22 if col == 1 else 0.78
+    fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=x, y=0.5,
+                       font={"size": 13, "color": "grey"})
+
+
 def _empty_note(fig: go.Figure, text: str) -> None:
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
                        font={"size": 14, "color": OKABE_ITO["black"]})
@@ -191,6 +198,7 @@ def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
     for col, arm in enumerate(ARMS, start=1):
         h = histories.get(arm)
         if h is None:
+            _panel_note(fig, col, f"no run {ARM_LABEL[arm]}")
             continue
         pct = np.asarray(h["act_pct"], dtype=float)
         step = np.asarray(h["step"], dtype=float)
@@ -312,6 +320,7 @@ def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
     for col, arm in enumerate(ARMS, start=1):
         h = histories.get(arm)
         if h is None:
+            _panel_note(fig, col, f"no run {ARM_LABEL[arm]}")
             continue
         g = np.asarray(h["grad_norm"], dtype=float)
         if g.ndim != 2:
