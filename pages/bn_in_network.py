@@ -234,12 +234,10 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
         "the plain network."
     )
     runs = 2 * (len(LR_OPTIONS) + len(INIT_OPTIONS))
-    per_step = [net.step_time_stats_ms(r.history) for r in results.values()]
-    per_step = [p[0] for p in per_step if p is not None]
+    walls = [float(r.history["wall_time_s"][0]) for r in results.values() if "wall_time_s" in r.history]
     estimate = ""
-    if per_step:
-        seconds = runs * base.steps * float(np.mean(per_step)) / 1e3
-        estimate = f" (about {seconds:.0f} s the first time; cached afterwards)"
+    if walls:  # a sweep run costs about what the main runs cost (less where runs diverge early)
+        estimate = f" (up to about {runs * float(np.mean(walls)):.0f} s the first time; cached afterwards)"
     st.toggle("Run the sweeps", key="c3_sweeps")
     st.caption(f"{runs} training runs of {base.steps} steps each{estimate}. Off by default so the "
                "page stays fast.")

@@ -27,6 +27,7 @@ a missing arm (e.g. batch norm cannot train on a batch of one) is simply not dra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -466,12 +467,17 @@ def train_cached(config: TrainConfig, label: str) -> TrainResult:
     validate_config(config, n_train())  # a config that cannot train raises before any bar shows
     bar = st.progress(0.0, text=label)
     try:
+        start = time.perf_counter()
         with np.errstate(all="ignore"):
             result = train(config, progress=_bar_callback(bar, label))
+        wall = time.perf_counter() - start
     finally:
         bar.empty()
     # the trained MLP is not needed by the page; keep the cache entries small
-    return replace(result, model=None) if hasattr(result, "model") else result
+    result = replace(result, model=None) if hasattr(result, "model") else result
+    # whole run including evaluations, seconds: lets the page estimate how long a sweep takes
+    result.history["wall_time_s"] = np.array([wall])
+    return result
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
