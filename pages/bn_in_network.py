@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from bn_core import train as train_module
+from bn_core.layers import BatchNorm1d
 from bn_core.train import TrainConfig
 from ui import network as net
 from ui import state
@@ -372,8 +373,12 @@ def _section_downloads_and_code(results: dict) -> None:
                            file_name="bn_in_network_histories.csv", mime="text/csv", key="c3_dl_records")
         c2.download_button("Download per-step batch loss and time (CSV)", steps.to_csv(index=False),
                            file_name="bn_in_network_steps.csv", mime="text/csv", key="c3_dl_steps")
-    with st.expander("Show the code: the training loop that produced these curves"):
-        st.code(inspect.getsource(train_module.train), language="python")
+    with st.expander("Show the code: the training loop and the batch-norm layer behind these curves"):
+        loop, bn_forward, bn_backward = st.tabs(["training loop (bn_core.train.train)",
+                                                 "BatchNorm1d.forward", "BatchNorm1d.backward"])
+        loop.code(inspect.getsource(train_module.train), language="python")
+        bn_forward.code(inspect.getsource(BatchNorm1d.forward), language="python")
+        bn_backward.code(inspect.getsource(BatchNorm1d.backward), language="python")
 
 
 def main() -> None:

@@ -88,6 +88,10 @@ def test_small_run_draws_every_chart_finite_and_titled():
                 "c3_opt", "c3_place", "c3_seed"):
         assert key in at.query_params, key
     assert at.query_params["c3_steps"] == "20"
+    # "show the code" prints the core's own source, and the histories can be downloaded
+    code = "\n".join(c.value for c in at.code)
+    assert "def train(" in code and "def forward(" in code and "def backward(" in code
+    assert len(at.get("download_button")) == 2
 
 
 def test_changing_learning_rate_and_placement_changes_the_curves():
