@@ -88,6 +88,11 @@ def test_small_run_draws_every_chart_finite_and_titled():
                 "c3_opt", "c3_place", "c3_seed"):
         assert key in at.query_params, key
     assert at.query_params["c3_steps"] == "20"
+    # a rerun replays the cached runs (their progress bars included) and draws the same curves
+    first = figure(at, CURVES)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert same_traces(first, figure(at, CURVES))
     # "show the code" prints the core's own source, and the histories can be downloaded
     code = "\n".join(c.value for c in at.code)
     assert "def train(" in code and "def forward(" in code and "def backward(" in code
