@@ -336,8 +336,9 @@ def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
                 line={"color": colours[j], "dash": dashes[j % len(dashes)], "width": 1.8},
                 marker={"color": colours[j], "symbol": symbols[j % len(symbols)], "size": 4}),
                 row=1, col=col)
+    n_max = max((np.asarray(h["grad_norm"]).shape[-1] for h in histories.values()), default=0)
     style_figure(fig, "Gradient norm per layer during training", "step [parameter updates]", "",
-                 height=480)
+                 height=max(440, 120 + 26 * n_max))
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="‖∂loss/∂W‖ [L2 norm], log scale", row=1, col=1)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"})
