@@ -205,8 +205,9 @@ def _section_curves(results: dict, base: TrainConfig) -> None:
         "starts to fall, while the BN network's loss drops at once and its test accuracy is near its "
         "final value within a hundred steps — the behaviour of Figure 1(a) of Ioffe & Szegedy (2015), "
         "here on 8×8 digits. (Learning rate 0.1 and 3000 steps gives about 0.8 against 0.98.) Now "
-        "raise the learning rate to 3 or 10: the plain network stalls at chance, the BN network keeps "
-        "learning. With ReLU and a large learning rate, watch a run diverge."
+        "raise the learning rate to 10 or 30: in 1000 steps the plain network never leaves chance "
+        "level, while the BN network still reaches about 0.97. With ReLU, an initial weight std of 1 "
+        "and a large learning rate, watch a run diverge."
     )
 
 
