@@ -251,7 +251,7 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     st.markdown(
         "One run is one data point. Here both networks train for every learning rate on the "
         "slider's log grid (other settings as above), and again for every initial weight std. "
-        "BN makes the network's output invariant to the scale of the weights feeding each "
+        "BN before the activation makes the network's output invariant to the scale of the weights feeding each "
         "normalized layer, so it tolerates learning rates and initial scales that stall or blow up "
         "the plain network."
     )
@@ -382,10 +382,10 @@ def _section_cost(results: dict) -> None:
     st.plotly_chart(net.fig_step_time(net.arms_of(results)), key="c3_fig_time")
     st.markdown(
         "**What to look for.** Each BN layer adds a mean, a variance and a rescale per feature on the "
-        "forward pass and three reductions on the backward pass, so a step costs more. Measured on "
+        "forward pass and two more per-feature sums on the backward pass, so a step costs more. Measured on "
         "this machine, on this run; the time to reach a given accuracy is what matters, and there BN "
-        "usually wins by far. At evaluation time BN folds into the preceding linear layer and costs "
-        "nothing."
+        "usually wins by far. At evaluation time BN uses fixed statistics, so it can be folded into "
+        "the neighbouring linear layer and then costs nothing."
     )
 
 
