@@ -23,6 +23,7 @@ A *history* is the dict of arrays recorded by :func:`bn_core.train.train`:
 and per optimisation step ``batch_loss`` and ``step_time`` of shape ``(n_steps_done,)``.
 Builders take ``histories``, a mapping ``arm -> history`` with ``arm`` in :data:`ARMS`;
 a missing arm (e.g. batch norm cannot train on a batch of one) is simply not drawn.
+:func:`train_cached` adds ``wall_time_s`` of shape ``(1,)``: the whole run's wall-clock time.
 """
 
 from __future__ import annotations
@@ -520,5 +521,5 @@ __all__: Sequence[str] = [
     "ARMS", "ARM_LABEL", "finite_xy", "step_time_stats_ms", "final_value",
     "fig_training_curves", "fig_activation_percentiles", "fig_sweep", "fig_grad_norms_init",
     "fig_grad_norms_training", "fig_generalization_gap", "fig_step_time", "histories_to_frames",
-    "train_cached", "sweep_cached", "init_grad_norms_cached", "arms_of", "diverged_of",
+    "train_cached", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of", "diverged_of",
 ]
