@@ -1,4 +1,10 @@
-"""BatchNorm Lab: the router. One navigation call, the shared sidebar, and ``page.run()``."""
+"""BatchNorm Lab: the router. One navigation call, the shared sidebar, and ``page.run()``.
+
+The chapter files live in ``chapters/``, not ``pages/``: Streamlit treats a ``pages/`` folder
+as the legacy multipage layout, and with it present a shared deep link such as
+``/bn-step-by-step`` opened on a freshly started server shows a "Page not found" dialog over
+the right page (streamlit#9992, #8860); without the folder the link opens cleanly.
+"""
 
 import streamlit as st
 
@@ -7,11 +13,11 @@ from ui import state
 st.set_page_config(page_title="BatchNorm Lab", page_icon=":material/insights:", layout="wide")
 
 PAGES = [
-    st.Page("pages/valley_vs_bowl.py", title="1 · Valley vs bowl", icon=":material/landscape:",
+    st.Page("chapters/valley_vs_bowl.py", title="1 · Valley vs bowl", icon=":material/landscape:",
             url_path="valley-vs-bowl", default=True),
-    st.Page("pages/bn_step_by_step.py", title="2 · Batch norm, step by step",
+    st.Page("chapters/bn_step_by_step.py", title="2 · Batch norm, step by step",
             icon=":material/stairs:", url_path="bn-step-by-step"),
-    st.Page("pages/bn_in_network.py", title="3 · Batch norm in a network",
+    st.Page("chapters/bn_in_network.py", title="3 · Batch norm in a network",
             icon=":material/hub:", url_path="bn-in-network"),
 ]
 

@@ -25,7 +25,7 @@ def routed_pages() -> list[str]:
 
 
 def test_every_page_file_is_routed_and_every_route_exists():
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "chapters").glob("*.py"))
     assert sorted(routed_pages()) == files
 
 

@@ -24,7 +24,7 @@ def test_bn_core_imports_neither_streamlit_nor_plotly():
 
 
 def test_no_sys_path_edits_or_chdir_in_app_code():
-    for path in [ROOT / "app.py", *ROOT.glob("pages/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("bn_core/*.py")]:
+    for path in [ROOT / "app.py", *ROOT.glob("chapters/*.py"), *ROOT.glob("ui/*.py"), *ROOT.glob("bn_core/*.py")]:
         text = path.read_text()
         for bad in ("sys.path.append", "sys.path.insert", "os.chdir("):
             assert bad not in text, f"{path.name} uses {bad}"

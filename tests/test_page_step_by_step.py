@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "pages/bn_step_by_step.py"
+PAGE = "chapters/bn_step_by_step.py"
 PIPELINE = "A mini-batch through the layer, per feature"
 RUNNING = "Running statistics converge"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = "pages/valley_vs_bowl.py"
+PAGE = "chapters/valley_vs_bowl.py"
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
