@@ -98,12 +98,21 @@ def page(browser):
 
 
 def settle(page, timeout_s: float = 120) -> None:
-    """Wait until Streamlit has finished running the script (the status widget is gone)."""
+    """Wait until Streamlit has finished running the script.
+
+    The app root carries ``data-test-script-state`` (``initial``, ``rerunRequested``,
+    ``running``, ``notRunning``); the short first wait lets a rerun that a key press or a
+    navigation has just requested start before the state is read.
+    """
+    page.wait_for_timeout(400)
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning';
+        }""",
+        timeout=timeout_s * 1000,
+    )
     page.wait_for_timeout(300)
-    end = time.time() + timeout_s
-    while time.time() < end and page.locator('[data-testid="stStatusWidget"]').count():
-        page.wait_for_timeout(100)
-    page.wait_for_timeout(500)
 
 
 def assert_no_exception(page) -> None:
