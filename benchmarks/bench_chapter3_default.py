@@ -64,6 +64,7 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=300)
+    at.run()  # chapter 1, so that st.navigation has registered the pages (AppTest.switch_page docs)
     at.switch_page("chapters/bn_in_network.py")
     t = time.perf_counter()
     at.run()

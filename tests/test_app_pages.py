@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
+
+from tests.apptest import TITLES, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,11 +59,9 @@ def test_non_finite_values_are_found_in_lists_and_typed_arrays():
 
 @pytest.mark.parametrize("page", routed_pages())
 def test_page_runs_with_defaults(page):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.switch_page(page)
-    at.run()
+    at = open_page(page, timeout=180)
     assert not at.exception, [e.value for e in at.exception]
-    assert at.title, f"{page} has no title"
+    assert at.title and at.title[0].value == TITLES[page], f"{page} did not open (title {at.title})"
     charts = at.get("plotly_chart")
     assert charts, f"{page} draws no chart"
     for chart in charts:

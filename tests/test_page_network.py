@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import open_page
 from tests.test_network_figures import assert_all_finite, decode_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,11 +21,7 @@ PAGE = "chapters/bn_in_network.py"
 
 
 def run_page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.switch_page(PAGE)
-    for k, v in query.items():
-        at.query_params[k] = str(v)
-    at.run()
+    at = open_page(PAGE, query, timeout=120)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

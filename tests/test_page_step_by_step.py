@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "chapters/bn_step_by_step.py"
 PIPELINE = "A mini-batch through the layer, per feature"
@@ -16,11 +18,7 @@ RUNNING = "Running statistics converge"
 
 
 def open_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.switch_page(PAGE)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
+    at = apptest.open_page(PAGE, query, timeout=60)
     assert not at.exception, at.exception
     return at
 

@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import open_page
+
 PAGE = "chapters/valley_vs_bowl.py"
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def _app(**query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    for k, v in query.items():
-        at.query_params[k] = v
-    at.switch_page(PAGE)
-    at.run()
+    at = open_page(PAGE, query, timeout=120)
     assert not at.exception, at.exception
     return at
 
