@@ -199,7 +199,7 @@ forget = walkthrough.steps_to_forget(momentum)
 st.caption(f"{n_steps} fresh batches of {train_bs} samples from the same source go through one layer in "
            f"training mode. The initial values (mean 0, variance 1) still weigh (1 − m)^k; below 5 % "
            f"after k = {forget} step{'s' if forget != 1 else ''} for m = {momentum:g}."
-           + (" (Batch size 1 cannot train: this run uses batches of 32.)" if batch_size < 2 else ""))
+           + (f" (Batch size 1 cannot train: this run uses batches of {train_bs}.)" if batch_size < 2 else ""))
 st.plotly_chart(sbs.running_stats_figure(run, momentum), key="c2_running_chart")
 
 rv_last, pop_var = float(run["running_var"][-1][0]), float(run["pop_var"][0])

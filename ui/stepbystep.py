@@ -116,7 +116,8 @@ STAGES = ("x", "x_hat", "y")
 def _arr(a) -> dict:
     """A finite float array as Plotly's base64 typed array (callers filter non-finite values)."""
     a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
-    assert np.all(np.isfinite(a)), "non-finite values must be filtered before plotting"
+    if not np.all(np.isfinite(a)):  # a programming error upstream; never silenced by python -O
+        raise ValueError("non-finite values must be filtered before plotting")
     return {"dtype": "f8", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
 
 

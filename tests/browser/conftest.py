@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -98,20 +99,19 @@ def page(browser):
 
 
 def settle(page, timeout_s: float = 120) -> None:
-    """Wait until Streamlit has finished running the script.
+    """Wait until Streamlit has finished the run that the last action started.
 
     The app root carries ``data-test-script-state`` (``initial``, ``rerunRequested``,
-    ``running``, ``notRunning``); the short first wait lets a rerun that a key press or a
-    navigation has just requested start before the state is read.
+    ``running``, ``notRunning``). First wait (up to 2 s) for the state to leave
+    ``notRunning``, so a rerun that a key press has just requested is not missed on a busy
+    machine; a quick run may already be over, which is fine. Then wait for ``notRunning``.
     """
-    page.wait_for_timeout(400)
-    page.wait_for_function(
-        """() => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            return app && app.getAttribute('data-test-script-state') === 'notRunning';
-        }""",
-        timeout=timeout_s * 1000,
-    )
+    state = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+    try:
+        page.wait_for_function(f"() => {state} !== 'notRunning'", timeout=2000)
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_function(f"() => {state} === 'notRunning'", timeout=timeout_s * 1000)
     page.wait_for_timeout(300)
 
 
