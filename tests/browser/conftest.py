@@ -37,9 +37,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
-    """Start ``streamlit run app.py`` headless on 127.0.0.1; yield its base URL."""
+def start_server() -> tuple[subprocess.Popen, str]:
+    """Start ``streamlit run app.py`` headless on a free port of 127.0.0.1; return (process, URL)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py",
@@ -53,7 +52,7 @@ def app_url():
     while True:
         try:
             if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url
         except OSError:
             pass
         if proc.poll() is not None or time.time() > deadline:
@@ -61,7 +60,10 @@ def app_url():
             out = proc.stdout.read().decode(errors="replace")[-3000:]
             pytest.fail(f"streamlit did not start:\n{out}")
         time.sleep(0.2)
-    yield url
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    """Stop the server; return its log, which must hold no traceback and no numpy warning."""
     proc.terminate()
     try:
         out, _ = proc.communicate(timeout=15)
@@ -69,9 +71,17 @@ def app_url():
         proc.kill()
         out, _ = proc.communicate()
     log = out.decode(errors="replace")
-    # The server log must stay clean: no tracebacks and no numpy warnings leaking out.
     assert "Traceback" not in log, log[-3000:]
     assert "RuntimeWarning" not in log, log[-3000:]
+    return log
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """One server for the browser tests of a session; its log is checked when it stops."""
+    proc, url = start_server()
+    yield url
+    stop_server(proc)
 
 
 @pytest.fixture(scope="session")

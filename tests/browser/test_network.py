@@ -11,19 +11,6 @@ CURVES_JS = """() => {
 }"""
 
 
-def dismiss_page_not_found(page):
-    """Close Streamlit's spurious "Page not found" modal, if shown.
-
-    On a server's very first session, a deep link to a non-default st.navigation page runs
-    the right page but also opens this modal (streamlit/streamlit#8860, #9992); the modal
-    traps keyboard focus, so a slider could not be moved.
-    """
-    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
-    if dialog.count():
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="detached", timeout=10_000)
-
-
 def open_chapter(page, url):
     page.goto(url)
     page.get_by_role("heading", name="3 · Batch norm in a network").wait_for(timeout=60_000)
@@ -32,7 +19,6 @@ def open_chapter(page, url):
     page.get_by_text("Show the code").wait_for(timeout=90_000)
     settle(page)
     page.wait_for_function(f"({CURVES_JS})() !== null", timeout=60_000)
-    dismiss_page_not_found(page)
 
 
 def test_learning_rate_slider_by_keyboard_changes_the_curves(app_url, page):

@@ -12,24 +12,11 @@ OUTPUT_VALUES_JS = """() => {
 }"""
 
 
-def dismiss_spurious_page_not_found(page) -> None:
-    """Close Streamlit's "Page not found" modal if it is up.
-
-    Streamlit shows it over the *correct* page on the first visit to a non-default page of a
-    freshly started server (streamlit/streamlit#9992); it would steal keyboard focus.
-    """
-    dialog = page.get_by_role("dialog").filter(has_text="Page not found")
-    if dialog.count():
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden", timeout=10_000)
-
-
 def open_chapter(page, url):
     page.goto(url)
     page.get_by_role("heading", name="2 · Batch norm, step by step").wait_for(timeout=60_000)
     page.get_by_role("slider", name="gamma γ (scale)").wait_for(timeout=60_000)
     settle(page)
-    dismiss_spurious_page_not_found(page)
     page.wait_for_function(f"({OUTPUT_VALUES_JS})() !== null", timeout=60_000)
 
 
