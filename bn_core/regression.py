@@ -58,6 +58,9 @@ EXPLODE_FACTOR = 1e6
 #: Running-statistics momentum of batch normalization (PyTorch's default).
 BN_MOMENTUM = 0.1
 
+#: :func:`descend` checks every this many steps whether every run has turned into NaN.
+NAN_CHECK_EVERY = 16
+
 
 # --------------------------------------------------------------------------------------------
 # Loss, gradient, Hessian, sufficient statistics, grids
@@ -75,8 +78,12 @@ def mse_gradient(D: np.ndarray, y: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 
 def mse_hessian(D: np.ndarray) -> np.ndarray:
-    """Hessian ``(2/n) D^T D`` of the mean squared error, shape (p, p) (constant: the loss is quadratic)."""
-    return (2.0 / D.shape[0]) * (D.T @ D)
+    """Hessian ``(2/n) D^T D`` of the mean squared error, shape (p, p) (constant: the loss is quadratic).
+
+    Entries are ``inf`` (without a numpy warning) when the data's squares overflow.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (2.0 / D.shape[0]) * (D.T @ D)
 
 
 @dataclass(frozen=True)
@@ -95,7 +102,8 @@ class SufficientStats:
     def from_data(cls, D: np.ndarray, y: np.ndarray) -> SufficientStats:
         D = np.asarray(D, dtype=float)
         y = np.asarray(y, dtype=float)
-        return cls(D.T @ D, D.T @ y, float(y @ y), len(y))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf when the data's squares overflow
+            return cls(D.T @ D, D.T @ y, float(y @ y), len(y))
 
     def loss(self, theta: np.ndarray) -> np.ndarray:
         """Loss for ``theta`` of shape (..., p), vectorized over leading axes."""
@@ -314,19 +322,20 @@ def batch_quadratics(problem: Problem, order: np.ndarray, offsets: np.ndarray) -
     starts = offsets[:-1]
     sizes = np.diff(offsets)
     y = problem.y[order]
-    bmean = bvar = None
-    if problem.variant == "batchnorm":
-        Xo = problem.X[order]
-        bmean = np.add.reduceat(Xo, starts, axis=0) / sizes[:, None]
-        centered = Xo - np.repeat(bmean, sizes, axis=0)
-        bvar = np.add.reduceat(centered * centered, starts, axis=0) / sizes[:, None]
-        x_hat = centered / np.sqrt(np.repeat(bvar, sizes, axis=0) + problem.eps)
-        Do = np.hstack([x_hat, np.ones((len(order), 1))])
-    else:
-        Do = problem.design[order]
-    outer = Do[:, :, None] * Do[:, None, :]
-    G = np.add.reduceat(outer, starts, axis=0) / sizes[:, None, None]
-    c = np.add.reduceat(Do * y[:, None], starts, axis=0) / sizes[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN, not warnings, when squares overflow
+        bmean = bvar = None
+        if problem.variant == "batchnorm":
+            Xo = problem.X[order]
+            bmean = np.add.reduceat(Xo, starts, axis=0) / sizes[:, None]
+            centered = Xo - np.repeat(bmean, sizes, axis=0)
+            bvar = np.add.reduceat(centered * centered, starts, axis=0) / sizes[:, None]
+            x_hat = centered / np.sqrt(np.repeat(bvar, sizes, axis=0) + problem.eps)
+            Do = np.hstack([x_hat, np.ones((len(order), 1))])
+        else:
+            Do = problem.design[order]
+        outer = Do[:, :, None] * Do[:, None, :]
+        G = np.add.reduceat(outer, starts, axis=0) / sizes[:, None, None]
+        c = np.add.reduceat(Do * y[:, None], starts, axis=0) / sizes[:, None]
     return BatchQuadratics(G, c, sizes, bmean, bvar)
 
 
@@ -421,6 +430,14 @@ def descend(G: np.ndarray, c: np.ndarray, theta0: np.ndarray, lr: np.ndarray | f
     ndarray of shape (K + 1, ..., p) (fewer rows when ``record_every > 1``)
         Iterates ``theta_0 .. theta_K``. Non-finite values are allowed (the caller detects
         divergence); numpy's overflow warnings are silenced.
+
+    Notes
+    -----
+    A NaN stays NaN under every update rule (any arithmetic with NaN gives NaN, and the
+    gradient ``theta @ G`` mixes every coordinate), so once *every* entry of the stack is NaN
+    (every run has diverged) the loop stops and fills the remaining iterates with NaN: the
+    same result as running on, without up to ``K`` wasted Python steps. Checked every
+    ``NAN_CHECK_EVERY`` steps.
     """
     step = OPTIMIZERS[optimizer]
     hp = hyper or Hyper()
@@ -440,6 +457,11 @@ def descend(G: np.ndarray, c: np.ndarray, theta0: np.ndarray, lr: np.ndarray | f
                 path[(k + 1) // r] = theta
             if progress is not None and (k + 1) % every == 0:
                 progress((k + 1) / K)
+            if (k + 1) % NAN_CHECK_EVERY == 0 and np.isnan(theta).all():
+                path[(k + 1) // r + 1:] = np.nan  # every run diverged: NaN from here on, as the loop would give
+                if progress is not None:
+                    progress(1.0)
+                return path
     path[-1] = theta
     return path
 
@@ -481,7 +503,9 @@ class RunResult:
     history : dict of str to ndarray
         ``"step"`` (k,), one array per parameter (``"w1"``, ``"w2"``, ``"b"``), ``"loss"``
         (full-batch loss of this variant's landscape) and ``"suboptimality"`` (``L - L*`` >= 0),
-        all recorded up to (not including) the divergence step.
+        all recorded up to (not including) the divergence step, and always at least step 0
+        (``theta_0``; its loss is not finite when ``diverged_at == 0``, i.e. when the data's
+        sums of squares overflow).
     diverged_at : int or None
         The first step whose loss was non-finite or exploded (see ``EXPLODE_FACTOR``).
     theta_star : ndarray of shape (p,)
@@ -552,14 +576,16 @@ def run(problem: Problem, lr: float, batch_size: int, epochs: int, optimizer: st
     path = descend(bq.G, bq.c, start, float(lr), optimizer, hyper, progress)
 
     theta_star = least_squares(problem.design, problem.y)
-    loss_star = mse_loss(problem.design, problem.y, theta_star)
-    Gf = problem.design.T @ problem.design / n
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # data whose squares overflow give inf/NaN here, not warnings
+        loss_star = mse_loss(problem.design, problem.y, theta_star)
+        Gf = problem.design.T @ problem.design / n
         e = path - theta_star
         sub = np.maximum(np.einsum("ki,ij,kj->k", e, Gf, e), 0.0)
         loss = loss_star + sub
     k_div = int(first_divergence(loss))
-    stop = len(loss) if k_div < 0 else k_div
+    # Keep at least theta_0: when even L(theta_0) is not finite (k_div == 0) the history is the
+    # one-point path at the start, so no consumer ever indexes an empty history.
+    stop = len(loss) if k_div < 0 else max(k_div, 1)
     hist = {"step": np.arange(stop)}
     for i, name in enumerate(problem.param_names):
         hist[name] = path[:stop, i]

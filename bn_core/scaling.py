@@ -60,11 +60,12 @@ class Scaler:
 def _safe_scale(raw_scale: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Replace (numerically) zero scales by 1; return ``(scale, constant_mask)``.
 
-    A scale is "zero" when it is below ``1e-12`` times the feature's magnitude (or exactly 0),
-    which catches a constant column even after floating-point round-off.
+    A scale is "zero" when it is at most ``1e-12`` times the feature's magnitude (or exactly 0),
+    which catches a constant column even after floating-point round-off (its spread is a few
+    ulps, ~1e-16 of its magnitude). The threshold is purely relative, so a feature that varies
+    on a tiny scale (values ~1e-20) is not mistaken for a constant one.
     """
-    tiny = 1e-12 * np.maximum(np.abs(reference), 1.0)
-    constant = raw_scale <= tiny
+    constant = raw_scale <= 1e-12 * np.abs(reference)
     return np.where(constant, 1.0, raw_scale), constant
 
 
@@ -104,8 +105,10 @@ def fit_standard(X: np.ndarray) -> Scaler:
         variance 1.
     """
     X = np.asarray(X, dtype=float)
-    mean = X.mean(axis=0)
-    scale, constant = _safe_scale(X.std(axis=0), mean)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf (no warning) when squares overflow
+        mean = X.mean(axis=0)
+        std = X.std(axis=0)
+    scale, constant = _safe_scale(std, mean)
     return Scaler("standardized", mean, scale, constant)
 
 
@@ -131,9 +134,10 @@ def batch_standardize(Xb: np.ndarray, eps: float = BN_EPS) -> tuple[np.ndarray, 
         The biased batch variance (what the normalization divides by).
     """
     Xb = np.asarray(Xb, dtype=float)
-    mean = Xb.mean(axis=0)
-    var = Xb.var(axis=0)
-    return (Xb - mean) / np.sqrt(var + eps), mean, var
+    with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN (no warning) when squares overflow
+        mean = Xb.mean(axis=0)
+        var = Xb.var(axis=0)
+        return (Xb - mean) / np.sqrt(var + eps), mean, var
 
 
 def to_original_units(w: np.ndarray, b: float, shift: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, float]:

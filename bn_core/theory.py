@@ -83,8 +83,17 @@ def conditioning(H: np.ndarray) -> Conditioning:
     Returns
     -------
     Conditioning
+
+    Raises
+    ------
+    ValueError
+        ``H`` has a non-finite entry (e.g. the data's sums of squares overflowed): its
+        eigenvalues, and hence kappa, would be NaN.
     """
     H = np.asarray(H, dtype=float)
+    if not np.all(np.isfinite(H)):
+        raise ValueError("the Hessian has non-finite entries (the data's sums of squares overflow): "
+                         "rescale the data")
     eig = np.linalg.eigvalsh((H + H.T) / 2)
     lam_max = float(eig[-1])
     if lam_max <= 0:
@@ -97,8 +106,9 @@ def conditioning(H: np.ndarray) -> Conditioning:
         eig[eig <= ZERO_EIGENVALUE_RTOL * lam_max] = 0.0
         kappa = math.inf
         lam_min = float(eig[eig > 0][0])  # smallest eigenvalue of the directions the data determines
-        note = ("lambda_min = 0: a constant feature (or two proportional features) leaves one direction "
-                "of weights flat. The condition number is infinite, gradient descent never moves along "
+        note = ("lambda_min = 0 (below 1e-12 lambda_max): a constant feature, two proportional features, or "
+                "features whose scales differ by more than ~10^6 leave one direction of weights (numerically) "
+                "flat. The condition number is infinite, gradient descent never moves along "
                 "that direction and the least-squares solution is not unique (the minimum-norm one is "
                 "shown). The optimal step and rate below are over the remaining directions.")
     else:

@@ -20,10 +20,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Largest accepted file, and the most rows used (more are cut, with a note).
+#: Largest accepted file, and the most rows used (more are cut, with a note). The server's
+#: upload limit (``maxUploadSize`` in .streamlit/config.toml, in MB) matches ``MAX_BYTES``.
 MAX_BYTES = 1_000_000
 MAX_ROWS = 500
 
+#: Accepted magnitudes: every value must satisfy ``|x| <= MAX_ABS`` and, unless it is 0,
+#: ``|x| >= MIN_ABS``. The chapter squares and multiplies values: ``D^T D`` sums ``x^2`` over up
+#: to ``MAX_ROWS`` rows, and the drawn loss grid evaluates ``x^2 w^2`` with weights up to
+#: ``|y / x|``, i.e. up to the 6th power of the bound. With ``10^50`` that is at most
+#: ``500 * 10^300``, still below the largest double (1.8e308); squares of values below
+#: ``10^-50`` would underflow to 0 and make a varying feature look constant. Rescale data
+#: outside this range (e.g. choose other units).
+MAX_ABS = 1e50
+MIN_ABS = 1e-50
+
+#: Characters of the first line inspected to guess the delimiter (the sniffer is slow on
+#: very long lines, and a header never needs more).
+SNIFF_CHARS = 4096
 
 class CsvError(ValueError):
     """The CSV cannot be used; the message says why and where."""
@@ -62,64 +76,123 @@ def _number(text: str) -> float | None:
     return x
 
 
+def _short(text: str, limit: int = 60) -> str:
+    """``text`` for a message: printable, and cut to ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _decode(data: bytes) -> str:
+    """The file's text (UTF-8, with or without BOM); anything else is a :class:`CsvError` saying what it is."""
+    if len(data) > MAX_BYTES:
+        raise CsvError(f"The file is {len(data) / 1e6:.1f} MB; at most {MAX_BYTES / 1e6:.0f} MB is accepted.")
+    if data[:4] == b"PK\x03\x04":
+        raise CsvError("This looks like an Excel workbook or another zip archive, not a CSV: open it in your "
+                       "spreadsheet and save it as CSV (UTF-8).")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise CsvError("The file is UTF-16 text (what a spreadsheet saves as 'Unicode text'): save it as "
+                       "CSV (UTF-8) instead.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError("The file is not UTF-8 text (is it a binary file, or saved in another encoding?): "
+                       "save it as CSV (UTF-8) from your spreadsheet.") from exc
+    if "\x00" in text:
+        raise CsvError("The file contains NUL bytes: it is a binary file or UTF-16 text without a byte-order "
+                       "mark. Save it as CSV (UTF-8) from your spreadsheet.")
+    return text
+
+
+def _cell_value(cell: str, name: str, line_no: int) -> float:
+    """One cell as a float within the accepted range, or a :class:`CsvError` saying where and why."""
+    text = cell.strip()
+    if text == "":
+        raise CsvError(f"Line {line_no}, column '{name}': the value is missing.")
+    x = _number(text)
+    if x is None or not math.isfinite(x):
+        hint = " (use a dot as the decimal separator and no thousands separators)" if "," in text else ""
+        raise CsvError(f"Line {line_no}, column '{name}': '{_short(text)}' is not a finite number{hint}.")
+    if abs(x) > MAX_ABS or 0 < abs(x) < MIN_ABS:
+        raise CsvError(f"Line {line_no}, column '{name}': {_short(text)} is outside the accepted magnitude range "
+                       f"{MIN_ABS:.0e} … {MAX_ABS:.0e} (squares of such values overflow or underflow): "
+                       f"rescale the column, e.g. by choosing other units.")
+    return x
+
+
+def _check_statistics(X: np.ndarray, y: np.ndarray, names: list) -> None:
+    """Reject data whose sufficient statistics (X^T X, X^T y, y^T y, centered sums of squares)
+    are not finite, naming the column. A safety net behind the magnitude bounds."""
+    cols = np.column_stack([X, y])
+    with np.errstate(all="ignore"):
+        gram = cols.T @ cols
+        centered = cols - cols.mean(axis=0)
+        spread = np.sum(centered * centered, axis=0)
+    for j, name in enumerate(names):
+        if not (np.all(np.isfinite(gram[j])) and np.isfinite(spread[j])):
+            raise CsvError(f"Column '{name}': its sums of squares overflow in floating point (the values are too "
+                           f"large); rescale the column, e.g. by choosing other units.")
+
+
 def parse_two_feature_csv(data: bytes | str, max_rows: int = MAX_ROWS) -> CsvDataset:
     """Parse ``data`` (the file's bytes or text) into a :class:`CsvDataset`.
+
+    Only the first ``max_rows`` data rows are read and validated; further rows are counted
+    and reported in ``notes``.
 
     Raises
     ------
     CsvError
-        Not UTF-8 text, too large, not 3 columns, a row of another length, a value that is not
-        a finite number (the line, column and value are named), or fewer than 2 data rows.
+        Not text (binary, a workbook, not UTF-8/UTF-16), too large, a malformed line (e.g. a
+        field longer than the csv module's limit), not 3 columns, a row of another length, a
+        value that is not a finite number or is outside ``MIN_ABS … MAX_ABS`` (the line,
+        column and value are named), sums of squares that overflow, or fewer than 2 data rows.
     """
-    if isinstance(data, bytes):
-        if len(data) > MAX_BYTES:
-            raise CsvError(f"The file is {len(data) / 1e6:.1f} MB; at most {MAX_BYTES / 1e6:.0f} MB is accepted.")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise CsvError("The file is not UTF-8 text: save it as CSV (UTF-8) from your spreadsheet.") from exc
-    else:
-        text = data
+    text = _decode(data) if isinstance(data, bytes) else data
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise CsvError("The file is empty.")
     try:
-        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t")
-        delimiter = dialect.delimiter
+        delimiter = csv.Sniffer().sniff(lines[0][:SNIFF_CHARS], delimiters=",;\t").delimiter
     except csv.Error:
         delimiter = ","
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter))
-    first = [c.strip() for c in rows[0]]
+    reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
+    try:
+        first = [c.strip() for c in next(reader)]
+    except csv.Error as exc:
+        raise CsvError(f"Line 1 cannot be read as CSV ({exc}); a header or a value that long is not a table of "
+                       f"numbers.") from exc
     has_header = any(_number(c) is None for c in first)
     if len(first) != 3:
+        shown = _short(", ".join(first), 120) or "(nothing)"
         raise CsvError(f"Expected 3 columns (feature 1, feature 2, target: the target last); the first line has "
-                       f"{len(first)}: {', '.join(first) or '(nothing)'}.")
-    names = first if has_header else ["x1", "x2", "y"]
-    body = rows[1:] if has_header else rows
+                       f"{len(first)}: {shown}.")
+    names = [_short(c, 40) for c in first] if has_header else ["x1", "x2", "y"]
+    rows = [] if has_header else [first]
+    n_data = len(lines) - (1 if has_header else 0)
+    try:
+        for row in reader:
+            if len(rows) >= max_rows:
+                break
+            rows.append(row)
+    except csv.Error as exc:
+        line_no = len(rows) + (2 if has_header else 1)
+        raise CsvError(f"Line {line_no} cannot be read as CSV ({exc}): is a value extremely long, or a quote "
+                       f"left open?") from exc
     values = []
-    for i, row in enumerate(body):
+    for i, row in enumerate(rows):
         line_no = i + (2 if has_header else 1)
         if len(row) != 3:
             raise CsvError(f"Line {line_no} has {len(row)} values; every line needs 3 ({', '.join(names)}).")
-        parsed = []
-        for name, cell in zip(names, row, strict=True):
-            x = _number(cell)
-            if cell.strip() == "":
-                raise CsvError(f"Line {line_no}, column '{name}': the value is missing.")
-            if x is None or not math.isfinite(x):
-                raise CsvError(f"Line {line_no}, column '{name}': '{cell.strip()}' is not a finite number.")
-            parsed.append(x)
-        values.append(parsed)
+        values.append([_cell_value(cell, name, line_no) for name, cell in zip(names, row, strict=True)])
     if len(values) < 2:
         raise CsvError(f"The file has {len(values)} data row(s); at least 2 are needed to fit a regression.")
     notes = []
-    if len(values) > max_rows:
-        notes.append(f"The file has {len(values)} rows; the first {max_rows} are used.")
-        values = values[:max_rows]
+    if n_data > max_rows:
+        notes.append(f"The file has {n_data} rows; the first {max_rows} are used.")
     arr = np.array(values, dtype=float)
     X, y = arr[:, :2], arr[:, 2]
-    with np.errstate(all="ignore"):
-        spread = X.max(axis=0) - X.min(axis=0)
+    _check_statistics(X, y, names)
+    spread = X.max(axis=0) - X.min(axis=0)
     for j in range(2):
         if spread[j] == 0:
             notes.append(f"Feature '{names[j]}' is constant: it carries no information, its scale is set to 1 and "

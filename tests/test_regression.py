@@ -1,6 +1,7 @@
 """Regression core: closed forms against direct evaluation, descent against theory, edge cases."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -254,7 +255,8 @@ def test_stability_map_cells_equal_individual_runs():
                 r = R.run(p, m.lrs[v, i], bs, 20, seed=3)
                 if r.diverged:
                     assert m.diverged[v, j, i] and np.isnan(m.final_loss[v, j, i])
-                elif not m.diverged[v, j, i]:
+                else:  # a stable run must not be flagged in the map, and its final loss must agree
+                    assert not m.diverged[v, j, i], (variant, bs, xs[i])
                     assert m.final_loss[v, j, i] == pytest.approx(r.history["loss"][-1], rel=1e-9)
     # full batch at 1.5 x 2/lambda_max diverges for every variant
     assert m.diverged[:, 2, 3].all()
@@ -267,3 +269,81 @@ def test_stability_map_same_lr_mode_and_bad_kind():
     assert m.diverged[0, 0, 1] and not m.diverged[1, 0, 1]
     with pytest.raises(ValueError):
         R.stability_map(d.X, d.y, ("raw",), np.array([1.0]), "bogus", np.array([10]), epochs=1)
+
+
+def _huge_data(n=30, seed=0):
+    """Finite data whose squares overflow: X^T X and y^T y are inf (what a 1e160 CSV would give)."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.uniform(1, 10, n) * 1e160, rng.uniform(1, 200, n)])
+    return X, X @ np.array([2.0, 3.0])
+
+
+@pytest.mark.parametrize("variant", R.VARIANTS)
+def test_run_on_overflowing_data_keeps_the_start_and_warns_nothing(variant):
+    X, y = _huge_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning of any kind may escape
+        p = R.make_problem(X, y, variant)
+        r = R.run(p, 1e-3, 10, 3)
+    assert r.diverged_at == 0  # L(theta_0) itself is not finite
+    h = r.history
+    assert h["step"].tolist() == [0] and len(h["loss"]) == 1  # a one-point path, never empty
+    np.testing.assert_array_equal(np.column_stack([h["w1"], h["w2"]])[0], [0.0, 0.0])  # theta_0
+    np.testing.assert_array_equal(r.final_theta, np.zeros(p.design.shape[1]))
+
+
+def _counting(monkeypatch, name="gd"):
+    calls = {"n": 0}
+    inner = R.OPTIMIZERS[name]
+
+    def step(*args):
+        calls["n"] += 1
+        return inner(*args)
+
+    monkeypatch.setitem(R.OPTIMIZERS, name, step)
+    return calls
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "momentum"])  # Adam's step is bounded by ~lr: it never overflows
+def test_descend_stops_once_every_run_is_nan_with_the_same_result(monkeypatch, optimizer):
+    d = make_regression(seed=3, n=20)
+    p = R.make_problem(d.X, d.y, "raw")
+    bq = R.batch_quadratics(p, *R.batch_plan(20, 20, 3000, 0))
+    lam = np.linalg.eigvalsh(p.hessian)[-1]
+    lrs = np.array([[3.0], [10.0]]) * 2 / lam  # both beyond 2(1 + mu)/lambda_max: both overflow to NaN
+    monkeypatch.setattr(R, "NAN_CHECK_EVERY", 10**9)  # the full loop, as before
+    full = R.descend(bq.G, bq.c, np.zeros((2, 2)), lrs, optimizer)
+    monkeypatch.setattr(R, "NAN_CHECK_EVERY", 16)
+    calls = _counting(monkeypatch, optimizer)
+    early = R.descend(bq.G, bq.c, np.zeros((2, 2)), lrs, optimizer, record_every=1)
+    assert calls["n"] < 3000  # it stopped well before the 3000 planned steps
+    np.testing.assert_array_equal(early, full)  # bit for bit, NaNs in the same places
+    assert np.isnan(full[-1]).all()
+
+
+def test_descend_does_not_stop_while_one_run_is_still_finite(monkeypatch):
+    d = make_regression(seed=3, n=20)
+    p = R.make_problem(d.X, d.y, "raw")
+    bq = R.batch_quadratics(p, *R.batch_plan(20, 20, 500, 0))
+    lam = np.linalg.eigvalsh(p.hessian)[-1]
+    calls = _counting(monkeypatch)
+    path = R.descend(bq.G, bq.c, np.zeros((2, 2)), np.array([[0.5], [5.0]]) * 2 / lam)
+    assert calls["n"] == 500 and np.all(np.isfinite(path[:, 0])) and np.isnan(path[-1, 1]).all()
+
+
+def test_diverging_run_and_map_are_unchanged_by_the_early_stop(monkeypatch):
+    d = make_regression(seed=5, n=30)
+    p = R.make_problem(d.X, d.y, "raw")
+    lam = np.linalg.eigvalsh(p.hessian)[-1]
+    xs = np.array([0.5, 1.2, 3.0])
+    monkeypatch.setattr(R, "NAN_CHECK_EVERY", 10**9)
+    r_full = R.run(p, 3.0 * 2 / lam, 30, 2000)
+    m_full = R.stability_map(d.X, d.y, ("raw", "standardized"), xs, "fraction", np.array([5, 30]), 300)
+    monkeypatch.setattr(R, "NAN_CHECK_EVERY", 16)
+    r = R.run(p, 3.0 * 2 / lam, 30, 2000)
+    m = R.stability_map(d.X, d.y, ("raw", "standardized"), xs, "fraction", np.array([5, 30]), 300)
+    assert r.diverged_at == r_full.diverged_at is not None
+    for k in r.history:
+        np.testing.assert_array_equal(r.history[k], r_full.history[k])
+    np.testing.assert_array_equal(m.diverged, m_full.diverged)
+    np.testing.assert_array_equal(m.final_loss, m_full.final_loss)

@@ -86,3 +86,13 @@ def test_batch_of_one_sample_normalizes_to_zero():
     x_hat, _, var = batch_standardize(np.array([[3.0, 7.0]]))
     np.testing.assert_array_equal(var, 0.0)
     np.testing.assert_array_equal(x_hat, 0.0)
+
+
+@pytest.mark.parametrize("fit", [fit_minmax, fit_standard])
+def test_a_feature_varying_on_a_tiny_scale_is_not_called_constant(fit):
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.uniform(1, 9, 20) * 1e-20, np.full(20, 3e-20)])
+    sc = fit(X)
+    assert sc.constant.tolist() == [False, True]  # varying at 1e-20 vs truly constant at 3e-20
+    Z = sc.transform(X)
+    assert np.ptp(Z[:, 0]) > 0.5 and np.all(Z[:, 1] == 0)

@@ -81,3 +81,16 @@ def test_too_large_step_predicts_never():
     assert T.predicted_steps(c.eigenvalues, 1.01 * c.max_stable_lr, 1e-3) == math.inf
     with pytest.raises(ValueError):
         T.predicted_steps(c.eigenvalues, 0.1, 0.0)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_hessian_is_refused_instead_of_a_nan_kappa(bad):
+    H = np.array([[bad, 1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="non-finite"):
+        T.conditioning(H)
+
+
+def test_features_on_scales_a_million_apart_explain_the_infinite_kappa():
+    D = np.column_stack([np.array([1.0, -1.0, 2.0, -2.0]) * 1e7, np.array([1.0, 1.0, -1.0, -1.0]) * 1e-1])
+    c = T.conditioning(2 / 4 * D.T @ D)  # eigenvalues 5e13 and 1e-2: ratio below 1e-12
+    assert math.isinf(c.kappa) and "scales differ" in c.note
