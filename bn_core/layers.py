@@ -68,8 +68,16 @@ class Layer:
         """Return an independent deep copy of the layer (parameters, buffers and caches)."""
         return _copy.deepcopy(self)
 
-    #: Names of the attributes that hold what the last forward cached for backward.
-    _cache_attrs: tuple[str, ...] = ("_x", "_y", "_xc", "_x_hat")
+    #: Names of the attributes that hold what the last forward cached for backward (or for
+    #: inspection: GroupNorm/LayerNorm keep ``x_hat`` and ``inv_std`` as public attributes).
+    _cache_attrs: tuple[str, ...] = ("_x", "_y", "_xc", "_x_hat", "x_hat", "inv_std")
+
+    def _forward_cache(self, name: str) -> np.ndarray:
+        """The array ``name`` cached by the last forward; RuntimeError if there is none."""
+        value = self.__dict__.get(name)
+        if value is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return value
 
     def clear_cache(self) -> None:
         """Drop the arrays cached by the last forward (a backward then needs a new forward).
@@ -629,7 +637,7 @@ class ReLU(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """Return ``grad_out`` where the input was positive, 0 elsewhere."""
-        return grad_out * (self._y > 0)
+        return grad_out * (self._forward_cache("_y") > 0)
 
     def __repr__(self) -> str:
         return "ReLU()"
@@ -653,7 +661,7 @@ class Sigmoid(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """Return ``grad_out * y * (1 - y)``."""
-        y = self._y
+        y = self._forward_cache("_y")
         dx = 1.0 - y
         dx *= y
         dx *= grad_out
@@ -674,7 +682,7 @@ class Tanh(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """Return ``grad_out * (1 - y**2)``."""
-        y = self._y
+        y = self._forward_cache("_y")
         dx = y * y
         np.subtract(1.0, dx, out=dx)
         dx *= grad_out

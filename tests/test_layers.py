@@ -424,3 +424,34 @@ def test_batchnorm_matches_torch():  # pragma: no cover - runs only where torch 
         np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(ours.running_var, ref.running_var.numpy(), rtol=1e-12)
+
+
+LAYER_FACTORIES = {
+    "Linear": lambda: Linear(6, 4, seed=0),
+    "BatchNorm1d": lambda: BatchNorm1d(6),
+    "LayerNorm": lambda: LayerNorm(6),
+    "GroupNorm": lambda: GroupNorm(2, 6),
+    "ReLU": ReLU,
+    "Sigmoid": Sigmoid,
+    "Tanh": Tanh,
+}
+
+
+@pytest.mark.parametrize("name", LAYER_FACTORIES)
+def test_backward_before_forward_or_after_clear_cache_says_so(name):
+    """Every layer refuses a backward without a forward with the same clear RuntimeError,
+    also once ``clear_cache`` has dropped the forward's arrays."""
+    rng = np.random.default_rng(23)
+    layer = LAYER_FACTORIES[name]()
+    x = rng.normal(size=(5, 6))
+    with pytest.raises(RuntimeError, match=f"{name}.backward called before forward"):
+        layer.backward(rng.normal(size=(5, 6)))
+    y = layer.forward(x)
+    layer.backward(rng.normal(size=y.shape))  # works after a forward
+    layer.clear_cache()
+    # no (n, C) array of the batch survives: only parameters, gradients, running statistics
+    for attr, value in vars(layer).items():
+        if isinstance(value, np.ndarray):
+            assert value.shape[:1] != x.shape[:1] or value.ndim < 2, (attr, value.shape)
+    with pytest.raises(RuntimeError, match=f"{name}.backward called before forward"):
+        layer.backward(rng.normal(size=y.shape))
