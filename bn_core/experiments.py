@@ -13,20 +13,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bn_core.data import DigitsSplit
-from bn_core.layers import softmax_cross_entropy
-from bn_core.train import (
-    TrainConfig,
-    _batches,
-    _shuffle_rng,
-    _weight_grad_norms,
-    digits,
-    make_model,
-    single_blas_thread,
-    train,
-    validate_config,
-)
+from bn_core.train import TrainConfig, digits, initial_grad_norms, train, validate_config
 
-__all__ = ["SWEEPABLE", "gradient_norms_at_init", "sweep"]
+__all__ = ["SWEEPABLE", "chance_accuracy", "gradient_norms_at_init", "sweep"]
 
 #: Fields of TrainConfig that :func:`sweep` can vary, with the type their values become.
 SWEEPABLE = {
@@ -84,15 +73,20 @@ def sweep(
     dict of str to ndarray
         ``"values"``: float array (k,), the swept values. For every ``n`` in ``norms``:
 
+        ``"chance_acc"``: float array of shape (), the chance level ``1 / n_classes``
+        (:func:`chance_accuracy`) used below.
+
         ``f"{n}/test_acc"``, ``f"{n}/train_acc"``: float arrays (k,), accuracy (evaluation
-        mode) at the end of training; for a run that diverged, the accuracy at its **last
-        evaluation before divergence** (always finite) -- read it together with
-        ``diverged_at``; a run whose initial network already exploded (``diverged_at`` 0, no
-        evaluation at all) gets the chance level ``1 / n_classes``.
-        ``f"{n}/diverged_at"``: int array (k,), the step at which the run diverged, ``-1``
-        if it did not.
-        ``f"{n}/final_loss"``: float array (k,), the last recorded training-set loss
-        (``ln n_classes``, the chance-level loss, when nothing was recorded).
+        mode) at the end of training; more precisely at the run's **last evaluation with a
+        finite value**: for a run that diverged, the last one before divergence -- read it
+        together with ``diverged_at``. A run with no finite evaluation (e.g. its initial
+        network already exploded: ``diverged_at`` 0, no evaluation at all) gets the chance
+        level. Always finite.
+        ``f"{n}/diverged_at"``: int array (k,), the step at which the run diverged (decided
+        on the training-mode mini-batch loss, see :func:`bn_core.train.train`), ``-1`` if it
+        did not.
+        ``f"{n}/final_loss"``: float array (k,), the last finite training-set loss
+        (``ln n_classes``, the chance-level loss, when there is none).
 
     Raises
     ------
@@ -111,7 +105,9 @@ def sweep(
         except ValueError as err:
             raise ValueError(f"{field}={getattr(cfg, field)!r}, norm={cfg.norm!r}: {err}") from None
     k = len(values)
-    out: dict[str, np.ndarray] = {"values": np.asarray(values, dtype=float)}
+    chance = chance_accuracy(data)
+    out: dict[str, np.ndarray] = {"values": np.asarray(values, dtype=float),
+                                  "chance_acc": np.array(chance)}
     total = len(configs)
     for j, norm in enumerate(norms):
         test_acc, train_acc = np.zeros(k), np.zeros(k)
@@ -123,19 +119,11 @@ def sweep(
                 sub = _scaled(progress, done_before / total, 1.0 / total)
             result = train(configs[done_before], data=data, progress=sub)
             h = result.history
-            if len(h["test_acc"]):
-                test_acc[i], train_acc[i] = h["test_acc"][-1], h["train_acc"][-1]
-                final_loss[i] = h["train_loss"][-1]
-            else:  # the very first evaluation was already non-finite: no better than chance
-                test_acc[i] = train_acc[i] = np.nan
-                final_loss[i] = np.nan
+            test_acc[i] = _last_finite(h["test_acc"], chance)
+            train_acc[i] = _last_finite(h["train_acc"], chance)
+            final_loss[i] = _last_finite(h["train_loss"], -np.log(chance))
             if result.diverged_at is not None:
                 diverged[i] = result.diverged_at
-        if not (np.all(np.isfinite(test_acc)) and np.all(np.isfinite(final_loss))):
-            chance = 1.0 / (int(data.y_train.max()) + 1)
-            test_acc = np.nan_to_num(test_acc, nan=chance)
-            train_acc = np.nan_to_num(train_acc, nan=chance)
-            final_loss = np.nan_to_num(final_loss, nan=np.log(1.0 / chance))
         out[f"{norm}/test_acc"] = test_acc
         out[f"{norm}/train_acc"] = train_acc
         out[f"{norm}/diverged_at"] = diverged
@@ -143,6 +131,25 @@ def sweep(
     if progress is not None:
         progress(1.0)
     return out
+
+
+def chance_accuracy(data: DigitsSplit | None = None) -> float:
+    """Accuracy of guessing: ``1 / n_classes``, classes counted over train and test labels.
+
+    Parameters
+    ----------
+    data : DigitsSplit, optional
+        Default :func:`bn_core.train.digits` (10 classes: 0.1).
+    """
+    if data is None:
+        data = digits()
+    return 1.0 / (int(max(data.y_train.max(), data.y_test.max())) + 1)
+
+
+def _last_finite(values: np.ndarray, default: float) -> float:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v[-1]) if v.size else float(default)
 
 
 def _scaled(progress: Callable[[float], None], start: float, width: float):
@@ -159,10 +166,10 @@ def gradient_norms_at_init(
 ) -> dict[str, np.ndarray]:
     """L2 norm of each Linear weight gradient on one mini-batch at initialization.
 
-    The batch is the first mini-batch :func:`bn_core.train.train` would use for ``base.seed``
-    (same shuffling), the model the one it would build (same initial weights for every
-    norm), in training mode; nothing is updated. The values equal
-    ``train(cfg).history["grad_norm"][0]``.
+    :func:`bn_core.train.initial_grad_norms` for each normalization: the first mini-batch
+    :func:`bn_core.train.train` would use for ``base.seed`` (same shuffling), the model it
+    would build (same initial weights for every norm), in training mode; nothing is updated.
+    The values equal ``train(cfg).history["grad_norm"][0]``.
 
     Parameters
     ----------
@@ -182,24 +189,9 @@ def gradient_norms_at_init(
     ValueError
         If a configuration cannot train (e.g. batch size 1 with batch norm).
     """
-    if data is None:
-        data = digits(base.dtype if base.dtype in ("float32", "float64") else "float64")
-    n_train = int(data.X_train.shape[0])
-    dtype = np.float32 if base.dtype == "float32" else np.float64
     out: dict[str, np.ndarray] = {}
     for norm in norms:
-        cfg = dataclasses.replace(base, norm=norm)
-        validate_config(cfg, n_train)
-        idx = next(_batches(n_train, cfg.batch_size, _shuffle_rng(cfg.seed)))
-        xb = np.asarray(data.X_train[idx], dtype=dtype)
-        yb = np.asarray(data.y_train[idx], dtype=np.intp)
-        n_out = int(max(data.y_train.max(), data.y_test.max())) + 1
-        model = make_model(cfg, xb.shape[1], n_out)
-        norms_out = np.zeros(cfg.depth + 1)
-        with np.errstate(all="ignore"), single_blas_thread():
-            _, grad = softmax_cross_entropy(model.forward(xb, training=True), yb)
-            model.backward(grad, need_input_grad=False)
-            _weight_grad_norms(model.linear_layers(), norms_out)
+        norms_out = initial_grad_norms(dataclasses.replace(base, norm=norm), data)
         norms_out[~np.isfinite(norms_out)] = np.inf
         out[norm] = norms_out
     return out

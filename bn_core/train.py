@@ -9,7 +9,15 @@ The loop is plain mini-batch training (shuffle without replacement every epoch, 
 incomplete last batch so batch normalization never sees a tiny batch) with evaluation of the
 whole train and test sets every ``eval_every`` steps in evaluation mode. It never raises on
 divergence and never emits floating-point warnings: it stops at the first non-finite or
-exploding loss and says at which step.
+exploding **training-mode mini-batch loss** and says at which step.
+
+Divergence is judged on the loss that training actually minimizes, never on an evaluation:
+in evaluation mode batch norm normalizes with its running statistics, which start at mean 0
+and variance 1. Before the first update they do not describe the layer's inputs at all, so a
+batch-norm network with large initial weights can look exploded there and train well
+(measured: ReLU, weight std 3, 3 x 100 units, learning rate 0.3: evaluation loss 1.7e5 at
+step 0, first mini-batch loss 27, test accuracy 0.91 at step 150). An evaluation that is not
+finite is recorded as NaN and training goes on.
 """
 
 from __future__ import annotations
@@ -33,13 +41,14 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "digits",
+    "initial_grad_norms",
     "make_model",
     "single_blas_thread",
     "train",
     "validate_config",
 ]
 
-#: A mini-batch (or full-train-set) loss above this counts as exploding. Chance level on
+#: A training-mode mini-batch loss above this counts as exploding. Chance level on
 #: 10 classes is ln 10 = 2.3; a loss of 1e4 means logits tens of thousands apart.
 DIVERGENCE_LOSS = 1e4
 
@@ -109,8 +118,11 @@ class TrainResult:
     ----------
     config : TrainConfig
     history : dict of str to ndarray
-        All arrays finite; records stop at divergence. ``n_rec`` is the number of
-        evaluations, ``n_done`` the number of training steps with a finite loss.
+        Records stop at divergence. ``n_rec`` is the number of evaluations, ``n_done`` the
+        number of training steps with a finite loss. ``batch_loss``, ``step_time`` and
+        ``step`` are always finite; an evaluation or gradient-norm entry that is not finite
+        (e.g. the exploding evaluation loss of a batch-norm network at step 0, before its
+        running statistics describe anything) is stored as NaN -- drop NaN before plotting.
 
         ``"step"`` (n_rec,) int
             Steps at which the model was evaluated: 0 (initialization), every ``eval_every``
@@ -136,10 +148,11 @@ class TrainResult:
             Wall-clock seconds of every step: forward, backward and update (evaluation,
             recording and progress reporting excluded).
     diverged_at : int or None
-        First step whose mini-batch loss was non-finite or above :data:`DIVERGENCE_LOSS`, or
-        after whose update the evaluation loss was; ``0`` if the initial network's loss
-        already was (then every history array is empty); ``None`` if training completed.
-        Every recorded step is smaller than ``diverged_at``.
+        First step whose **training-mode mini-batch loss** was non-finite or above
+        :data:`DIVERGENCE_LOSS` (step ``k``'s loss is computed after ``k - 1`` updates, before
+        the ``k``-th); ``0`` if the initial network's first mini-batch loss already was (then
+        every history array is empty); ``None`` if training completed. Every recorded step is
+        smaller than ``diverged_at``. Evaluation losses never decide divergence.
     message : str
         A sentence for people, e.g. ``"diverged at step 412: the mini-batch loss became inf"``.
     model : MLP or None
@@ -267,6 +280,56 @@ def _weight_grad_norms(linears, out: np.ndarray) -> None:
         out[j] = math.sqrt(float(g @ g))
 
 
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows whose argmax is ``y``; NaN if any logit is non-finite."""
+    if not np.all(np.isfinite(logits)):
+        return math.nan
+    return float(np.mean(logits.argmax(axis=1) == y))
+
+
+def initial_grad_norms(config: TrainConfig, data: DigitsSplit | None = None) -> np.ndarray:
+    """Gradient norms of the first mini-batch :func:`train` uses, at initialization.
+
+    The model is the one :func:`train` builds (:func:`make_model`, same seed, same initial
+    weights), the batch the first one its shuffling draws, the forward pass in training mode;
+    nothing is updated. :func:`train` stores this as ``history["grad_norm"][0]``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    data : DigitsSplit, optional
+        Default :func:`digits`, converted to ``config.dtype``.
+
+    Returns
+    -------
+    ndarray of shape (depth + 1,)
+        ``||dL/dW_l||_2`` (Frobenius norm) for each Linear layer ``l``, hidden layers first,
+        then the output layer, where ``L`` is the mean cross-entropy of the mini-batch.
+        Non-finite if the initial network already overflows; never warns.
+
+    Raises
+    ------
+    ValueError
+        If the configuration cannot train (see :func:`validate_config`).
+    """
+    if data is None:
+        data = digits(config.dtype if config.dtype in _DTYPES else "float64")
+    n_train = int(data.X_train.shape[0])
+    validate_config(config, n_train)
+    dtype = _DTYPES[config.dtype]
+    idx = next(_batches(n_train, config.batch_size, _shuffle_rng(config.seed)))
+    xb = np.asarray(data.X_train[idx], dtype=dtype)
+    yb = np.asarray(data.y_train[idx], dtype=np.intp)
+    n_out = int(max(data.y_train.max(), data.y_test.max())) + 1
+    model = make_model(config, xb.shape[1], n_out)
+    norms = np.zeros(config.depth + 1)
+    with np.errstate(all="ignore"), single_blas_thread():
+        _, grad = softmax_cross_entropy(model.forward(xb, training=True), yb)
+        model.backward(grad, need_input_grad=False)
+        _weight_grad_norms(model.linear_layers(), norms)
+    return norms
+
+
 def _mean_ce(logits: np.ndarray, y: np.ndarray) -> float:
     shifted = logits - logits.max(axis=1, keepdims=True)
     lse = np.log(np.exp(shifted).sum(axis=1))
@@ -300,6 +363,14 @@ def train(
         Before any training, if the configuration cannot train (batch size 1 with batch
         norm, batch larger than the training set, unknown names, non-positive lr, steps or
         init scale, ...). Divergence never raises: it is reported in the result.
+
+    Notes
+    -----
+    Divergence is decided from the training-mode mini-batch loss only: training stops at the
+    first step whose loss is non-finite or above :data:`DIVERGENCE_LOSS`. The evaluations
+    (evaluation mode, running statistics) are only recorded: at step 0 a batch-norm network
+    is evaluated with running mean 0 and variance 1, i.e. not normalized, so its evaluation
+    loss says nothing about whether it trains. Non-finite evaluation values become NaN.
     """
     if data is None:
         data = digits(config.dtype if config.dtype in _DTYPES else "float64")
@@ -344,79 +415,70 @@ def train(
     X_eval = np.concatenate([X_train, X_test])
     n_tr = len(X_train)
 
-    def evaluate(step: int) -> bool:
-        """Record evaluation metrics at ``step`` if finite; False if the model has blown up."""
+    def evaluate(step: int) -> None:
+        """Record the evaluation metrics at ``step``; whatever is non-finite is stored as NaN.
+
+        An evaluation never stops training: in evaluation mode batch norm uses its running
+        statistics, which at step 0 are the initial mean 0 and variance 1, so a batch-norm
+        network with large initial weights can have an exploding evaluation loss although
+        it trains well (divergence is decided from the training-mode mini-batch loss).
+        """
         nonlocal n_rec
         logits_all, act_inputs = model.forward_with_act_inputs(X_eval, training=False)
         logits, train_logits = logits_all[n_tr:], logits_all[:n_tr]
-        train_loss = _mean_ce(train_logits, y_train)
-        train_acc = float(np.mean(train_logits.argmax(axis=1) == y_train))
-        probes = np.stack([a[n_tr:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
-        if not (math.isfinite(train_loss) and train_loss <= DIVERGENCE_LOSS):
-            return False
-        if not np.all(np.isfinite(probes)):
-            return False
         rec_step[n_rec] = step
-        rec_train_loss[n_rec] = train_loss
-        rec_train_acc[n_rec] = train_acc
-        rec_test_acc[n_rec] = np.mean(logits.argmax(axis=1) == y_test)
-        rec_pct[n_rec] = np.percentile(probes, q, axis=0).T
+        rec_train_loss[n_rec] = _mean_ce(train_logits, y_train)
+        # an argmax over non-finite logits is meaningless: no accuracy rather than a wrong one
+        rec_train_acc[n_rec] = _accuracy(train_logits, y_train)
+        rec_test_acc[n_rec] = _accuracy(logits, y_test)
+        probes = np.stack([a[n_tr:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
+        rec_pct[n_rec] = np.percentile(probes, q, axis=0).T  # a NaN input gives NaN
         n_rec += 1
-        return True
 
     done = 0
-    grad_filled = np.zeros(n_rec_max, dtype=bool)
     with np.errstate(all="ignore"), single_blas_thread():
-        if not evaluate(0):
-            diverged_at = 0
-            reason = (
-                "the initial network's loss is already non-finite or above "
-                f"{DIVERGENCE_LOSS:g} (try a smaller init scale)"
-            )
+        # record 0 gets the gradient of the first mini-batch at initialization: the one the
+        # first update uses (nothing is updated here; the loop below recomputes it)
+        rec_grad[0] = initial_grad_norms(config, data)
+        evaluate(0)
         next_rec = 1  # index into record_steps of the next evaluation
         for step in range(1, steps + 1):
-            if diverged_at is not None:
-                break
             idx = next(batches)
             t0 = perf()
             logits = model.forward(X_train[idx], training=True)
             loss, grad = softmax_cross_entropy(logits, y_train[idx])
-            finite = math.isfinite(loss)
-            if finite and step == 1:
-                # record 0 gets the gradient of the first mini-batch at initialization
-                model.backward(grad, need_input_grad=False)
-                _weight_grad_norms(linears, rec_grad[0])
-                grad_filled[0] = bool(np.all(np.isfinite(rec_grad[0])))
-            if not (finite and loss <= DIVERGENCE_LOSS):
-                diverged_at = step
-                reason = f"the mini-batch loss became {loss:.3g}"
+            if not (math.isfinite(loss) and loss <= DIVERGENCE_LOSS):
+                if step == 1:  # the initial network, before any update
+                    diverged_at = 0
+                    reason = (
+                        f"the initial network's mini-batch loss is already {loss:.3g} "
+                        f"(non-finite or above {DIVERGENCE_LOSS:g}; try a smaller init scale)"
+                    )
+                else:
+                    diverged_at = step
+                    reason = f"the mini-batch loss became {loss:.3g}"
                 break
-            if step > 1:
-                model.backward(grad, need_input_grad=False)
+            model.backward(grad, need_input_grad=False)
             t1 = perf()
             if step == record_steps[next_rec]:
                 _weight_grad_norms(linears, rec_grad[next_rec])
-                grad_filled[next_rec] = True
             t2 = perf()
             optimizer.step(param_layers)
             step_time[step - 1] = (t1 - t0) + (perf() - t2)
             batch_loss[step - 1] = loss
             done = step
             if step == record_steps[next_rec]:
-                if not evaluate(step):
-                    diverged_at = step
-                    reason = "after its update the training-set loss became non-finite or exploding"
-                    break
+                evaluate(step)
                 next_rec += 1
             if progress is not None and step % progress_every == 0 and step < steps:
                 progress(step / steps)
     model.clear_cache()  # the last evaluation's activations: megabytes nobody needs
     if progress is not None:
         progress(1.0)
-    # keep only records whose every entry is known and finite (record 0 lacks gradient norms
-    # when the very first mini-batch already diverged)
-    while n_rec and not (grad_filled[n_rec - 1] and np.all(np.isfinite(rec_grad[n_rec - 1]))):
-        n_rec -= 1
+    if diverged_at == 0:
+        n_rec = 0  # nothing the initial network produced is worth a record
+    for arr in (rec_train_loss, rec_train_acc, rec_test_acc, rec_pct, rec_grad):
+        arr[~np.isfinite(arr)] = np.nan  # inf -> NaN: one marker for "not a number"
 
     history = {
         "step": rec_step[:n_rec],

@@ -22,6 +22,7 @@ def test_sweep_matches_individual_runs_and_reports_divergence():
         out = sweep(BASE, "lr", values, norms=("none", "bn_after"), progress=calls.append)
     assert set(out) == {
         "values",
+        "chance_acc",
         *(
             f"{n}/{k}"
             for n in ("none", "bn_after")
@@ -84,6 +85,23 @@ def test_sweep_exploding_initialization_gives_chance_and_step_zero():
             norms=("none",),
         )
     assert out["none/diverged_at"][1] == 0
-    assert out["none/test_acc"][1] == pytest.approx(0.1)
+    assert out["chance_acc"] == pytest.approx(0.1)  # ten digit classes
+    assert out["none/test_acc"][1] == out["chance_acc"]
     assert np.all(np.isfinite(out["none/final_loss"]))
     assert out["none/diverged_at"][0] == -1
+
+
+def test_init_scale_sweep_lets_batchnorm_train_where_its_step_zero_evaluation_explodes():
+    """Regression: at a large initial scale the BN arm's step-0 evaluation (running mean 0,
+    variance 1: not normalized yet) explodes; the sweep must not count that as divergence."""
+    base = dataclasses.replace(BASE, activation="relu", depth=3, width=100, steps=100, eval_every=100,
+                               lr=0.3, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sweep(base, "init_scale", [3.0], norms=("none", "bn_before"))
+    first = train(dataclasses.replace(base, norm="bn_before", init_scale=3.0, steps=1))
+    assert first.history["train_loss"][0] > 1e4  # the exploding step-0 evaluation
+    assert out["bn_before/diverged_at"][0] == -1
+    assert out["bn_before/test_acc"][0] > 0.5  # it trained: far above chance (0.1)
+    assert out["none/diverged_at"][0] == 0  # the plain network does explode at its first batch
+    assert out["none/test_acc"][0] == out["chance_acc"]

@@ -134,6 +134,49 @@ def test_divergence_is_detected_reported_and_silent(changes):
     assert np.all(h["batch_loss"] <= DIVERGENCE_LOSS)
 
 
+def test_batchnorm_is_not_diverged_by_its_unnormalized_step_zero_evaluation():
+    """Regression: with large initial weights the BN network's evaluation at step 0 uses the
+    initial running statistics (mean 0, variance 1), so nothing is normalized yet and that
+    loss explodes; the training-mode loss is moderate and the network trains."""
+    cfg = dataclasses.replace(SMALL, activation="relu", init_scale=3.0, lr=0.3, depth=3, width=100,
+                              batch_size=60, steps=150, eval_every=50, norm="bn_before")
+    data = digits("float64")
+    logits = make_model(cfg).forward(data.X_train, training=False)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    eval_loss = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(shifted)), data.y_train])
+    assert eval_loss > DIVERGENCE_LOSS  # the situation this test is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = train(cfg)
+    assert r.diverged_at is None and r.message == "trained 150 steps"
+    h = r.history
+    np.testing.assert_array_equal(h["step"], [0, 50, 100, 150])
+    assert h["train_loss"][0] == pytest.approx(eval_loss, rel=1e-9)  # recorded as measured
+    assert h["test_acc"][-1] > 0.8  # chance is 0.1
+    assert h["train_loss"][-1] < 1.0
+    # the same network without BN does explode, at its first mini-batch: step 0
+    plain = train(dataclasses.replace(cfg, norm="none"))
+    assert plain.diverged_at == 0
+
+
+def test_non_finite_evaluations_are_stored_as_nan_and_training_continues():
+    """An evaluation that overflows is recorded as NaN; only the mini-batch loss stops training."""
+    # 16 unnormalized ReLU layers of std 100 at step 0 (running statistics 0 and 1) overflow
+    # float32 in evaluation mode; in training mode batch norm rescales every layer
+    cfg = dataclasses.replace(SMALL, activation="relu", depth=16, width=32, init_scale=100.0,
+                              lr=0.01, steps=40, eval_every=20, norm="bn_before", dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = train(cfg)
+    h = r.history
+    assert not np.isfinite(h["train_loss"][0]) and np.isnan(h["train_loss"][0])  # overflowed in float32
+    assert np.isnan(h["test_acc"][0]) and np.all(np.isnan(h["act_pct"][0, -1]))
+    assert r.diverged_at is None
+    assert np.all(np.isfinite(h["batch_loss"])) and len(h["batch_loss"]) == 40
+    assert np.all(np.isfinite(h["train_loss"][1:]))
+    assert np.all(np.isfinite(h["grad_norm"]))
+
+
 def test_exploding_initialization_is_reported_at_step_zero():
     cfg = dataclasses.replace(SMALL, activation="relu", depth=8, init_scale=20.0)
     with warnings.catch_warnings():
