@@ -20,9 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Largest accepted file, and the most rows used (more are cut, with a note). The server's
-#: upload limit (``maxUploadSize`` in .streamlit/config.toml, in MB) matches ``MAX_BYTES``.
-MAX_BYTES = 1_000_000
+#: Largest accepted file in MB, as Streamlit counts them (1 MB = 1024 * 1024 bytes): the server's
+#: ``maxUploadSize`` in .streamlit/config.toml and the uploader's ``max_upload_size`` use the
+#: same number, so the browser refuses a larger file before it is sent.
+MAX_MB = 1
+MAX_BYTES = MAX_MB * 1024 * 1024
+#: The most rows used (more are cut, with a note).
 MAX_ROWS = 500
 
 #: Accepted magnitudes: every value must satisfy ``|x| <= MAX_ABS`` and, unless it is 0,
@@ -85,7 +88,7 @@ def _short(text: str, limit: int = 60) -> str:
 def _decode(data: bytes) -> str:
     """The file's text (UTF-8, with or without BOM); anything else is a :class:`CsvError` saying what it is."""
     if len(data) > MAX_BYTES:
-        raise CsvError(f"The file is {len(data) / 1e6:.1f} MB; at most {MAX_BYTES / 1e6:.0f} MB is accepted.")
+        raise CsvError(f"The file is {len(data) / 2**20:.2f} MB; at most {MAX_MB} MB is accepted.")
     if data[:4] == b"PK\x03\x04":
         raise CsvError("This looks like an Excel workbook or another zip archive, not a CSV: open it in your "
                        "spreadsheet and save it as CSV (UTF-8).")

@@ -9,18 +9,22 @@ from ui import valley_controls as vc
 from ui import valley_figures as vf
 
 st.title("1 · Valley vs bowl")
-st.markdown(
-    "Fit $\\hat y = w_1 A + w_2 B\\,(+\\,b)$ to the classic data set "
-    "$y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and $B \\sim U[1, 200]$, by gradient descent. "
-    "On the **raw** inputs the loss is a long, narrow **valley**: $B$ is twenty times larger than $A$, so "
-    "the loss is ~900 times steeper along $w_2$ than along $w_1$, and any step small enough not to blow "
-    "up across the valley crawls along it. **Standardizing** the inputs turns the valley into a round "
-    "**bowl** where the same number of steps reaches the bottom. Batch normalization does the "
-    "standardizing inside a network, one mini-batch at a time."
-)
+intro = st.container()  # filled below, once the data (and so its numbers) is known
 
 cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
 data_key, ds, names, seed, n = cfg.data_key, cfg.dataset, cfg.names, cfg.seed, cfg.n
+facts = vs.data_facts(data_key)  # numbers quoted in the prose, computed from the data shown
+intro.markdown(
+    "Fit $\\hat y = w_1 A + w_2 B\\,(+\\,b)$ to the classic data set "
+    "$y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and $B \\sim U[1, 200]$, by gradient descent. "
+    "On the **raw** inputs the loss is a long, narrow **valley**: $B$ reaches 200 where $A$ stops at 10, "
+    "and the curvature along a weight grows with the *square* of its feature's size, so any step small "
+    "enough not to blow up across the valley crawls along it. **Standardizing** the inputs turns the "
+    "valley into a round **bowl** where the same number of steps reaches the bottom. Batch normalization "
+    "does the standardizing inside a network, one mini-batch at a time.\n\n"
+    f"**On the data shown{'' if ds is None else ' (your file)' if cfg.source == 'upload' else ' (the example CSV)'}:** "
+    + vs.steepness_text(facts)
+)
 batch, epochs, tol, lr, frac, mode, opt, hyper = (cfg.batch, cfg.epochs, cfg.tol, cfg.lr, cfg.frac, cfg.mode,
                                                   cfg.optimizer, cfg.hyper)
 variants = list(cfg.variants)
@@ -100,21 +104,23 @@ for i, v in enumerate(variants):
 st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
          r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
 st.markdown("**What to see** (both axes use the same scale, so a circle looks like a circle): the raw "
-            "contours are needle-thin ellipses. At the default step, half of each variant's 2/λ_max, the first "
-            "raw step drops straight to the valley floor (1 − αλ_max = 0) and every later step crawls along "
-            "it: after 100 steps the star is still far away. The standardized contours are almost circles: "
-            "the gradient points at the optimum and the path goes straight there in a handful of steps. "
-            "**Try a fraction of 0.9:** the raw path now zigzags across the valley (each bounce shrinks by "
-            "|1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever higher and diverges. "
+            "contours are needle-thin ellipses. With plain gradient descent at the default step, half of each "
+            "variant's 2/λ_max, the first full-batch raw step drops straight to the valley floor "
+            "(1 − αλ_max = 0) and every later step crawls along it: on the seed data, after the default "
+            f"{vs.P['c1_epochs'].default} full-batch steps the star is still far away. The standardized contours "
+            "are almost circles: the gradient points at the optimum and the path goes straight there in a "
+            "handful of steps. **Try a fraction of 0.9:** the raw path now zigzags across the valley (each "
+            "bounce shrinks by |1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever "
+            "higher and diverges. "
             "**Try Adam** with the same learning rate for all (α ≈ 0.3): scaling each coordinate by its own "
             "gradient size partly rescues the valley.")
 
 # ---- convergence -------------------------------------------------------------------------
 st.header("Convergence")
-curves = {v: (r.history["step"], vs.relative_suboptimality(r), r.diverged_at) for v, r in results.items()}
 c1, c2 = st.columns([3, 2])
 with c1:
-    st.plotly_chart(vf.convergence_figure(curves, tol), key="c1_fig_loss")
+    st.plotly_chart(vs.convergence_figure(data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
+                                          epochs, opt, *hyper, tol), key="c1_fig_loss")
 with c2:
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
@@ -153,11 +159,16 @@ st.markdown(vs.markdown_table(vs.theory_table(rows)))
 st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
          r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
          r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
+minmax_note = (f"min-max has κ = {vs.fmt_num(problems['minmax'][1].kappa)} because it does not center, so its "
+               "intercept couples with the weights" if "minmax" in problems else
+               "min-max does not center, so its intercept couples with the weights")
 st.markdown("Predictions are for full-batch gradient descent on the Hessian of the whole data set "
-            "(raw: 2×2, the others 3×3 with the intercept; min-max has κ ≈ 32 because it does not center). "
+            f"(raw: 2×2, the others 3×3 with the intercept; {minmax_note}). "
             "They bound the worst start; the measured number can be smaller. With mini-batches, momentum or "
-            "Adam the measured column is what actually happened. For the default data the raw valley has "
-            "κ ≈ 920 and the standardized bowl κ ≈ 1.32.")
+            "Adam the measured column is what actually happened. On the data shown the raw valley has "
+            f"κ = {vs.fmt_num(facts.conds['raw'].kappa)} and the standardized bowl "
+            f"κ = {vs.fmt_num(facts.conds['standardized'].kappa)}. Where κ = ∞ the optimal step and rate are "
+            "computed over the identifiable directions (the non-zero eigenvalues) and labelled so.")
 
 # ---- stability map -----------------------------------------------------------------------
 st.header("Stability map: learning rate × batch size")
@@ -173,10 +184,10 @@ if cfg.show_map:
     st.plotly_chart(map_fig, key="c1_fig_map")
     st.markdown(f"Final full-batch loss after {epochs} epochs for every cell (all learning rates of a batch size "
                 "run in one vectorized loop). Red × = diverged (the loss exploded or overflowed); grey squares "
-                "= undefined (batch norm with one sample per batch). In *fraction* mode each variant uses its "
-                "own 2/λ_max, so full batch (top row) diverges right after 1.0 for every variant; small "
-                "batches are noisier and become unstable earlier, and batch-normalized inputs from tiny batches "
-                "are too noisy to fit well.")
+                "= undefined (batch norm with one sample per batch). "
+                + vs.stability_limit_text(opt, mode, hyper[0], facts, selected)
+                + " Small batches are noisier and can become unstable earlier, and batch-normalized inputs "
+                "from tiny batches are too noisy to fit well.")
     if not show_cur:
         st.caption(f"(The current batch size {batch} is not one of the map's rows; the star is omitted.)")
 else:

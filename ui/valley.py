@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import streamlit as st
 
 from bn_core import regression as R
 from bn_core import theory as T
-from bn_core.data import make_regression
+from bn_core.data import FEATURE_NAMES, RegressionData, make_regression
 from bn_core.upload import CsvDataset, CsvError, parse_two_feature_csv
 from ui import valley_figures as vf
 from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
@@ -109,20 +110,113 @@ def register_upload(raw: bytes) -> tuple[tuple, CsvDataset]:
     return ("upload", digest), uploaded_dataset(digest, raw)
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def seed_dataset(seed: int, n: int, noise: float) -> RegressionData:
+    """The seed recipe's data, generated once per (seed, n, noise)."""
+    return make_regression(seed, n, noise)
+
+
 def dataset(data: tuple):
     """The data set behind a data key: ``("seed", seed, n, noise)``, ``("example",)`` or
     ``("upload", digest)`` (call :func:`register_upload` first in the same run)."""
     if data[0] == "seed":
-        return make_regression(int(data[1]), int(data[2]), float(data[3]))
+        return seed_dataset(int(data[1]), int(data[2]), float(data[3]))
     if data[0] == "example":
         return example_dataset()
     return uploaded_dataset(data[1], None)
 
 
+@dataclass(frozen=True)
+class DataFacts:
+    """What the page's prose says about a data set, computed from it (never hard-coded).
+
+    Attributes
+    ----------
+    names : tuple of str
+        The two feature names (A and B for the seed recipe).
+    n : int
+        Number of samples.
+    diag : tuple of float
+        The raw Hessian's diagonal ``(H11, H22) = (2 mean(x1^2), 2 mean(x2^2))``: the curvature
+        along each weight axis.
+    conds : dict of str to Conditioning
+        Every variant's :class:`bn_core.theory.Conditioning` (kappa, 2/lambda_max, ...).
+    """
+
+    names: tuple
+    n: int
+    diag: tuple
+    conds: dict
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def data_facts(data: tuple) -> DataFacts:
+    """Names, size and every variant's conditioning of the data set ``data``, once per data set."""
+    d = dataset(data)
+    conds = {v: problem(data, v)[1] for v in R.VARIANTS}
+    H = problem(data, "raw")[0].hessian
+    names = tuple(getattr(d, "feature_names", FEATURE_NAMES))
+    return DataFacts(names, len(d.y), (float(H[0, 0]), float(H[1, 1])), conds)
+
+
 def feature_names(data: tuple) -> tuple[str, str]:
     """Names of the two features (A and B for the seed recipe)."""
-    d = dataset(data)
-    return tuple(getattr(d, "feature_names", ("A", "B")))
+    if data[0] == "seed":
+        return FEATURE_NAMES
+    return data_facts(data).names
+
+
+def steepness_text(facts: DataFacts) -> str:
+    """One sentence on the raw valley's shape, with numbers computed from the data.
+
+    The axis ratio ``H22/H11`` (curvature along w2 vs along w1) and ``kappa`` (steepest vs
+    flattest direction, which also counts the coupling of w1 and w2) are different numbers;
+    both are stated.
+    """
+    (h1, h2), (a, b) = facts.diag, facts.names
+    kappa = facts.conds["raw"].kappa
+    parts = []
+    if h1 > 0 and h2 > 0:
+        (hi, lo), (w_hi, w_lo) = ((h2, h1), (("w₂", b), ("w₁", a))) if h2 >= h1 else ((h1, h2), (("w₁", a), ("w₂", b)))
+        parts.append(f"the raw loss curves **{fmt_num(hi / lo)} times** more steeply along {w_hi[0]} ({w_hi[1]}) "
+                     f"than along {w_lo[0]} ({w_lo[1]}): the ratio of the Hessian's diagonal entries, "
+                     f"mean({w_hi[1]}²)/mean({w_lo[1]}²)")
+    parts.append(f"its steepest direction is **κ = {fmt_num(kappa)} times** steeper than its flattest (the ratio "
+                 "of the Hessian's eigenvalues, which also counts how w₁ and w₂ are coupled)")
+    std = facts.conds["standardized"].kappa
+    return ("; ".join(parts) + f". Standardized, the bowl has κ = {fmt_num(std)}.")
+
+
+def stability_limit_text(optimizer: str, mode: str, momentum: float, facts: DataFacts, variants: tuple) -> str:
+    """Where the stability map's full-batch row (its top row) should turn to divergence, for this optimizer.
+
+    On a quadratic, full-batch gradient descent is stable iff ``alpha < 2/lambda_max``; heavy-ball
+    momentum ``mu`` (v <- mu v + g, theta <- theta - alpha v) iff ``alpha < 2 (1 + mu)/lambda_max``;
+    Adam has no such curvature limit (its step is about alpha per coordinate).
+    """
+    factor = {"gd": 1.0, "momentum": 1.0 + momentum}.get(optimizer)
+    if factor is None:
+        return ("Adam has no 2/λ_max limit: it moves every coordinate by about α per step whatever the "
+                "curvature, so where it fails is read from the map itself, not predicted from λ_max.")
+    rule = ("plain gradient descent is stable only for α < 2/λ_max" if optimizer == "gd" else
+            f"heavy-ball momentum μ = {momentum:g} is stable for α < 2(1 + μ)/λ_max")
+    if mode == "fraction":
+        edge = FRACTION_MAP_MAX
+        where = (f"so full batch (top row) is unstable beyond a fraction of {factor:g} for every variant (a cell "
+                 f"is marked × once its loss has grown {R.EXPLODE_FACTOR:.0e}-fold, which takes more steps the "
+                 "closer α is to the limit)"
+                 if factor < edge else
+                 f"a fraction of {factor:g}, at or beyond this map's right edge ({edge:g}), so full batch "
+                 "(top row) stays stable across the map")
+        return f"In *fraction* mode each variant uses its own 2/λ_max; on a quadratic {rule}: {where}."
+    limits = ", ".join(f"{vf.VARIANT_LABELS[v]} {fmt_num(factor * facts.conds[v].max_stable_lr)}" for v in variants)
+    return (f"With the same learning rate for all, {rule}: full batch (top row) is unstable above {limits} "
+            f"(marked × once its loss has grown {R.EXPLODE_FACTOR:.0e}-fold).")
+
+
+def stable_lr_text(facts: DataFacts, variants: tuple = ("raw", "standardized")) -> str:
+    """'raw below 7.41e-05, standardized below 0.88': 2/lambda_max of each variant, from the data."""
+    return ", ".join(f"{vf.VARIANT_LABELS[v]} below {fmt_num(facts.conds[v].max_stable_lr)}" for v in variants)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -164,11 +258,15 @@ def landscape(data: tuple, seed: int, variant: str, lr: float, batch: int, epoch
                                diverged_at=res.diverged_at, feature_names=feature_names(data))
 
 
+#: The stability map's largest step: a fraction of 2/lambda_max, or a learning rate.
+FRACTION_MAP_MAX, LR_MAP_MAX = 1.5, 3.0
+
+
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
     """The stability map's 40 step sizes: fractions of 2/lambda_max, or learning rates 1e-6..3."""
     if mode == "fraction":
-        return np.geomspace(0.01, 1.5, 40), "fraction"
-    return np.geomspace(1e-6, 3.0, 40), "lr"
+        return np.geomspace(0.01, FRACTION_MAP_MAX, 40), "fraction"
+    return np.geomspace(1e-6, LR_MAP_MAX, 40), "lr"
 
 
 @st.cache_resource(max_entries=128, show_spinner=False)
@@ -182,7 +280,7 @@ def stability_row(data: tuple, seed: int, variants: tuple, mode: str, epochs: in
 
 
 def _map_batch_sizes(data: tuple) -> np.ndarray:
-    return R.default_batch_sizes(len(dataset(data).y))
+    return R.default_batch_sizes(data_facts(data).n)
 
 
 def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
@@ -216,10 +314,24 @@ def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs:
                                   m.undefined)
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def convergence_figure(data: tuple, seed: int, variants: tuple, lrs: tuple, batch: int, epochs: int,
+                       optimizer: str, mom: float, beta1: float, beta2: float, tol: float):
+    """The convergence chart of the runs ``variants`` x ``lrs`` (cache hits of :func:`run`), built
+    once per setting instead of on every rerun."""
+    curves = {}
+    for v, lr in zip(variants, lrs, strict=True):
+        r = run(data, seed, v, lr, batch, epochs, optimizer, mom, beta1, beta2)
+        curves[v] = (r.history["step"], relative_suboptimality(r), r.diverged_at)
+    return vf.convergence_figure(curves, tol)
+
+
 def relative_suboptimality(res: R.RunResult) -> np.ndarray:
     """``(L_k - L*) / (L_0 - L*)`` of a run (zeros when the start is optimal)."""
     sub = res.history["suboptimality"]
-    return sub / sub[0] if sub[0] > 0 else np.zeros_like(sub)
+    if not (math.isfinite(sub[0]) and sub[0] > 0):  # optimal start, or a start whose loss overflowed
+        return np.zeros_like(sub) if sub[0] == 0 else np.full_like(sub, np.nan)
+    return sub / sub[0]
 
 
 def measured_steps_text(res: R.RunResult, tol: float) -> str:
@@ -266,13 +378,19 @@ def theory_table(rows: dict) -> list[dict]:
         pred = T.predicted_steps(cond.eigenvalues, lr, tol)
         pred_opt = T.predicted_steps(cond.eigenvalues, cond.optimal_lr, tol)
         measured_text = measured_steps_text(res, tol) if res is not None else "not run"
+        opt_lr, rate = fmt_num(cond.optimal_lr), fmt_num(cond.optimal_rate)
+        if not math.isfinite(cond.max_stable_lr):  # a zero Hessian: nothing moves
+            opt_lr, rate = "— (flat loss)", "— (flat loss)"
+        elif math.isinf(cond.kappa):  # computed with the smallest NON-zero eigenvalue
+            opt_lr += " (over identifiable directions)"
+            rate += " (over identifiable directions)"
         out.append({
             "variant": vf.VARIANT_LABELS[v],
             "Hessian eigenvalues": ", ".join(fmt_num(float(e)) for e in cond.eigenvalues),
             "κ = λmax/λmin": fmt_num(cond.kappa),
             "2/λmax (largest stable step)": fmt_num(cond.max_stable_lr),
-            "2/(λmin+λmax) (optimal step)": fmt_num(cond.optimal_lr),
-            "rate (κ−1)/(κ+1)": fmt_num(cond.optimal_rate),
+            "2/(λmin+λmax) (optimal step)": opt_lr,
+            "rate (κ−1)/(κ+1)": rate,
             "step used α": fmt_num(lr),
             "predicted steps at α": "never (α ≥ 2/λmax or 0)" if math.isinf(pred) else str(int(pred)),
             "predicted steps at optimal step": "never" if math.isinf(pred_opt) else str(int(pred_opt)),

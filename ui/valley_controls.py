@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from bn_core import regression as R
+from bn_core.upload import MAX_MB, MAX_ROWS
 from ui import state
 from ui import valley as vs
 from ui import valley_figures as vf
@@ -54,9 +55,12 @@ def _data_source(ss, errors: list[str]) -> tuple[tuple, object | None]:
     if source == "example":
         return ("example",), vs.example_dataset()
     if source == "upload":
-        up = st.file_uploader("CSV with 3 columns: feature 1, feature 2, target (last)", type=["csv", "txt"],
-                              key="c1_upload_file", help="Comma, semicolon or tab separated, header optional, "
-                              "at most 1 MB; the first 500 rows are used.")
+        limit = f"at most {MAX_MB} MB"
+        up = st.file_uploader(f"CSV with 3 columns: feature 1, feature 2, target (last); {limit}",
+                              type=["csv", "txt"], key="c1_upload_file", max_upload_size=MAX_MB,
+                              help=f"UTF-8 text, comma, semicolon or tab separated, header optional, {limit}; "
+                                   f"the first {MAX_ROWS} rows are used. Numbers with a dot as the decimal "
+                                   "separator, between 1e-50 and 1e50 in magnitude (or 0).")
         st.download_button("Download the example CSV", data=vs.EXAMPLE_CSV.read_bytes(),
                            file_name="example_two_features.csv", mime="text/csv")
         if up is not None:
@@ -92,13 +96,15 @@ def controls() -> Settings:
         st.select_slider("Adam β1", vs.BETA1_OPTIONS, key="c1_beta1", disabled=opt != "adam")
         st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2", disabled=opt != "adam")
         st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
-                 help="One learning rate cannot serve both: raw is stable only below ~7e-5, standardized up to ~0.9.")
+                 help="One learning rate cannot serve every variant: on this data full-batch gradient descent is "
+                      f"stable for {vs.stable_lr_text(vs.data_facts(data_key))} (2/λ_max of each).")
         mode = ss["c1_mode"]
         st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=_fmt, key="c1_lr", disabled=mode != "same",
                          help="Used in the 'same learning rate for all' mode (log scale).")
         st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=_fmt, key="c1_frac",
                          disabled=mode != "fraction",
-                         help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch descent diverges.")
+                         help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch gradient descent "
+                              "(without momentum) diverges.")
         n = int(ss["c1_n"]) if ds is None else len(ds.y)
         if ss["c1_batch"] > n:
             notices.append(f"batch size: {ss['c1_batch']} is more than n = {n} samples; using {n} (full batch).")
