@@ -6,6 +6,7 @@ scikit-learn's digits, one plain and one with batch normalization; every chart c
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import replace
 
@@ -20,8 +21,9 @@ from ui import state
 
 LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 INIT_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-OPTIMIZERS = ("sgd", "momentum")
+# widget choices (named so they do not shadow bn_core's ACTIVATIONS / OPTIMIZERS tables)
+ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu")
+OPTIMIZER_CHOICES = ("sgd", "momentum")
 PLACEMENTS = ("bn_before", "bn_after")
 PLACEMENT_LABEL = {"bn_before": "before the activation (Ioffe & Szegedy)",
                    "bn_after": "after the activation"}
@@ -40,14 +42,14 @@ def make_params(n_train: int) -> list[state.Param]:
     return [
         state.IntParam("c3_depth", 3, label="hidden layers", lo=1, hi=MAX_DEPTH),
         state.IntParam("c3_width", 100, label="units per layer", lo=2, hi=256),
-        state.ChoiceParam("c3_act", "sigmoid", label="activation", choices=ACTIVATIONS),
+        state.ChoiceParam("c3_act", "sigmoid", label="activation", choices=ACTIVATION_CHOICES),
         state.FloatParam("c3_init", 0.1, label="initial weight std", lo=INIT_OPTIONS[0], hi=INIT_OPTIONS[-1],
                          options=INIT_OPTIONS),
         state.FloatParam("c3_lr", DEFAULT_LR, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1],
                          options=LR_OPTIONS),
         state.IntParam("c3_batch", 60, label="batch size", lo=1, hi=n_train),
         state.IntParam("c3_steps", DEFAULT_STEPS, label="steps", lo=1, hi=MAX_STEPS),
-        state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZERS),
+        state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZER_CHOICES),
         state.ChoiceParam("c3_place", "bn_before", label="BN placement", choices=PLACEMENTS),
         state.IntParam("c3_seed", 0, label="seed", lo=0, hi=10_000),
         state.IntParam("c3_layer", 3, label="probed layer", lo=1, hi=MAX_DEPTH),
@@ -113,14 +115,14 @@ def _settings_widgets(n_train: int) -> None:
             st.slider("Hidden layers (depth)", 1, MAX_DEPTH, key="c3_depth")
             st.slider("Units per hidden layer (width)", 2, 256, key="c3_width")
         with c2:
-            st.selectbox("Activation", ACTIVATIONS, key="c3_act")
+            st.selectbox("Activation", ACTIVATION_CHOICES, key="c3_act")
             st.select_slider("Initial weight std", options=INIT_OPTIONS, key="c3_init",
                              help="Weights start as N(0, std²); biases at 0. Log-spaced values.")
         with c3:
             st.select_slider("Learning rate", options=LR_OPTIONS, key="c3_lr",
                              help="Log-spaced: from 0.001 (slow for everyone) to 30 (only a "
                                   "normalized network copes).")
-            st.radio("Optimizer", OPTIMIZERS, key="c3_opt", horizontal=True,
+            st.radio("Optimizer", OPTIMIZER_CHOICES, key="c3_opt", horizontal=True,
                      format_func=OPTIMIZER_LABEL.get)
         with c4:
             st.number_input("Batch size", min_value=1, max_value=n_train, step=1, key="c3_batch",
@@ -196,8 +198,7 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
 
 def _section_curves(results: dict, base: TrainConfig) -> None:
     st.header("1 · Faster training, better accuracy")
-    st.plotly_chart(net.fig_training_curves(net.arms_of(results), net.diverged_of(results)),
-                    key="c3_fig_curves")
+    st.plotly_chart(net.training_curves_chart(results), key="c3_fig_curves")
     st.markdown(
         "**What to look for.** Both networks start from the *same* weights and see the same "
         "mini-batches. With the defaults (3 × 100 sigmoid units, weight std 0.1, learning rate 0.3, "
@@ -206,8 +207,18 @@ def _section_curves(results: dict, base: TrainConfig) -> None:
         "final value within a hundred steps — the behaviour of Figure 1(a) of Ioffe & Szegedy (2015), "
         "here on 8×8 digits. (Learning rate 0.1 and 3000 steps gives about 0.8 against 0.98.) Now "
         "raise the learning rate to 10 or 30: in 1000 steps the plain network never leaves chance "
-        "level, while the BN network still reaches about 0.97. With ReLU, an initial weight std of 1 "
-        "and a large learning rate, watch a run diverge."
+        "level, while the BN network still reaches about 0.97. Then switch to ReLU with an initial "
+        "weight std of 1: the plain network diverges at step 2 at the default learning rate (and at "
+        "every larger one), while the BN network reaches about 0.96 (0.97 at learning rates 1 and 3; "
+        "at 10 it stalls, at 30 it diverges too). At std 3 the plain network's loss explodes before "
+        "the first update (step 0) and the BN network still reaches about 0.94."
+    )
+    st.caption(
+        "Whether a run diverged is judged on the loss it trains on, the mini-batch loss in training "
+        "mode. The curves are evaluations in evaluation mode, where BN uses its running statistics; "
+        "at step 0 these are still mean 0 and variance 1, so a BN network with large initial weights "
+        "starts from a huge evaluation loss (about 1.7 × 10⁵ for ReLU at std 3) that says nothing about "
+        "how it trains. An evaluation that is not even a finite number is left out of the chart."
     )
 
 
@@ -219,8 +230,8 @@ def _section_percentiles(results: dict, base: TrainConfig, placement: str) -> No
     if base.depth > 1:
         st.slider("Hidden layer to probe", 1, base.depth, key="c3_layer")
     layer = min(int(ss["c3_layer"]), base.depth)
-    st.plotly_chart(net.fig_activation_percentiles(net.arms_of(results), layer, base.activation,
-                                                   base.probe_unit, placement), key="c3_fig_pct")
+    st.plotly_chart(net.activation_percentiles_chart(results, layer, base.activation, base.probe_unit,
+                                                     placement), key="c3_fig_pct")
     st.markdown(
         "**What to look for.** Each band is the middle 70 % (15th to 85th percentile) of one unit's "
         "input to the nonlinearity over the test images (evaluation mode); the line is the median. "
@@ -271,11 +282,10 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
                "Off by default so the page stays fast.")
     if not st.session_state["c3_sweeps"]:
         return
-    norms = ("none", placement)
-    arm_norms = {"plain": "none", "bn": placement}
+    norms = ("none", placement)  # one per arm, in the order of net.ARMS
     if base.batch_size < 2:
         st.info("With a batch of one sample only the plain network can train: the sweeps show it alone.")
-        norms, arm_norms = ("none",), {"plain": "none"}
+        norms = ("none",)
     c1, c2 = st.columns(2)
     for col, field, title, x_title in (
         (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale"),
@@ -290,13 +300,16 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
                 st.info(f"This sweep cannot run with these settings: {exc}")
                 continue
             current = base.lr if field == "lr" else base.init_scale
-            st.plotly_chart(net.fig_sweep(result, arm_norms, title=title, x_title=x_title, current=current),
+            st.plotly_chart(net.sweep_chart(sweep_base, field, _sweep_values(field), norms, result,
+                                            title=title, x_title=x_title, current=current),
                             key=f"c3_fig_sweep_{field}")
     st.markdown(
         "**What to look for.** The plain network's accuracy is a narrow hill: too small a step or "
         "too small an initial scale and it is still on its plateau when the steps run out; too large "
         "and it diverges or saturates its sigmoids. The BN curve is a wide plateau. A ✕ marks a run "
-        "that diverged, drawn at its last accuracy before it blew up; hover for the step."
+        "that diverged, drawn at its last accuracy before it blew up (at chance level if its loss "
+        "exploded before the first update, as the plain ReLU network's does at std 3); hover for the "
+        "step."
     )
 
 
@@ -325,8 +338,7 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         g = {}
-    st.plotly_chart(net.fig_grad_norms_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=False) if n in g},
-                                            deep.depth, deep.activation), key="c3_fig_ginit")
+    st.plotly_chart(net.grad_norms_init_chart(deep, norms, g), key="c3_fig_ginit")
     st.markdown(GRAD_FLOW_TEXT[deep.activation])
     with c3:
         st.toggle("Also train the deep networks", key="c3_gtrain",
@@ -342,14 +354,14 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
         for arm, res in results.items():
             if res.diverged_at is not None:
                 st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}.")
-        st.plotly_chart(net.fig_grad_norms_training(net.arms_of(results)), key="c3_fig_gtrain")
+        st.plotly_chart(net.grad_norms_training_chart(results), key="c3_fig_gtrain")
         st.caption("Dark lines are layers near the input, light ones near the output. Without BN the "
                    "lines are spread over decades; with BN they bunch together.")
 
 
 def _section_gap(results: dict) -> None:
     st.header("5 · A regularizer, as a side effect")
-    st.plotly_chart(net.fig_generalization_gap(net.arms_of(results)), key="c3_fig_gap")
+    st.plotly_chart(net.generalization_gap_chart(results), key="c3_fig_gap")
     cols = st.columns(2)
     for col, arm in zip(cols, net.ARMS, strict=True):
         if arm in results:
@@ -379,7 +391,7 @@ def _section_cost(results: dict) -> None:
     if stats.get("plain") and stats.get("bn"):
         ratio = stats["bn"][0] / stats["plain"][0] if stats["plain"][0] > 0 else float("nan")
         cols[2].metric("BN overhead per step", "—" if not np.isfinite(ratio) else f"{100 * (ratio - 1):+.0f} %")
-    st.plotly_chart(net.fig_step_time(net.arms_of(results)), key="c3_fig_time")
+    st.plotly_chart(net.step_time_chart(results), key="c3_fig_time")
     st.markdown(
         "**What to look for.** Each BN layer adds a mean, a variance and a rescale per feature on the "
         "forward pass and two more per-feature sums on the backward pass, so a step costs more. Measured on "
@@ -392,11 +404,13 @@ def _section_cost(results: dict) -> None:
 def _section_downloads_and_code(results: dict) -> None:
     st.header("Data and code")
     if results:
-        records, steps = net.histories_to_frames(results)
+        # the CSV text is built only when a button is clicked (a callable as data), not every rerun
         c1, c2 = st.columns(2)
-        c1.download_button("Download the recorded histories (CSV)", records.to_csv(index=False),
+        c1.download_button("Download the recorded histories (CSV)",
+                           functools.partial(net.histories_csv, results, "records"),
                            file_name="bn_in_network_histories.csv", mime="text/csv", key="c3_dl_records")
-        c2.download_button("Download per-step batch loss and time (CSV)", steps.to_csv(index=False),
+        c2.download_button("Download per-step batch loss and time (CSV)",
+                           functools.partial(net.histories_csv, results, "steps"),
                            file_name="bn_in_network_steps.csv", mime="text/csv", key="c3_dl_steps")
     with st.expander("Show the code: the training loop and the batch-norm layer behind these curves"):
         loop, bn_forward, bn_backward = st.tabs(["training loop (bn_core.train.train)",

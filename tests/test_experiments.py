@@ -105,3 +105,16 @@ def test_init_scale_sweep_lets_batchnorm_train_where_its_step_zero_evaluation_ex
     assert out["bn_before/test_acc"][0] > 0.5  # it trained: far above chance (0.1)
     assert out["none/diverged_at"][0] == 0  # the plain network does explode at its first batch
     assert out["none/test_acc"][0] == out["chance_acc"]
+
+
+def test_experiments_uses_only_the_public_api_of_train():
+    """Layering: experiments builds on train's public functions, not on its private helpers."""
+    import ast
+    from pathlib import Path
+
+    import bn_core.experiments
+
+    tree = ast.parse(Path(bn_core.experiments.__file__).read_text())
+    private = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for a in node.names if a.name.startswith("_")]
+    assert private == []

@@ -224,3 +224,59 @@ def test_step_time_stats_and_frames(real_runs):
     assert {f"act_p{q}_layer{depth}" for q in (15, 50, 85)} <= set(records.columns)
     assert f"grad_norm_layer{depth + 1}" in records.columns
     assert set(records["arm"]) == {"without BN", "with BN"}
+
+
+def test_sweep_chance_line_is_the_level_the_sweep_used():
+    """The dotted chance line comes from the sweep's own ``chance_acc``, not a UI constant."""
+    sweep = {"values": np.array([0.1, 1.0]), "chance_acc": np.array(0.25),
+             "none/test_acc": np.array([0.5, 0.3]), "none/diverged_at": np.array([-1, -1])}
+    spec = spec_of(net.fig_sweep(sweep, {"plain": "none"}, title="t", x_title="lr [1]"))
+    chance = [t for t in spec["data"] if t["name"].startswith("chance")]
+    assert len(chance) == 1 and chance[0]["name"] == "chance (1/4 classes)"
+    assert decode_arrays(chance[0]["y"])[0].tolist() == [0.25, 0.25]
+    del sweep["chance_acc"]  # a result without it draws no guessed line
+    spec = spec_of(net.fig_sweep(sweep, {"plain": "none"}, title="t", x_title="lr [1]"))
+    assert not [t for t in spec["data"] if t["name"].startswith("chance")]
+
+
+def test_real_sweep_chance_line_sits_at_one_in_ten():
+    from bn_core.experiments import sweep
+
+    cfg = TrainConfig(steps=2, eval_every=2, depth=1, width=4)
+    spec = spec_of(net.fig_sweep(sweep(cfg, "lr", [0.1], norms=("none",)), {"plain": "none"},
+                                 title="t", x_title="lr [1]"))
+    chance = [t for t in spec["data"] if t["name"].startswith("chance")]
+    assert chance[0]["name"] == "chance (1/10 classes)"
+    assert decode_arrays(chance[0]["y"])[0].tolist() == [0.1, 0.1]
+
+
+def test_csv_download_text_is_the_frames_as_csv(real_runs):
+    records, steps = net.histories_to_frames(real_runs)
+    assert net.histories_csv(real_runs, "records") == records.to_csv(index=False)
+    assert net.histories_csv(real_runs, "steps") == steps.to_csv(index=False)
+    header = net.histories_csv(real_runs, "records").splitlines()[0].split(",")
+    from bn_core.train import PERCENTILES
+
+    assert [f"act_p{q:g}_layer1" for q in PERCENTILES] == [h for h in header if h.endswith("_layer1")
+                                                          and h.startswith("act_p")]
+
+
+def test_cached_charts_equal_the_builders_and_are_built_once_per_run(real_runs):
+    runs = {arm: replace(r, history={**r.history, "wall_time_s": np.array([0.5])}) for arm, r in real_runs.items()}
+    pairs = {
+        "curves": (net.training_curves_chart, net.fig_training_curves(net.arms_of(runs), net.diverged_of(runs))),
+        "gap": (net.generalization_gap_chart, net.fig_generalization_gap(net.arms_of(runs))),
+        "time": (net.step_time_chart, net.fig_step_time(net.arms_of(runs))),
+        "grad_train": (net.grad_norms_training_chart, net.fig_grad_norms_training(net.arms_of(runs))),
+    }
+    for name, (chart, fig) in pairs.items():
+        first = chart(runs)
+        assert spec_of(first) == spec_of(fig), name
+        assert chart(runs) is first, name  # a rerun reuses the built chart
+    pct = net.activation_percentiles_chart(runs, 2, "sigmoid", 0, "bn_before")
+    assert spec_of(pct) == spec_of(net.fig_activation_percentiles(net.arms_of(runs), 2, "sigmoid", 0, "bn_before"))
+    assert net.activation_percentiles_chart(runs, 1, "sigmoid", 0, "bn_before") is not pct  # another layer
+    # the same config trained again (new measured times) is another run: a new chart
+    again = {arm: replace(r, history={**r.history, "wall_time_s": np.array([0.7])}) for arm, r in runs.items()}
+    assert net.runs_key(again) != net.runs_key(runs)
+    assert net.step_time_chart(again) is not net.step_time_chart(runs)

@@ -212,3 +212,44 @@ def test_slider_extremes_give_a_clear_state(query):
         assert "batch of one" in shown
     if query.get("c3_init") == 3 and query.get("c3_act") == "relu":
         assert "diverged at step" in shown
+
+
+def test_batchnorm_with_large_initial_weights_trains_and_is_not_reported_diverged():
+    """Regression: ReLU with weight std 3. The BN network's step-0 evaluation (running mean 0,
+    variance 1: not normalized yet) explodes, but the network trains; only the plain network
+    diverges (before its first update), on the main run and in the init-scale sweep."""
+    at = run_page(c3_act="relu", c3_init=3, c3_steps=60, c3_sweeps=1)
+    errors = texts(at.error)
+    assert "without BN **diverged at step 0**" in errors
+    assert "with BN **diverged" not in errors
+    acc = {m.label: m.value for m in at.metric}
+    assert float(acc["Final test accuracy with BN"]) > 0.5  # chance is 0.1
+    names = traces(figure(at, CURVES))
+    assert "with BN" in names and not any(n.startswith("with BN: diverged") for n in names)
+    init_sweep = figure(at, "Final test accuracy vs initial weight std")
+    by_name = {t["name"]: t for t in init_sweep["data"]}
+    bn_diverged = decode_arrays(by_name["with BN: diverged"]["x"])[0] if "with BN: diverged" in by_name else []
+    assert 3.0 not in list(bn_diverged)
+    plain_diverged = decode_arrays(by_name["without BN: diverged"]["x"])[0]
+    assert 3.0 in list(plain_diverged)
+    bn_x, bn_y = decode_arrays(by_name["with BN"]["x"])[0], decode_arrays(by_name["with BN"]["y"])[0]
+    assert bn_y[list(bn_x).index(3.0)] > 0.5
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+
+
+def test_chapter_names_do_not_shadow_the_cores_tables():
+    """The chapter's widget choices must not reuse names of bn_core's public tables
+    (ACTIVATIONS, OPTIMIZERS, NORMS, ...), which hold different things."""
+    import ast
+
+    import bn_core.layers
+    import bn_core.network
+    import bn_core.train
+
+    core = set(bn_core.layers.__all__) | set(bn_core.network.__all__) | set(bn_core.train.__all__)
+    core |= {"ACTIVATIONS", "OPTIMIZERS", "NORMS", "PERCENTILES"}
+    tree = ast.parse((ROOT / PAGE).read_text())
+    defined = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+               if isinstance(t, ast.Name)}
+    assert not defined & core, defined & core

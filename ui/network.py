@@ -40,14 +40,13 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from bn_core.experiments import gradient_norms_at_init, sweep
-from bn_core.train import TrainConfig, TrainResult, digits, train, validate_config
+from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
 from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, style_figure
+from ui.valley_figures import FigureSpec
 
 #: The two arms of every experiment: the plain network and the batch-normalized one.
 ARMS = ("plain", "bn")
 ARM_LABEL = {"plain": "without BN", "bn": "with BN"}
-PERCENTILES = (15, 50, 85)
-CHANCE = 0.1  # ten balanced classes
 
 History = Mapping[str, np.ndarray]
 
@@ -235,8 +234,9 @@ def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *,
 
     Parameters
     ----------
-    result : dict from :func:`bn_core.experiments.sweep`: ``values`` of shape (n,) and, per
-        norm, ``f"{norm}/test_acc"`` and ``f"{norm}/diverged_at"`` (-1 when the run did not
+    result : dict from :func:`bn_core.experiments.sweep`: ``values`` of shape (n,), the
+        chance level ``chance_acc`` (drawn as a dotted line when present) and, per norm,
+        ``f"{norm}/test_acc"`` and ``f"{norm}/diverged_at"`` (-1 when the run did not
         diverge) of shape (n,).
     arm_norms : mapping arm -> norm name used in ``result`` (e.g. ``{"plain": "none",
         "bn": "bn_before"}``).
@@ -257,19 +257,21 @@ def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *,
         n = min(len(values), len(div), len(acc))
         bad = np.isfinite(values[:n]) & (div[:n] >= 0)
         if bad.any():
-            # A diverged run has no meaningful accuracy: mark it on the zero line.
+            # A diverged run is drawn at the accuracy the sweep reports for it: its last finite
+            # evaluation before divergence (chance level if there was none); 0 only as a last
+            # resort for a hand-made result with a non-finite accuracy.
             yd = np.where(np.isfinite(acc[:n][bad]), acc[:n][bad], 0.0)
             fig.add_trace(go.Scatter(
                 x=values[:n][bad], y=yd, mode="markers", name=f"{ARM_LABEL[arm]}: diverged",
                 legendgroup=arm, text=[f"diverged at step {int(k)}" for k in div[:n][bad]],
                 hovertemplate="%{x}: %{text}<extra></extra>",
                 marker={"symbol": "x", "size": 13, "color": ARM_STYLE[arm]["color"]}))
-    if np.isfinite(values).any():
-        fv = values[np.isfinite(values) & (values > 0)]
-        if fv.size:
-            fig.add_trace(go.Scatter(x=[fv.min(), fv.max()], y=[CHANCE, CHANCE], mode="lines",
-                                     name="chance (10 classes)",
-                                     line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1}))
+    chance = float(np.asarray(result.get("chance_acc", np.nan)))
+    fv = values[np.isfinite(values) & (values > 0)]
+    if fv.size and 0 < chance <= 1:  # the chance level the sweep itself used
+        fig.add_trace(go.Scatter(x=[fv.min(), fv.max()], y=[chance, chance], mode="lines",
+                                 name=f"chance (1/{round(1 / chance)} classes)",
+                                 line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1}))
     if current is not None and np.isfinite(current) and current > 0:
         fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1},
                       annotation_text="current setting", annotation_position="bottom right")
@@ -427,7 +429,7 @@ def histories_to_frames(results: Mapping[str, TrainResult]) -> tuple[pd.DataFram
         pct = np.asarray(h["act_pct"], dtype=float)
         for layer in range(pct.shape[1] if pct.ndim == 3 else 0):
             for i, q in enumerate(PERCENTILES):
-                cols[f"act_p{q}_layer{layer + 1}"] = pct[:n, layer, i]
+                cols[f"act_p{q:g}_layer{layer + 1}"] = pct[:n, layer, i]
         g = np.asarray(h["grad_norm"], dtype=float)
         for k in range(g.shape[1] if g.ndim == 2 else 0):
             cols[f"grad_norm_layer{k + 1}"] = g[:n, k]
@@ -441,6 +443,101 @@ def histories_to_frames(results: Mapping[str, TrainResult]) -> tuple[pd.DataFram
     records = pd.concat(rec_parts, ignore_index=True) if rec_parts else pd.DataFrame()
     steps = pd.concat(step_parts, ignore_index=True) if step_parts else pd.DataFrame()
     return records, steps
+
+
+def histories_csv(results: Mapping[str, TrainResult], table: str) -> str:
+    """One of :func:`histories_to_frames`' tables as CSV text: ``table`` is "records" or "steps".
+
+    Meant as a deferred ``st.download_button(data=...)`` callable: built only when clicked.
+    """
+    records, steps = histories_to_frames(results)
+    return {"records": records, "steps": steps}[table].to_csv(index=False)
+
+
+# --------------------------------------------------------------------------- cached charts
+#
+# Building a validated go.Figure costs tens of milliseconds (make_subplots, add_trace and
+# update_layout validate every property), and a page rerun that changes nothing, or only an
+# unrelated widget, would rebuild all of them. The wrappers below build each chart once per
+# run (or sweep) and keep it as a FigureSpec, whose ``to_dict`` hands the finished spec to
+# st.plotly_chart without copying or validating it again. The cached figures are shared
+# between sessions: treat them as read-only.
+#
+# The cache key identifies the data, not the dict of arrays: ``runs_key`` names each run by
+# its config and its measured times (unique to one training run, so a run retrained after
+# train_cached evicted it, with new step times, gets new charts); sweeps and gradient norms
+# at initialization are deterministic functions of their arguments, which are the key.
+
+
+def runs_key(results: Mapping[str, TrainResult]) -> tuple:
+    """A hashable name for the training runs behind a chart (arm, config, measured times)."""
+    key = []
+    for arm in sorted(results):
+        h = results[arm].history
+        wall = np.asarray(h.get("wall_time_s", [np.nan]), dtype=float)
+        key.append((arm, results[arm].config, float(np.sum(h.get("step_time", []))), float(wall[0])))
+    return tuple(key)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _cached_figure(kind: str, key: tuple, _build: Callable[[], go.Figure]) -> FigureSpec:
+    """``_build()`` frozen into a FigureSpec, cached under ``(kind, key)`` (``_build`` is not hashed)."""
+    return FigureSpec(_build().to_dict())
+
+
+def training_curves_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
+    """:func:`fig_training_curves` of ``results``, cached (read-only)."""
+    return _cached_figure("curves", runs_key(results),
+                          lambda: fig_training_curves(arms_of(results), diverged_of(results)))
+
+
+def activation_percentiles_chart(results: Mapping[str, TrainResult], layer: int, activation: str,
+                                 unit: int, placement: str) -> FigureSpec:
+    """:func:`fig_activation_percentiles` of ``results``, cached (read-only)."""
+    return _cached_figure(
+        "percentiles", (runs_key(results), layer, activation, unit, placement),
+        lambda: fig_activation_percentiles(arms_of(results), layer, activation, unit, placement))
+
+
+def generalization_gap_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
+    """:func:`fig_generalization_gap` of ``results``, cached (read-only)."""
+    return _cached_figure("gap", runs_key(results), lambda: fig_generalization_gap(arms_of(results)))
+
+
+def step_time_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
+    """:func:`fig_step_time` of ``results``, cached (read-only)."""
+    return _cached_figure("time", runs_key(results), lambda: fig_step_time(arms_of(results)))
+
+
+def grad_norms_training_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
+    """:func:`fig_grad_norms_training` of ``results``, cached (read-only)."""
+    return _cached_figure("grad_train", runs_key(results), lambda: fig_grad_norms_training(arms_of(results)))
+
+
+def grad_norms_init_chart(base: TrainConfig, norms: tuple[str, ...],
+                          grad_norms: Mapping[str, np.ndarray]) -> FigureSpec:
+    """:func:`fig_grad_norms_init` of ``grad_norms = init_grad_norms_cached(base, norms)``, cached.
+
+    Cached under ``(base, norms)`` (the gradient norms are a deterministic function of them);
+    arms get the norms in order (``ARMS[i] -> norms[i]``).
+    """
+    by_arm = {arm: grad_norms[n] for arm, n in zip(ARMS, norms, strict=False) if n in grad_norms}
+    return _cached_figure("grad_init", (base, norms),
+                          lambda: fig_grad_norms_init(by_arm, base.depth, base.activation))
+
+
+def sweep_chart(base: TrainConfig, field: str, values: tuple[float, ...], norms: tuple[str, ...],
+                result: Mapping[str, np.ndarray], *, title: str, x_title: str,
+                current: float | None) -> FigureSpec:
+    """:func:`fig_sweep` of ``result``, the output of ``sweep_cached(base, field, values, norms)``.
+
+    Cached under those arguments (a sweep is a deterministic function of them); arms get the
+    norms in order (``ARMS[i] -> norms[i]``).
+    """
+    arm_norms = dict(zip(ARMS, norms, strict=False))
+    return _cached_figure(
+        "sweep", (base, field, values, norms, title, x_title, current),
+        lambda: fig_sweep(result, arm_norms, title=title, x_title=x_title, current=current))
 
 
 # --------------------------------------------------------------------------- Streamlit glue
@@ -521,5 +618,8 @@ __all__: Sequence[str] = [
     "ARMS", "ARM_LABEL", "finite_xy", "step_time_stats_ms", "final_value",
     "fig_training_curves", "fig_activation_percentiles", "fig_sweep", "fig_grad_norms_init",
     "fig_grad_norms_training", "fig_generalization_gap", "fig_step_time", "histories_to_frames",
-    "train_cached", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of", "diverged_of",
+    "histories_csv", "runs_key", "training_curves_chart", "activation_percentiles_chart",
+    "generalization_gap_chart", "step_time_chart", "grad_norms_training_chart", "grad_norms_init_chart",
+    "sweep_chart", "train_cached", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of",
+    "diverged_of",
 ]
