@@ -13,7 +13,7 @@ intro = st.container()  # filled below, once the data (and so its numbers) is kn
 
 cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
 data_key, ds, names, seed, n = cfg.data_key, cfg.dataset, cfg.names, cfg.seed, cfg.n
-facts = vs.data_facts(data_key)  # numbers quoted in the prose, computed from the data shown
+facts = cfg.facts  # numbers quoted in the prose, computed from the data shown
 intro.markdown(
     "Fit $\\hat y = w_1 A + w_2 B\\,(+\\,b)$ to the classic data set "
     "$y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and $B \\sim U[1, 200]$, by gradient descent. "
@@ -60,11 +60,12 @@ if opt == "adam" and mode == "fraction":
             "its per-coordinate scaling partly rescues the valley.")
 
 # ---- compute (cached) --------------------------------------------------------------------
-problems, results, lrs = {}, {}, {}
+problems, results, lrs, views = {}, {}, {}, {}
 for v in variants:
-    problems[v] = vs.problem(data_key, v)
-    lrs[v] = vs.variant_lr(problems[v][1], mode, lr, frac)
-    results[v] = vs.run(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper)
+    lrs[v] = vs.variant_lr(facts.conds[v], mode, lr, frac)
+    views[v] = vs.variant_view(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper)  # one cached call
+    problems[v] = (views[v].problem, views[v].cond)
+    results[v] = views[v].result
 
 st.caption(f"{n} samples, batch size {batch}, {epochs} epochs → **{n_steps} steps for every variant** "
            f"({R.steps_per_epoch(n, batch)} per epoch); optimizer: {R.OPTIMIZER_LABELS[opt]}; step sizes: "
@@ -98,8 +99,7 @@ SLICE_NOTE = {
 cols = st.columns(min(len(variants), 2))
 for i, v in enumerate(variants):
     with cols[i % len(cols)]:
-        st.plotly_chart(vs.landscape(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper),
-                        key=f"c1_fig_{v}")
+        st.plotly_chart(views[v].figure, key=f"c1_fig_{v}")
         st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
 st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
          r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")

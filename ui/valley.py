@@ -262,6 +262,30 @@ def landscape(data: tuple, seed: int, variant: str, lr: float, batch: int, epoch
 FRACTION_MAP_MAX, LR_MAP_MAX = 1.5, 3.0
 
 
+@dataclass(frozen=True)
+class VariantView:
+    """Everything the page shows for one variant: its problem, conditioning, run and contour figure."""
+
+    problem: R.Problem
+    cond: T.Conditioning
+    result: R.RunResult
+    figure: object
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def variant_view(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
+                 optimizer: str, mom: float, beta1: float, beta2: float) -> VariantView:
+    """:func:`problem`, :func:`run` and :func:`landscape` of one variant in ONE cached call.
+
+    A rerun then hashes one argument list per variant instead of three (Streamlit's cache-key
+    hashing inspects every argument, ~0.1 ms each), which is most of a cached rerun's cost.
+    """
+    p, cond = problem(data, variant)
+    res = run(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
+    fig = landscape(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
+    return VariantView(p, cond, res, fig)
+
+
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
     """The stability map's 40 step sizes: fractions of 2/lambda_max, or learning rates 1e-6..3."""
     if mode == "fraction":

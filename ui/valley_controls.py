@@ -38,6 +38,7 @@ class Settings:
     epochs: int
     tol: float
     show_map: bool
+    facts: vs.DataFacts  # names, n and every variant's conditioning, computed from the data
 
     @property
     def n_steps(self) -> int:
@@ -81,6 +82,7 @@ def controls() -> Settings:
         st.caption("Data")
         st.radio("data", vs.SOURCES, format_func=vs.SOURCE_LABELS.get, key="c1_source")
         data_key, ds = _data_source(ss, errors)
+        facts = vs.data_facts(data_key)
         recipe = data_key[0] == "seed"
         st.number_input("seed (data and mini-batch shuffling)", 0, 10_000, step=1, key="c1_seed")
         st.slider("samples n", 2, vs.N_MAX, key="c1_n", disabled=not recipe)
@@ -97,7 +99,7 @@ def controls() -> Settings:
         st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2", disabled=opt != "adam")
         st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
                  help="One learning rate cannot serve every variant: on this data full-batch gradient descent is "
-                      f"stable for {vs.stable_lr_text(vs.data_facts(data_key))} (2/λ_max of each).")
+                      f"stable for {vs.stable_lr_text(facts)} (2/λ_max of each).")
         mode = ss["c1_mode"]
         st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=_fmt, key="c1_lr", disabled=mode != "same",
                          help="Used in the 'same learning rate for all' mode (log scale).")
@@ -131,9 +133,9 @@ def controls() -> Settings:
         for note in ds.notes:
             st.warning(note)
     return Settings(
-        source=source, data_key=data_key, dataset=ds, names=vs.feature_names(data_key), seed=int(ss["c1_seed"]),
+        source=source, data_key=data_key, dataset=ds, names=facts.names, seed=int(ss["c1_seed"]),
         n=n, variants=tuple(v for v in R.VARIANTS if v in ss["c1_variants"]), optimizer=opt,
         hyper=(float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"])), mode=mode,
         lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]), batch=min(int(ss["c1_batch"]), n),
-        epochs=int(ss["c1_epochs"]), tol=float(ss["c1_tol"]), show_map=bool(ss["c1_map"]),
+        epochs=int(ss["c1_epochs"]), tol=float(ss["c1_tol"]), show_map=bool(ss["c1_map"]), facts=facts,
     )
