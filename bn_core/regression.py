@@ -686,7 +686,9 @@ def stability_map(X: np.ndarray, y: np.ndarray, variants: tuple, x_values: np.nd
     x_values = np.asarray(x_values, dtype=float)
     problems = [make_problem(X, y, v) for v in variants]
     V, L, n = len(problems), len(x_values), len(y)
-    lam_max = np.array([np.linalg.eigvalsh(p.hessian)[-1] for p in problems])
+    hessians = [p.hessian for p in problems]
+    # A Hessian that overflowed (data too large) has no eigenvalues: NaN steps, every cell diverged.
+    lam_max = np.array([np.linalg.eigvalsh(H)[-1] if np.all(np.isfinite(H)) else np.nan for H in hessians])
     if x_kind == "fraction":
         lrs = x_values[None, :] * (2.0 / np.maximum(lam_max, np.finfo(float).tiny))[:, None]
     elif x_kind == "lr":
@@ -694,7 +696,8 @@ def stability_map(X: np.ndarray, y: np.ndarray, variants: tuple, x_values: np.nd
     else:
         raise ValueError(f"x_kind must be 'lr' or 'fraction', got {x_kind!r}")
     stars = [least_squares(p.design, p.y) for p in problems]
-    loss_star = np.array([mse_loss(p.design, p.y, s) for p, s in zip(problems, stars, strict=True)])
+    with np.errstate(all="ignore"):  # inf, not a warning, when the data's squares overflow
+        loss_star = np.array([mse_loss(p.design, p.y, s) for p, s in zip(problems, stars, strict=True)])
     batch_sizes = np.asarray(batch_sizes, dtype=int)
     final = np.full((V, len(batch_sizes), L), np.nan)
     diverged = np.zeros_like(final, dtype=bool)

@@ -347,3 +347,12 @@ def test_diverging_run_and_map_are_unchanged_by_the_early_stop(monkeypatch):
         np.testing.assert_array_equal(r.history[k], r_full.history[k])
     np.testing.assert_array_equal(m.diverged, m_full.diverged)
     np.testing.assert_array_equal(m.final_loss, m_full.final_loss)
+
+
+@pytest.mark.parametrize("x_kind, xs", [("fraction", [0.5, 1.5]), ("lr", [1e-6, 3.0])])
+def test_stability_map_on_overflowing_data_marks_every_cell_without_a_warning(x_kind, xs):
+    X, y = _huge_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = R.stability_map(X, y, R.VARIANTS, np.array(xs), x_kind, np.array([5, 30]), epochs=3)
+    assert m.diverged.all() and np.isnan(m.final_loss).all()
