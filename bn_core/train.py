@@ -141,7 +141,8 @@ class TrainResult:
             Linear layer's weight (hidden layers, then the output layer), for the mini-batch
             of training step ``step[r]`` (computed before that step's update); at step 0 it is
             the gradient of the first mini-batch at initialization, i.e. the one the first
-            update uses. Equals :func:`bn_core.experiments.gradient_norms_at_init` there.
+            update uses: :func:`initial_grad_norms` (as in
+            :func:`bn_core.experiments.gradient_norms_at_init`).
         ``"batch_loss"`` (n_done,)
             Mini-batch loss (training mode) of every completed step.
         ``"step_time"`` (n_done,)

@@ -1,6 +1,6 @@
 """Chapter 3 (batch norm in a network): figure builders and the Streamlit glue around training.
 
-Two kinds of functions live here:
+Three kinds of functions live here:
 
 * **Figure builders** (``fig_*``): plain arrays / history dicts in, ``go.Figure`` out. They
   never call Streamlit, so they are unit-tested directly. Every builder drops non-finite
@@ -10,6 +10,9 @@ Two kinds of functions live here:
 * **Cached wrappers** (``train_cached``, ``sweep_cached``, ``init_grad_norms_cached``): thin
   ``st.cache_data`` layers over :mod:`bn_core.train` / :mod:`bn_core.experiments` with a
   progress bar.
+* **Cached charts** (``*_chart``): each builder's figure built once per training run (or sweep)
+  with ``st.cache_resource`` and handed to ``st.plotly_chart`` as a read-only
+  :class:`ui.valley_figures.FigureSpec`, so a rerun does not rebuild validated figures.
 
 Why the progress bar is created *inside* the cached functions rather than passed in as a
 ``_progress`` callback: ``st.cache_data`` records every Streamlit call made while the
@@ -21,6 +24,8 @@ A *history* is the dict of arrays recorded by :func:`bn_core.train.train`:
 ``step``, ``train_loss``, ``train_acc``, ``test_acc`` of shape ``(n_rec,)``,
 ``act_pct`` of shape ``(n_rec, depth, 3)``, ``grad_norm`` of shape ``(n_rec, depth + 1)``,
 and per optimisation step ``batch_loss`` and ``step_time`` of shape ``(n_steps_done,)``.
+Evaluation entries may be NaN (e.g. a batch-norm network's step-0 evaluation that overflows):
+the builders drop them.
 Builders take ``histories``, a mapping ``arm -> history`` with ``arm`` in :data:`ARMS`;
 a missing arm (e.g. batch norm cannot train on a batch of one) is simply not drawn.
 :func:`train_cached` adds ``wall_time_s`` of shape ``(1,)``: the whole run's wall-clock time.
