@@ -387,3 +387,15 @@ def test_relative_suboptimality_of_an_overflowed_start_is_nan_without_a_warning(
         warnings.simplefilter("error")
         rel = vs.relative_suboptimality(res)
     assert rel.shape == (1,) and np.isnan(rel).all()
+
+
+def test_changing_n_keeps_the_batch_size_instead_of_resetting_it_to_one():
+    at = _app(c1_map="0", c1_epochs="3")
+    at.slider(key="c1_n").set_value(200).run()
+    assert at.session_state["c1_batch"] == 100 and at.slider(key="c1_batch").max == 200
+    at.slider(key="c1_batch").set_value(150).run()
+    at.slider(key="c1_n").set_value(300).run()  # the batch slider's range changes again
+    assert not at.exception and at.session_state["c1_batch"] == 150
+    assert len(_path(_landscapes(at)["raw"])[0]) == 3 * 2 + 1  # ceil(300 / 150) = 2 steps per epoch
+    at.slider(key="c1_n").set_value(40).run()  # below the batch size: clamped to full batch, and said
+    assert at.session_state["c1_batch"] == 40 and any("batch size" in w.value for w in at.warning)

@@ -108,9 +108,13 @@ def controls() -> Settings:
                          help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch gradient descent "
                               "(without momentum) diverges.")
         n = int(ss["c1_n"]) if ds is None else len(ds.y)
-        if ss["c1_batch"] > n:
-            notices.append(f"batch size: {ss['c1_batch']} is more than n = {n} samples; using {n} (full batch).")
-            ss["c1_batch"] = n
+        batch = int(ss["c1_batch"])
+        if batch > n:
+            notices.append(f"batch size: {batch} is more than n = {n} samples; using {n} (full batch).")
+            batch = n
+        # Always (re)assign: the slider's max follows n, and Streamlit treats a widget whose range
+        # changed as a new widget, which would reset an unassigned value to the minimum (1).
+        ss["c1_batch"] = batch
         st.slider("batch size (n = full-batch gradient descent)", 1, max(n, 2), key="c1_batch")
         st.slider("epochs (passes over the data)", 1, vs.EPOCHS_MAX, key="c1_epochs")
         st.select_slider("tolerance on (L−L*)/(L₀−L*)", vs.TOL_OPTIONS, format_func=_fmt, key="c1_tol")
