@@ -121,3 +121,39 @@ def test_valid_url_restores_silently():
     assert at.select_slider[0].value == 1.0
     assert at.slider[0].value == 7
     assert not at.warning
+
+
+def _gamma(at) -> float:
+    return at.slider(key="c2_gamma").value
+
+
+def test_leaving_a_chapter_and_coming_back_keeps_its_settings():
+    """The sidebar's links carry no query string and Streamlit drops undrawn widgets' state:
+    the kept copy must bring chapter 2's gamma back after a visit to chapter 1."""
+    from tests.apptest import open_page
+
+    at = open_page("chapters/bn_step_by_step.py")
+    assert _gamma(at) == 1.0
+    at.slider(key="c2_gamma").set_value(1.5).run()
+    at.switch_page("chapters/valley_vs_bowl.py").run()
+    assert not at.exception
+    at.query_params.clear()  # what following the sidebar link does in the browser
+    at.switch_page("chapters/bn_step_by_step.py").run()
+    assert not at.exception
+    assert _gamma(at) == 1.5
+    assert at.query_params["c2_gamma"] in ("1.5", ["1.5"])
+
+
+def test_a_link_beats_the_kept_copy_and_reset_forgets_it():
+    from tests.apptest import open_page
+
+    at = open_page("chapters/bn_step_by_step.py")
+    at.slider(key="c2_gamma").set_value(1.5).run()
+    at.switch_page("chapters/valley_vs_bowl.py").run()
+    at.query_params.clear()
+    at.query_params["c2_gamma"] = "0.5"  # a link that names the value
+    at.switch_page("chapters/bn_step_by_step.py").run()
+    assert _gamma(at) == 0.5
+    at.button[0].click().run()  # the sidebar's "Reset this page to defaults"
+    assert not at.exception
+    assert _gamma(at) == 1.0

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 _REGISTRY_KEY = "_url_params_of_current_page"
+_KEPT_PREFIX = "_kept_"  # non-widget copies of each value, which survive leaving the page
 
 
 @dataclass(frozen=True)
@@ -174,10 +175,12 @@ class MultiChoiceParam(Param):
 
 
 def restore(params: Sequence[Param]) -> list[str]:
-    """Initialise ``st.session_state`` for ``params`` from the URL, once per page visit.
+    """Initialise ``st.session_state`` for ``params``; call before the widgets.
 
-    Call before the widgets. A key already in the session state (the user moved a widget)
-    is left alone. Returns the messages for values that were invalid and changed.
+    Per parameter, in this order: a key already in the session state (the user moved a
+    widget) is left alone; else a value in the URL is parsed, clamped and used; else the copy
+    kept when the user last saw this page; else the default. Returns the messages for URL
+    values that were invalid and changed.
     """
     st.session_state[_REGISTRY_KEY] = [p.key for p in params]
     notices: list[str] = []
@@ -185,21 +188,25 @@ def restore(params: Sequence[Param]) -> list[str]:
         if p.key in st.session_state:
             continue
         raw = st.query_params.get(p.key)
-        if raw is None:
-            value = p.default
-        else:
+        if raw is not None:
             value, msg = p.parse(raw)
             if msg:
                 notices.append(msg)
+        elif _KEPT_PREFIX + p.key in st.session_state:
+            value = st.session_state[_KEPT_PREFIX + p.key]
+        else:
+            value = p.default
         st.session_state[p.key] = list(value) if isinstance(value, list | tuple) else value
     return notices
 
 
 def publish(params: Sequence[Param]) -> None:
-    """Write the current values of ``params`` to the URL (call after the widgets)."""
+    """Write the current values of ``params`` to the URL and keep a copy (after the widgets)."""
     for p in params:
         if p.key in st.session_state:
-            text = p.encode(st.session_state[p.key])
+            value = st.session_state[p.key]
+            st.session_state[_KEPT_PREFIX + p.key] = list(value) if isinstance(value, list | tuple) else value
+            text = p.encode(value)
             if st.query_params.get(p.key) != text:
                 st.query_params[p.key] = text
 
@@ -213,6 +220,7 @@ def show_notices(notices: Sequence[str]) -> None:
 def _reset_current_page() -> None:
     for key in st.session_state.get(_REGISTRY_KEY, []):
         st.session_state.pop(key, None)
+        st.session_state.pop(_KEPT_PREFIX + key, None)
     st.query_params.clear()
 
 
