@@ -35,6 +35,10 @@ DEFAULT_LR = 0.3
 RECORDS_PER_RUN = 30  # evaluations per run: the x resolution of every "vs step" chart
 SWEEP_MAX_STEPS = 1000  # per sweep run (36 runs)
 DEEP_MAX_STEPS = 1000  # per deep-network run
+# session-state keys (not URL params) remembering that the user asked to run an expensive config
+APPROVED_TRAIN = "_c3_approved_train"
+APPROVED_SWEEPS = "_c3_approved_sweeps"
+APPROVED_DEEP = "_c3_approved_deep"
 
 
 def make_params(n_train: int) -> list[state.Param]:
@@ -157,6 +161,29 @@ def _train_arms(base: TrainConfig, placement: str) -> tuple[dict, dict]:
     return results, errors
 
 
+def _cost_guard(what: str, seconds: float, threshold: float, drivers: str, approved_key: str,
+                approval: object, button: str) -> bool:
+    """True if the run may start: cheap enough, or the user pressed "… anyway" for this config.
+
+    An expensive config (e.g. from a crafted link, which clamps to the largest network) shows a
+    warning with the estimate and a button instead of training for minutes unannounced.
+    """
+    ss = st.session_state
+    if seconds <= threshold or ss.get(approved_key) == approval:
+        return True
+    box = st.empty()
+    with box.container():
+        st.warning(f"**{what} would take {net.format_seconds(seconds)}** on this machine, so it has not "
+                   f"started. What makes it expensive: {drivers}. Lower the steps, the batch size, the "
+                   "width or the depth, or start it anyway.", icon=":material/hourglass_top:")
+        clicked = st.button(f"{button} (about {seconds:.0f} s)", key=f"{approved_key}_button")
+    if clicked:
+        ss[approved_key] = approval
+        box.empty()  # the run starts now: the warning and the button go
+        return True
+    return False
+
+
 def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
     for arm in net.ARMS:
         label = net.ARM_LABEL[arm]
@@ -273,9 +300,12 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     sweep_base = replace(base, steps=sweep_steps, eval_every=sweep_steps)
     loops = [float(np.sum(r.history["step_time"])) / max(len(r.history["step_time"]), 1)
              for r in results.values()]
-    estimate = ""
+    # estimate from the configuration (a pair of runs per sweep value, evaluations excluded)
+    modelled = runs / 2 * net.estimate_seconds(sweep_base)
     if loops:  # per-step cost measured on the main runs (diverging runs stop earlier)
         estimate = f", up to about {1.2 * runs * sweep_steps * float(np.mean(loops)):.0f} s the first time"
+    else:
+        estimate = f", {net.format_seconds(modelled)} the first time"
     st.toggle("Run the sweeps", key="c3_sweeps")
     capped = f" (capped at {SWEEP_MAX_STEPS})" if sweep_steps < base.steps else ""
     st.caption(f"{runs} training runs of {sweep_steps} steps each{capped}{estimate}; cached afterwards. "
@@ -286,6 +316,10 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     if base.batch_size < 2:
         st.info("With a batch of one sample only the plain network can train: the sweeps show it alone.")
         norms = ("none",)
+    if not _cost_guard("The sweeps", modelled * len(norms) / 2, net.SWEEP_THRESHOLD_S,
+                       f"{runs // 2 * len(norms)} runs of " + net.cost_drivers(sweep_base),
+                       APPROVED_SWEEPS, (sweep_base, norms), "Run the sweeps anyway"):
+        return
     c1, c2 = st.columns(2)
     for col, field, title, x_title in (
         (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale"),
@@ -344,7 +378,9 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
         st.toggle("Also train the deep networks", key="c3_gtrain",
                   help=f"Trains both deep networks with the settings above (at most {DEEP_MAX_STEPS} "
                        "steps) and plots every layer's gradient norm during training.")
-    if ss["c3_gtrain"]:
+    if ss["c3_gtrain"] and _cost_guard(
+            "Training the deep networks", net.estimate_seconds(deep, arms=len(norms)), net.COST_THRESHOLD_S,
+            net.cost_drivers(deep), APPROVED_DEEP, (deep, placement), "Train the deep networks anyway"):
         results, errors = _train_arms(deep, placement)
         for arm, msg in errors.items():
             if arm == "bn" and deep.batch_size < 2:
@@ -434,12 +470,18 @@ def main() -> None:
     n_train = net.n_train()
     params = make_params(n_train)
     notices = state.restore(params)
-    notice_box = st.container()
     _settings_widgets(n_train)
+    state.show_notices(notices)  # before any training: a changed link is announced at once
     ss = st.session_state
     base = _base_config(ss)
     placement = ss["c3_place"]
 
+    arms = 2 if base.batch_size >= 2 else 1  # BN cannot train on a batch of one
+    if not _cost_guard("Training both networks", net.estimate_seconds(base, arms=arms), net.COST_THRESHOLD_S,
+                       net.cost_drivers(base), APPROVED_TRAIN, (base, placement), "Train anyway"):
+        _section_downloads_and_code({})
+        state.publish(params)
+        return
     results, errors = _train_arms(base, placement)
     _report_runs(results, errors, base)
     _section_curves(results, base)
@@ -451,8 +493,6 @@ def main() -> None:
     _section_downloads_and_code(results)
 
     state.publish(params)
-    with notice_box:
-        state.show_notices(notices)
 
 
 main()

@@ -7,6 +7,7 @@ the science itself is tested in tests/test_train.py and tests/test_experiments.p
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,87 @@ def test_chapter_names_do_not_shadow_the_cores_tables():
     defined = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                if isinstance(t, ast.Name)}
     assert not defined & core, defined & core
+
+
+# ---------------------------------------------------------------- cost guard (expensive links)
+
+CRAFTED = {k: "inf" for k in ("c3_depth", "c3_width", "c3_init", "c3_lr", "c3_batch", "c3_steps", "c3_seed")}
+
+
+def test_cost_estimate_grows_with_every_factor_and_separates_default_from_the_largest():
+    from bn_core.train import TrainConfig
+    from ui import network as net
+
+    default = TrainConfig(lr=0.3, steps=1000, eval_every=33)
+    assert net.estimate_seconds(default) < net.COST_THRESHOLD_S
+    largest = TrainConfig(depth=10, width=256, batch_size=1347, steps=5000)
+    assert net.estimate_seconds(largest) > 10 * net.COST_THRESHOLD_S
+    for field, bigger in (("steps", 2000), ("batch_size", 120), ("width", 200), ("depth", 6)):
+        assert net.estimate_seconds(replace(default, **{field: bigger})) > net.estimate_seconds(default), field
+    # proportional to the steps, and one arm is half of two
+    assert np.isclose(net.estimate_seconds(replace(default, steps=3000)), 3 * net.estimate_seconds(default))
+    assert np.isclose(net.estimate_seconds(default, arms=1), net.estimate_seconds(default) / 2)
+    # the unit count is the forward pass's multiply-adds: 64 inputs, depth-1 square layers, 10 outputs
+    cfg = TrainConfig(depth=2, width=5, batch_size=3)
+    assert net.units_per_step(cfg) == 3 * (64 * 5 + 5 * 5 + 5 * 10)
+
+
+def test_crafted_link_warns_at_once_and_trains_nothing_until_asked():
+    at = run_page(**CRAFTED)
+    shown = texts(at.warning)
+    assert "settings in the link were adjusted" in shown
+    assert "has not started" in shown and "5000 steps" in shown and "1347" in shown
+    assert not figures(at)  # no run was trained: no chart of the runs
+    assert not at.metric
+    labels = [b.label for b in at.button]
+    assert any(lbl.startswith("Train anyway (about ") for lbl in labels), labels
+
+
+def test_train_anyway_button_trains_an_expensive_config(monkeypatch):
+    from ui import network as net
+
+    monkeypatch.setattr(net, "COST_THRESHOLD_S", 0.0)  # every config counts as expensive
+    at = run_page(c3_steps=3)
+    assert not figures(at) and "has not started" in texts(at.warning)
+    button = next(b for b in at.button if b.label.startswith("Train anyway"))
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "has not started" not in texts(at.warning)
+    curves = traces(figure(at, CURVES))
+    assert "without BN" in curves and "with BN" in curves
+    # a rerun with the same settings (e.g. another widget moved) keeps the approved runs
+    at.run()
+    assert figure(at, CURVES)
+
+
+def test_default_page_trains_without_asking():
+    at = run_page(c3_steps=3)
+    assert "has not started" not in texts(at.warning)
+    assert not any(b.label.startswith("Train anyway") for b in at.button)
+    assert figure(at, CURVES)
+
+
+def test_a_link_does_not_start_expensive_sweeps_or_deep_training(monkeypatch):
+    from bn_core.train import TrainConfig
+    from ui import network as net
+
+    # a tiny main network (trains at once) and a deep one that counts as expensive: the threshold
+    # sits between their estimates, and any sweep counts as expensive
+    main = TrainConfig(depth=1, width=64, steps=3)
+    deep = replace(main, depth=12)
+    assert net.estimate_seconds(main) < net.estimate_seconds(deep)
+    monkeypatch.setattr(net, "COST_THRESHOLD_S", (net.estimate_seconds(main) * net.estimate_seconds(deep)) ** 0.5)
+    monkeypatch.setattr(net, "SWEEP_THRESHOLD_S", 0.0)
+    at = run_page(c3_depth=1, c3_width=64, c3_steps=3, c3_sweeps=1, c3_gtrain=1, c3_gdepth=12)
+    shown = texts(at.warning)
+    assert "The sweeps would take" in shown and "Training the deep networks would take" in shown
+    titles = list(figures(at))
+    assert any(t.startswith(CURVES) for t in titles), titles  # the main runs trained
+    assert not any(t.startswith("Final test accuracy vs") for t in titles), titles
+    assert not any(t.startswith("Gradient norm per layer during training") for t in titles), titles
+    labels = [b.label for b in at.button]
+    assert any(lbl.startswith("Run the sweeps anyway") for lbl in labels), labels
+    deep_button = next(b for b in at.button if b.label.startswith("Train the deep networks anyway"))
+    deep_button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(t.startswith("Gradient norm per layer during training") for t in figures(at))

@@ -56,6 +56,52 @@ ARM_LABEL = {"plain": "without BN", "bn": "with BN"}
 History = Mapping[str, np.ndarray]
 
 
+# --------------------------------------------------------------------------- cost estimate
+
+#: Training both arms is not started automatically when it is estimated to take longer [s].
+COST_THRESHOLD_S = 20.0
+#: The robustness sweeps (up to 36 runs) are not started automatically above this estimate [s];
+#: higher than for one pair of runs because the sweeps are already opt-in (about 50 s by default).
+SWEEP_THRESHOLD_S = 120.0
+# Calibration, measured 2026-11-22 ~01:24 UTC on this two-core machine (load average about 4)
+# with bn_core.train.train, plain and bn_before one after the other, 30 evaluations per run:
+#   3 x 100, batch 60, 1000 steps (the page default):    1.0 s + 3.0 s = 4.0 s
+#   6 x 200, batch 300, 300 steps:                         3.7 s + 5.2 s = 8.9 s
+#   10 x 256, batch 1347, 100 steps (the largest network):  15.6 s + 21.9 s = 37.5 s
+# Per step, both arms together cost about 0.46 ns per "unit" of
+# batch x (64*width + (depth-1)*width^2 + 10*width) (the matrix products: 0.457 and 0.46 ns for
+# the two large configs) plus a fixed ~0.5 ms per layer (Python and small-array overhead, which
+# dominates the default network: estimate 2.8 s against 4.0 s measured under load, and
+# benchmarks/bench_chapter3_default.py's budget of 2 s on an idle machine).
+NS_PER_UNIT_BOTH_ARMS = 0.46
+MS_PER_LAYER_STEP_BOTH_ARMS = 0.5
+
+
+def units_per_step(config: TrainConfig) -> float:
+    """Multiply-adds of one forward pass over a batch: ``batch * (64 w + (d-1) w^2 + 10 w)``."""
+    w, d = float(config.width), float(config.depth)
+    return float(config.batch_size) * (64.0 * w + (d - 1.0) * w * w + 10.0 * w)
+
+
+def estimate_seconds(config: TrainConfig, arms: int = 2) -> float:
+    """Estimated wall time [s] to train ``arms`` arms (1 or 2) of ``config`` (see the calibration above)."""
+    per_step = (NS_PER_UNIT_BOTH_ARMS * 1e-9 * units_per_step(config)
+                + MS_PER_LAYER_STEP_BOTH_ARMS * 1e-3 * (config.depth + 1))
+    return float(config.steps) * per_step * arms / 2.0
+
+
+def cost_drivers(config: TrainConfig) -> str:
+    """What makes a run expensive, in words (the factors of :func:`estimate_seconds`)."""
+    return (f"{config.steps} steps × a batch of {config.batch_size} examples × {config.depth} hidden "
+            f"layer{'s' if config.depth != 1 else ''} of {config.width} units (the time grows with "
+            "steps × batch × depth × width²)")
+
+
+def format_seconds(seconds: float) -> str:
+    """``"about 40 s"`` / ``"about 12 min"`` for a warning's prose."""
+    return f"about {seconds:.0f} s" if seconds < 120 else f"about {seconds / 60:.0f} min"
+
+
 # --------------------------------------------------------------------------- helpers
 
 
