@@ -145,6 +145,21 @@ def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin:
     return (center[0] - half, center[0] + half), (center[1] - half, center[1] + half)
 
 
+def divergence_note(diverged_at: int, px: np.ndarray, py: np.ndarray, ps: np.ndarray,
+                    xr: tuple, yr: tuple) -> str:
+    """Title note of a diverged run that agrees with the picture.
+
+    ``px, py, ps`` are the drawn path points and their step numbers, ``xr, yr`` the axis ranges.
+    If every drawn point is inside the axes, the next step (the diverging one) is the first to
+    leave them; otherwise name the last step still drawn inside.
+    """
+    inside = (px >= min(xr)) & (px <= max(xr)) & (py >= min(yr)) & (py <= max(yr))
+    if inside.all():
+        return f"diverged at step {diverged_at}: the next step leaves the chart"
+    out = int(np.argmin(inside))  # first drawn point outside the axes
+    return f"diverged at step {diverged_at}: the path leaves the chart at step {int(ps[out])}"
+
+
 def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.ndarray,
                      path: np.ndarray, steps: np.ndarray, optimum: np.ndarray, *,
                      diverged_at: int | None = None, n_frames: int = 30, height: int = 640,
@@ -213,7 +228,9 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
                                 {"type": "scatter", "x": [xs[i]], "y": [ys[i]]}]})
     data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "whole path", "showlegend": False,
                  "line": {"color": style["color"], "width": 1, "dash": "dot"}, "opacity": 0.5})
-    anim = {"frame": {"duration": 80, "redraw": False}, "transition": {"duration": 0}, "mode": "immediate"}
+    # redraw=True: with redraw=False Plotly takes its "transition" path, which redraws only the
+    # animatable (scatter) traces and drops the contour layer, so "play" erased the landscape.
+    anim = {"frame": {"duration": 80, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate"}
     slider = {"active": len(frames) - 1, "x": 0.24, "len": 0.76, "y": -0.2, "yanchor": "top", "pad": {"t": 0},
               "currentvalue": {"prefix": "step ", "visible": True},
               "steps": [{"label": f["name"], "method": "animate", "args": [[f["name"]], anim]} for f in frames]}
@@ -226,7 +243,9 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     units = WEIGHT_UNITS[variant]
     title = f"{VARIANT_LABELS[variant]}: loss landscape and path"
     if diverged_at is not None:
-        title += f" (diverged at step {diverged_at})"
+        # Its own (small) title line: appended to the first one it was cut off in a half-width
+        # column. The axes stay on the landscape, so say where the drawn path leaves them.
+        title += f"<br><sup>{divergence_note(diverged_at, px, py, ps, (x0, x1), (y0, y1))}</sup>"
     fa, fb = feature_names
     layout = _layout(title, f"w1 [{units.format(f=fa)}]", f"w2 [{units.format(f=fb)}]", height,
                      updatemenus=[buttons], sliders=[slider], margin={"b": 230},

@@ -1,0 +1,66 @@
+"""Chapter 1 figure builders: playback keeps the landscape, a divergence note agrees with the axes."""
+
+import numpy as np
+
+from ui import valley_figures as vf
+
+
+def _landscape(path, diverged_at=None):
+    rng = np.random.default_rng(3)
+    w1, w2 = np.linspace(-1, 3, 20), np.linspace(-1, 4, 25)
+    subopt = rng.uniform(0.0, 5.0, size=(25, 20))
+    steps = np.arange(len(path))
+    return vf.landscape_figure("raw", w1, w2, subopt, path, steps, np.array([2.0, 3.0]),
+                               diverged_at=diverged_at, n_frames=12).spec
+
+
+def _animate_calls(spec):
+    """(frame names, options) of every 'animate' call: the play button and each slider step."""
+    calls = [b["args"] for m in spec["layout"]["updatemenus"] for b in m["buttons"] if b["label"] == "play"]
+    calls += [s["args"] for sl in spec["layout"]["sliders"] for s in sl["steps"]]
+    return calls
+
+
+def test_frames_update_only_the_path_and_marker_and_never_the_contour():
+    rng = np.random.default_rng(7)
+    path = np.cumsum(rng.normal(0.0, 0.1, size=(60, 2)), axis=0)
+    spec = _landscape(path)
+    names = [t.get("name", "") for t in spec["data"]]
+    contour = next(i for i, t in enumerate(spec["data"]) if t["type"] == "contour")
+    path_i = next(i for i, n in enumerate(names) if n.startswith("path"))
+    marker_i = names.index("current step")
+    assert len(spec["frames"]) > 2
+    for f in spec["frames"]:
+        assert contour not in f["traces"]
+        assert len(f["data"]) == len(f["traces"])
+        assert sorted(f["traces"]) == sorted([path_i, marker_i])
+        for i, d in zip(f["traces"], f["data"], strict=True):
+            assert d["type"] == spec["data"][i]["type"]
+    # Plotly's redraw=False "transition" redraws only the animated scatter traces and drops the
+    # contour layer (seen in Chromium: the raw landscape vanished on "play"), so every animate
+    # call, play and slider alike, must redraw.
+    calls = _animate_calls(spec)
+    assert len(calls) == len(spec["frames"]) + 1
+    for _, opts in calls:
+        assert opts["frame"]["redraw"] is True
+
+
+def test_divergence_note_is_its_own_title_line_with_the_step():
+    path = np.array([[0.0, 0.0], [0.5, 1.0], [1.0, 2.0]])
+    title = _landscape(path, diverged_at=3)["layout"]["title"]["text"]
+    first, second = title.split("<br>")
+    assert "diverged" not in first
+    assert "diverged at step 3" in second and "the next step leaves the chart" in second
+
+
+def test_divergence_note_names_the_step_that_leaves_the_axes():
+    # The box ignores points far from the optimum, so a blown-up path leaves the drawn axes.
+    path = np.array([[0.0, 0.0], [0.5, 1.0], [40.0, -50.0], [-900.0, 800.0]])
+    spec = _landscape(path, diverged_at=4)
+    x0, x1 = spec["layout"]["xaxis"]["range"]
+    y0, y1 = spec["layout"]["yaxis"]["range"]
+    inside = [(x0 <= x <= x1) and (y0 <= y <= y1) for x, y in path]
+    first_out = inside.index(False)
+    assert first_out == 2  # the independent check of the box this test relies on
+    assert f"the path leaves the chart at step {first_out}" in spec["layout"]["title"]["text"]
+    assert "the next step leaves the chart" not in spec["layout"]["title"]["text"]
