@@ -78,10 +78,15 @@ for v, res in results.items():
                  f"2/λ_max = {vs.fmt_num(cond.max_stable_lr)}; the path is drawn up to the step before.")
     for note in res.notes:
         st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
-    if problems[v][0].constant.any():
-        const = [f for f, c in zip(names, problems[v][0].constant, strict=True) if c]
-        st.warning(f"Feature {', '.join(const)} is constant (zero variance): the scaler used scale 1 instead of "
-                   f"dividing by zero. {problems[v][1].note}")
+# One warning for a constant feature, not one per variant plus the file's own note (the file
+# notices in vc.controls leave it to this one).
+flat = vs.constant_features(ds, names, [problems[v][0].constant for v in variants])
+if flat:
+    cond_notes = dict.fromkeys(problems[v][1].note for v in variants
+                               if problems[v][0].constant.any() and problems[v][1].note)
+    st.warning(f"Feature {', '.join(repr(f) for f in flat)} {'is' if len(flat) == 1 else 'are'} constant "
+               "(zero variance): it carries no information and the scalers use scale 1 instead of dividing by "
+               "zero. " + (" ".join(cond_notes) or "The condition number is infinite."))
 
 # ---- landscapes --------------------------------------------------------------------------
 st.header("Loss landscapes and paths")

@@ -77,6 +77,7 @@ def controls() -> Settings:
     notices = state.restore(vs.PARAMS)
     ss = st.session_state
     errors: list[str] = []
+    file_notes: list[str] = []  # about the data file, shown under their own heading
     with st.sidebar:
         st.subheader("Chapter 1 settings")
         st.caption("Data")
@@ -110,7 +111,9 @@ def controls() -> Settings:
         n = int(ss["c1_n"]) if ds is None else len(ds.y)
         batch = int(ss["c1_batch"])
         if batch > n:
-            notices.append(f"batch size: {batch} is more than n = {n} samples; using {n} (full batch).")
+            # With a file, n is the file's row count: a file notice, not a link notice.
+            (notices if ds is None else file_notes).append(
+                f"batch size: {batch} is more than n = {n} samples; using {n} (full batch).")
             batch = n
         # Always (re)assign: the slider's max follows n, and Streamlit treats a widget whose range
         # changed as a new widget, which would reset an unassigned value to the minimum (1).
@@ -134,8 +137,11 @@ def controls() -> Settings:
                 f"(range {ds.X[:, 1].min():.4g} … {ds.X[:, 1].max():.4g}), target **{ds.target_name}**. "
                 "The raw variant has no intercept (like the seed recipe); if your data needs one, compare with "
                 "the other variants' least-squares rows.")
-        for note in ds.notes:
-            st.warning(note)
+        # The constant-feature note is left to the page's single constant-feature warning.
+        notes = [m for m in ds.notes if not vs.is_constant_note(m, ds.feature_names)] + file_notes
+        if notes:
+            about = "the example CSV" if source == "example" else "your file"
+            st.warning(f"About {about}:\n\n" + "\n".join(f"- {m}" for m in notes))
     return Settings(
         source=source, data_key=data_key, dataset=ds, names=facts.names, seed=int(ss["c1_seed"]),
         n=n, variants=tuple(v for v in R.VARIANTS if v in ss["c1_variants"]), optimizer=opt,
