@@ -399,3 +399,31 @@ def test_changing_n_keeps_the_batch_size_instead_of_resetting_it_to_one():
     assert len(_path(_landscapes(at)["raw"])[0]) == 3 * 2 + 1  # ceil(300 / 150) = 2 steps per epoch
     at.slider(key="c1_n").set_value(40).run()  # below the batch size: clamped to full batch, and said
     assert at.session_state["c1_batch"] == 40 and any("batch size" in w.value for w in at.warning)
+
+
+def test_diverged_landscape_titles_put_the_step_on_their_own_line():
+    at = _app(c1_mode="same", c1_lr="3", c1_variants="raw,minmax,standardized,batchnorm", c1_map="0",
+              c1_epochs="5")
+    errors = " ".join(e.value for e in at.error)
+    lands = _landscapes(at)
+    assert len(lands) == 4
+    for label, spec in lands.items():
+        first, *rest = _title(spec).split("<br>")
+        assert "diverged" not in first and len(rest) == 1
+        step = rest[0].split("diverged at step ")[1].split(":")[0]
+        assert step.isdigit() and f"{label}: diverged at step {step}" in errors
+        assert "leaves the chart" in rest[0]
+
+
+def test_constant_column_is_one_warning_and_file_notices_are_not_link_notices():
+    at = _app(c1_source="upload", c1_variants="raw,minmax,standardized,batchnorm", c1_epochs="5", c1_map="0")
+    at.file_uploader(key="c1_upload_file").set_value(
+        ("flat.csv", b"a,b,y\n5,1,3\n5,2,4\n5,4,9\n5,7,15\n", "text/csv")).run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert sum("is constant" in w for w in warnings) == 1
+    # the default batch size (100) exceeds the file's 4 rows: a fact about the file, not the link
+    assert not any("settings in the link" in w for w in warnings)
+    about = [w for w in warnings if w.startswith("About your file")]
+    assert len(about) == 1 and "n = 4 samples" in about[0]
+    assert "settings in the link" in " ".join(w.value for w in _app(c1_batch="500", c1_map="0").warning)
