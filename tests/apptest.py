@@ -8,6 +8,7 @@ so a switch before the first run silently stays on the default page (chapter 1).
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -42,3 +43,19 @@ def open_page(page: str, query: dict | None = None, timeout: float = 120) -> App
         at.switch_page(page)
         at.run()
     return at
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Chart title -> Plotly spec (the JSON the browser receives), for every chart on the page."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def figure(at: AppTest, title_start: str) -> dict:
+    """The one chart whose title starts with ``title_start``."""
+    matches = [s for t, s in figures(at).items() if t.startswith(title_start)]
+    assert len(matches) == 1, f"expected one chart titled {title_start!r}, got {list(figures(at))}"
+    return matches[0]

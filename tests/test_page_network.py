@@ -6,7 +6,6 @@ the science itself is tested in tests/test_train.py and tests/test_experiments.p
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import open_page
+from tests.apptest import figure, figures, open_page
 from tests.test_network_figures import assert_all_finite, decode_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,21 +24,6 @@ def run_page(**query) -> AppTest:
     at = open_page(PAGE, query, timeout=120)
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """Chart title -> Plotly spec, for every chart on the page."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
-
-
-def figure(at: AppTest, title_start: str) -> dict:
-    matches = [s for t, s in figures(at).items() if t.startswith(title_start)]
-    assert len(matches) == 1, f"expected one chart titled {title_start!r}, got {list(figures(at))}"
-    return matches[0]
 
 
 def traces(spec: dict) -> dict[str, list[np.ndarray]]:

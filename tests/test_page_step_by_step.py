@@ -1,7 +1,6 @@
 """Chapter 2 page (AppTest): runs, reacts to its controls, survives bad input, restores from the URL."""
 
 import base64
-import json
 import math
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests import apptest
+from tests.apptest import figure, figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "chapters/bn_step_by_step.py"
@@ -21,21 +21,6 @@ def open_page(query: dict | None = None) -> AppTest:
     at = apptest.open_page(PAGE, query, timeout=60)
     assert not at.exception, at.exception
     return at
-
-
-def figures(at: AppTest) -> dict:
-    """Plotly figures on the page, by title (the figure JSON the browser receives)."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
-
-
-def figure(at: AppTest, title_start: str) -> dict:
-    matches = [f for t, f in figures(at).items() if t.startswith(title_start)]
-    assert len(matches) == 1, list(figures(at))
-    return matches[0]
 
 
 def values(data) -> list:
