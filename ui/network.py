@@ -12,7 +12,7 @@ Three kinds of functions live here:
   progress bar.
 * **Cached charts** (``*_chart``): each builder's figure built once per training run (or sweep)
   with ``st.cache_resource`` and handed to ``st.plotly_chart`` as a read-only
-  :class:`ui.valley_figures.FigureSpec`, so a rerun does not rebuild validated figures.
+  :class:`ui.theme.FigureSpec`, so a rerun does not rebuild validated figures.
 
 Why the progress bar is created *inside* the cached functions rather than passed in as a
 ``_progress`` callback: ``st.cache_data`` records every Streamlit call made while the
@@ -46,8 +46,7 @@ from plotly.subplots import make_subplots
 
 from bn_core.experiments import gradient_norms_at_init, sweep
 from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
-from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, style_figure
-from ui.valley_figures import FigureSpec
+from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, FigureSpec, style_figure
 
 #: The two arms of every experiment: the plain network and the batch-normalized one.
 ARMS = ("plain", "bn")

@@ -21,34 +21,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from ui.theme import OKABE_ITO, SEQUENTIAL, VARIANT_STYLE, style_figure
-
-
-class FigureSpec(go.Figure):
-    """A ``go.Figure`` that carries a prebuilt, trusted spec ``{"data", "layout", "frames"}``.
-
-    ``to_dict``/``to_plotly_json`` return the spec as is (no per-property validation), which
-    is all ``st.plotly_chart`` and ``plotly.io.to_json`` need. Use :attr:`spec` to inspect it.
-    """
-
-    def __init__(self, spec: dict):
-        # An empty template: go.Figure() would deep-copy Plotly's default template (~1 ms), which
-        # this object never uses (the spec carries the house template).
-        super().__init__(layout={"template": {}})
-        self._spec = spec
-
-    @property
-    def spec(self) -> dict:
-        return self._spec
-
-    def to_dict(self) -> dict:
-        return self._spec
-
-    def to_plotly_json(self) -> dict:
-        return self._spec
-
-    def __reduce__(self):
-        return (FigureSpec, (self._spec,))
+from ui.theme import OKABE_ITO, SEQUENTIAL, VARIANT_STYLE, FigureSpec, style_figure
 
 
 @functools.lru_cache(maxsize=8)
