@@ -161,21 +161,21 @@ st.download_button(
 
 # ---------------------------------------------------------------- placement
 st.header("Where the layer sits")
-c1, c2 = st.columns([3, 2], vertical_alignment="center")
-with c1:
-    st.graphviz_chart(sbs.placement_dot(bn_after_activation=False))
-with c2:
-    st.markdown("**Before the activation** (Ioffe & Szegedy's choice). The linear transform's output "
-                "u = W·h + b is roughly Gaussian, so standardizing it is natural; the activation then "
-                "sees inputs with a stable mean and spread (a sigmoid is not pushed into saturation). "
-                "The bias b becomes redundant: β takes its place.")
-c1, c2 = st.columns([3, 2], vertical_alignment="center")
-with c1:
-    st.graphviz_chart(sbs.placement_dot(bn_after_activation=True))
-with c2:
-    st.markdown("**After the activation** (a common alternative). Normalizes what the next layer "
-                "actually receives; in practice it often works as well. Chapter 3 trains both "
-                "placements on digits.")
+PLACEMENTS = {  # bn_after_activation -> what to say about that placement
+    False: "**Before the activation** (Ioffe & Szegedy's choice). The linear transform's output "
+           "u = W·h + b is roughly Gaussian, so standardizing it is natural; the activation then "
+           "sees inputs with a stable mean and spread (a sigmoid is not pushed into saturation). "
+           "The bias b becomes redundant: β takes its place.",
+    True: "**After the activation** (a common alternative). Normalizes what the next layer "
+          "actually receives; in practice it often works as well. Chapter 3 trains both "
+          "placements on digits.",
+}
+for after, text in PLACEMENTS.items():
+    c1, c2 = st.columns([3, 2], vertical_alignment="center")
+    with c1:
+        st.graphviz_chart(sbs.placement_dot(bn_after_activation=after))
+    with c2:
+        st.markdown(text)
 
 # ---------------------------------------------------------------- train vs eval
 st.header("Training mode vs evaluation mode")
