@@ -8,7 +8,7 @@ the right page (streamlit#9992, #8860); without the folder the link opens cleanl
 
 import streamlit as st
 
-from ui import state
+from ui import memory, state
 
 st.set_page_config(page_title="BatchNorm Lab", page_icon=":material/insights:", layout="wide")
 
@@ -31,3 +31,5 @@ with st.sidebar:
     st.divider()
 
 page.run()
+# Once per page and process: keeps Streamlit's full collection after each run cheap (ui/memory.py).
+memory.freeze_after_first_run(page.url_path)
