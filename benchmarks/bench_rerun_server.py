@@ -17,7 +17,11 @@ Situations timed (medians over the values listed, per repeat):
 * ``c1_frac`` (the default mode) and ``c1_lr`` ("same for all" mode) set to values the server has
   not seen in this session: the runs and landscapes are recomputed (cache misses);
 * the same values again: everything comes from the caches;
-* a rerun with nothing changed, for reference.
+* a full rerun of the page with nothing changed (what the browser's "Rerun" does), for reference.
+
+A widget drawn inside an ``st.fragment`` makes the browser ask for a rerun of that fragment only
+(the ``fragment_id`` of its ``rerun_script`` message); this client does the same, so the figures
+are what a user moving the slider gets.
 
 ``benchmarks/bench_rerun.py`` times the same through ``AppTest``, which adds its own overhead
 (a new script thread, element-tree parsing) of about 15-20 ms per run on this machine.
@@ -73,6 +77,7 @@ class Session:
         self.ws = connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
                           max_size=None, open_timeout=30, legacy=True)
         self.widget_ids: dict[str, str] = {}  # user key -> Streamlit's widget id
+        self.fragment_ids: dict[str, str] = {}  # user key -> id of the fragment that drew it ("" if none)
         self.states: dict[str, object] = {}  # widget id -> WidgetState sent last
         self.query_string = ""  # the address bar's query, as the page last set it
 
@@ -83,6 +88,8 @@ class Session:
         rs.query_string = self.query_string
         for key, value in (changes or {}).items():
             wid = self.widget_ids[key]
+            # Like the browser: a widget drawn by a fragment asks for a rerun of that fragment only.
+            rs.fragment_id = self.fragment_ids.get(key, "")
             ws = rs.widget_states.widgets.add()
             ws.id = wid
             ws.string_array_value.data[:] = [value]
@@ -113,8 +120,10 @@ class Session:
                     for key in ("c1_frac", "c1_lr", "c1_mode"):
                         if wid.endswith(key):
                             self.widget_ids[key] = wid
-        if fwd.script_finished != ForwardMsg.FINISHED_SUCCESSFULLY:
+                            self.fragment_ids[key] = fwd.delta.fragment_id
+        if fwd.script_finished not in (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
             raise SystemExit(f"the script did not finish successfully: {fwd.script_finished}")
+        self.last_was_fragment = fwd.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
         return elapsed, size
 
     def set_mode_same(self) -> None:
@@ -124,6 +133,7 @@ class Session:
         ws = rs.widget_states.widgets.add()
         ws.id = self.widget_ids["c1_mode"]
         ws.int_value = 1  # radio index of "same learning rate for all"
+        rs.fragment_id = self.fragment_ids.get("c1_mode", "")
         self.states[ws.id] = ws
         for wid, prev in self.states.items():
             if wid != ws.id:
@@ -153,12 +163,16 @@ def measure(port: int, pause: float) -> dict[str, float]:
     med = statistics.median
     out = {"first run of a session": first}
     out["frac, new values"] = med(timed({"c1_frac": fmt_value(f)}) for f in FRACS)
+    kind = "a fragment rerun" if s.last_was_fragment else "a full rerun"
     out["frac, revisited"] = med(timed({"c1_frac": fmt_value(f)}) for f in FRACS)
     s.set_mode_same()
     out["lr, new values"] = med(timed({"c1_lr": fmt_value(v)}) for v in LRS)
     out["lr, revisited"] = med(timed({"c1_lr": fmt_value(v)}) for v in LRS)
-    out["nothing changed"] = med(timed() for _ in range(10))
-    out["bytes per rerun"] = s.rerun()[1]
+    out["full rerun, no change"] = med(timed() for _ in range(10))
+    out["bytes, full rerun"] = s.rerun()[1]
+    time.sleep(pause)
+    out["bytes, lr change"] = s.rerun({"c1_lr": fmt_value(LRS[0])})[1]
+    out["kind"] = kind
     s.ws.close()
     return out
 
@@ -179,7 +193,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        print(f"[server {r + 1}/{args.repeats}]")
+        print(f"[server {r + 1}/{args.repeats}] a learning-rate change triggers {res.pop('kind')}")
         for label, v in res.items():
             unit = "" if label.startswith("bytes") else " ms"
             extra = ""

@@ -83,12 +83,20 @@ class FigureSpec(go.Figure):
 
     ``to_dict``/``to_plotly_json`` return the spec as is (no per-property validation), which
     is all ``st.plotly_chart`` and ``plotly.io.to_json`` need. Use :attr:`spec` to inspect it.
+
+    The ``go.Figure`` part is never used, so every instance shares the internals of one empty
+    figure built once (initialising a ``go.Figure`` validates its layout: 1-3 ms per figure,
+    on every rerun for the stability map's moving star). Treat a FigureSpec as read-only.
     """
 
+    _blank_state: dict | None = None
+
     def __init__(self, spec: dict):
-        # An empty template: go.Figure() would deep-copy Plotly's default template (~1 ms), which
-        # this object never uses (the spec carries the house template).
-        super().__init__(layout={"template": {}})
+        if FigureSpec._blank_state is None:
+            # An empty template: go.Figure() would deep-copy Plotly's default template, which
+            # this object never uses (the spec carries the house template).
+            FigureSpec._blank_state = dict(go.Figure(layout={"template": {}}).__dict__)
+        self.__dict__.update(FigureSpec._blank_state)
         self._spec = spec
 
     @property

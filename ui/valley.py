@@ -70,6 +70,10 @@ PARAMS = [
     BoolParam("c1_map", True, label="stability map"),
 ]
 P = {p.key: p for p in PARAMS}
+#: The data controls, drawn on every full run, and the optimizer controls, drawn inside the
+#: page's fragment (see ``ui.valley_controls``); each half publishes its own params to the URL.
+DATA_PARAMS = [P[k] for k in ("c1_source", "c1_seed", "c1_n", "c1_noise", "c1_variants")]
+OPTIMIZER_PARAMS = [p for p in PARAMS if p not in DATA_PARAMS]
 
 #: Grid resolution of the drawn landscapes (the closed form does 400 x 400 in ~ms, but every
 #: grid value is sent to the browser, so the page draws a lighter one).
@@ -83,6 +87,20 @@ def fmt_num(x: float) -> str:
     if isinstance(x, float) and math.isinf(x):
         return "∞"
     return f"{x:.3g}"
+
+
+def per_rerun_cache(maxsize: int):
+    """A ``functools.lru_cache`` for the few calls the page makes on *every* rerun.
+
+    ``st.cache_resource`` builds each key by inspecting the function's signature and hashing
+    every argument with its own hasher: about 1 ms per call on this machine, several per rerun.
+    These calls take only hashable primitives (str, int, float and tuples of them), so a plain
+    dictionary lookup on the argument tuple is an exact key and costs microseconds
+    (``typed=True`` keeps ``1`` and ``1.0`` apart). On a miss they call the ``st.cache_resource``
+    functions above (:func:`run` shows its spinner there), so nothing is computed twice.
+    ``lru_cache`` is thread-safe; what it returns is read-only, like everything cached here.
+    """
+    return functools.lru_cache(maxsize=maxsize, typed=True)
 
 
 # Results and figure specs are read-only once built, so they are cached as shared resources
@@ -219,7 +237,7 @@ def stable_lr_text(facts: DataFacts, variants: tuple = ("raw", "standardized")) 
     return ", ".join(f"{vf.VARIANT_LABELS[v]} below {fmt_num(facts.conds[v].max_stable_lr)}" for v in variants)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
+@per_rerun_cache(32)
 def problem(data: tuple, variant: str) -> tuple[R.Problem, T.Conditioning]:
     """The variant's problem on the data set ``data`` and what its Hessian predicts."""
     d = dataset(data)
@@ -242,12 +260,8 @@ def run(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int
     return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=R.Hyper(mom, beta1, beta2))
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def landscape(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
-              optimizer: str, mom: float, beta1: float, beta2: float):
+def landscape(data: tuple, variant: str, p: R.Problem, res: R.RunResult):
     """The contour figure of one run: closed-form grid (around start, path and optimum) + path."""
-    p, _ = problem(data, variant)
-    res = run(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
     h = res.history
     path = np.column_stack([h["w1"], h["w2"]])
     (x0, x1), (y0, y1) = vf.grid_box(path, path[0], res.theta_star[:2])
@@ -272,18 +286,13 @@ class VariantView:
     figure: object
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
+@per_rerun_cache(64)
 def variant_view(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
                  optimizer: str, mom: float, beta1: float, beta2: float) -> VariantView:
-    """:func:`problem`, :func:`run` and :func:`landscape` of one variant in ONE cached call.
-
-    A rerun then hashes one argument list per variant instead of three (Streamlit's cache-key
-    hashing inspects every argument, ~0.1 ms each), which is most of a cached rerun's cost.
-    """
+    """:func:`problem`, :func:`run` and :func:`landscape` of one variant in ONE cached call."""
     p, cond = problem(data, variant)
     res = run(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
-    fig = landscape(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
-    return VariantView(p, cond, res, fig)
+    return VariantView(p, cond, res, landscape(data, variant, p, res))
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
@@ -324,7 +333,7 @@ def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, o
     return R.concat_stability_maps(rows)
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+@per_rerun_cache(16)
 def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
                      mom: float, beta1: float, beta2: float):
     """The stability map's figure (without the current-setting star; see ``with_current_setting``).
@@ -338,16 +347,29 @@ def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs:
                                   m.undefined)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
+@per_rerun_cache(32)
 def convergence_figure(data: tuple, seed: int, variants: tuple, lrs: tuple, batch: int, epochs: int,
                        optimizer: str, mom: float, beta1: float, beta2: float, tol: float):
-    """The convergence chart of the runs ``variants`` x ``lrs`` (cache hits of :func:`run`), built
-    once per setting instead of on every rerun."""
+    """The convergence chart of the runs ``variants`` x ``lrs`` (cache hits of :func:`variant_view`),
+    built once per setting instead of on every rerun."""
     curves = {}
     for v, lr in zip(variants, lrs, strict=True):
-        r = run(data, seed, v, lr, batch, epochs, optimizer, mom, beta1, beta2)
+        r = variant_view(data, seed, v, lr, batch, epochs, optimizer, mom, beta1, beta2).result
         curves[v] = (r.history["step"], relative_suboptimality(r), r.diverged_at)
     return vf.convergence_figure(curves, tol)
+
+
+@per_rerun_cache(64)
+def stability_figure_at(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
+                        mom: float, beta1: float, beta2: float, current: tuple):
+    """The stability map and its figure with a star at ``current = (step size, batch size)``.
+
+    The star is drawn only when the batch size is one of the map's rows; the second value
+    says whether it was.
+    """
+    m, fig = stability_figure(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2)
+    shown = current[1] in m.batch_sizes
+    return m, (vf.with_current_setting(fig, len(m.variants), current) if shown else fig), shown
 
 
 def relative_suboptimality(res: R.RunResult) -> np.ndarray:
