@@ -81,18 +81,26 @@ class Session:
         self.states: dict[str, object] = {}  # widget id -> WidgetState sent last
         self.query_string = ""  # the address bar's query, as the page last set it
 
-    def rerun(self, changes: dict[str, str] | None = None) -> tuple[float, int]:
-        """Send one rerun with the given select-slider values; return (ms until finished, bytes)."""
+    def rerun(self, changes: dict[str, str] | None = None, radios: dict[str, str] | None = None
+              ) -> tuple[float, int]:
+        """Send one rerun with new widget values; return (ms until finished, bytes received).
+
+        ``changes`` maps a select slider's key to its new (formatted) value, ``radios`` a radio's
+        key to the label of its new option: what the browser sends for each.
+        """
         msg = BackMsg()
         rs = msg.rerun_script
         rs.query_string = self.query_string
-        for key, value in (changes or {}).items():
+        for key, value in [*(changes or {}).items(), *(radios or {}).items()]:
             wid = self.widget_ids[key]
             # Like the browser: a widget drawn by a fragment asks for a rerun of that fragment only.
             rs.fragment_id = self.fragment_ids.get(key, "")
             ws = rs.widget_states.widgets.add()
             ws.id = wid
-            ws.string_array_value.data[:] = [value]
+            if key in (radios or {}):
+                ws.string_value = value
+            else:
+                ws.string_array_value.data[:] = [value]
             self.states[wid] = ws
         for wid, ws in self.states.items():  # the browser sends every widget's last value
             if not any(w.id == wid for w in rs.widget_states.widgets):
@@ -127,25 +135,9 @@ class Session:
         return elapsed, size
 
     def set_mode_same(self) -> None:
-        msg = BackMsg()
-        rs = msg.rerun_script
-        rs.query_string = self.query_string
-        ws = rs.widget_states.widgets.add()
-        ws.id = self.widget_ids["c1_mode"]
-        ws.int_value = 1  # radio index of "same learning rate for all"
-        rs.fragment_id = self.fragment_ids.get("c1_mode", "")
-        self.states[ws.id] = ws
-        for wid, prev in self.states.items():
-            if wid != ws.id:
-                rs.widget_states.widgets.add().CopyFrom(prev)
-        self.ws.send(msg.SerializeToString())
-        while True:
-            fwd = ForwardMsg()
-            fwd.ParseFromString(self.ws.recv(timeout=120))
-            if fwd.WhichOneof("type") == "page_info_changed":
-                self.query_string = fwd.page_info_changed.query_string
-            if fwd.WhichOneof("type") == "script_finished":
-                return
+        self.rerun(radios={"c1_mode": "same learning rate for all"})
+        if "c1_lr" not in self.widget_ids:
+            raise SystemExit("the learning-rate slider did not appear after choosing 'same learning rate for all'")
 
 
 def fmt_value(x: float) -> str:

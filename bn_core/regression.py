@@ -321,6 +321,18 @@ def batch_quadratics(problem: Problem, order: np.ndarray, offsets: np.ndarray) -
     """
     starts = offsets[:-1]
     sizes = np.diff(offsets)
+    n = len(problem.y)
+    if len(sizes) > 1 and np.all(sizes == n):
+        # Full-batch gradient descent: every step sees the whole data set (only its order is
+        # reshuffled), so every step's quadratic is the first one's. Build it once and repeat
+        # it as a read-only view instead of K identical sums.
+        one = batch_quadratics(problem, order[:n], offsets[:2])
+        K = len(sizes)
+
+        def rep(a):
+            return None if a is None else np.broadcast_to(a, (K,) + a.shape[1:])
+
+        return BatchQuadratics(rep(one.G), rep(one.c), sizes, rep(one.batch_mean), rep(one.batch_var))
     y = problem.y[order]
     with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN, not warnings, when squares overflow
         bmean = bvar = None

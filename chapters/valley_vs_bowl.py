@@ -1,8 +1,10 @@
 """Chapter 1 · Valley vs bowl: why normalizing inputs makes gradient descent fast.
 
-The page has two parts. The data controls, the introduction and the three-step recipe run on
-every full run. Everything that depends on the optimizer (its sidebar controls, the runs, the
-charts and tables) is one ``st.fragment``: moving the learning rate reruns only that part.
+The page is built in two layers. A full run draws the controls, the prose, the formulas and
+everything that does not depend on the step size, and leaves empty containers where the
+step-size results go. Those are drawn by one ``st.fragment``, together with the step-size
+slider itself: moving the learning rate, the chapter's main interaction, reruns only the
+fragment and re-sends only what changed (see ``benchmarks/bench_rerun_server.py``).
 """
 
 import numpy as np
@@ -16,8 +18,8 @@ from ui import valley_figures as vf
 st.title("1 · Valley vs bowl")
 intro = st.container()  # filled below, once the data (and so its numbers) is known
 
-data = vc.data_controls()  # sidebar data widgets, URL state, data source (ui/valley_controls.py)
-ds, facts = data.dataset, data.facts  # facts: numbers quoted in the prose, computed from the data shown
+cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
+ds, facts = cfg.dataset, cfg.facts  # facts: numbers quoted in the prose, computed from the data shown
 intro.markdown(
     "Fit $\\hat y = w_1 A + w_2 B\\,(+\\,b)$ to the classic data set "
     "$y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and $B \\sim U[1, 200]$, by gradient descent. "
@@ -26,7 +28,7 @@ intro.markdown(
     "enough not to blow up across the valley crawls along it. **Standardizing** the inputs turns the "
     "valley into a round **bowl** where the same number of steps reaches the bottom. Batch normalization "
     "does the standardizing inside a network, one mini-batch at a time.\n\n"
-    f"**On the data shown{'' if ds is None else ' (your file)' if data.source == 'upload' else ' (the example CSV)'}:** "
+    f"**On the data shown{'' if ds is None else ' (your file)' if cfg.source == 'upload' else ' (the example CSV)'}:** "
     + vs.steepness_text(facts)
 )
 
@@ -43,177 +45,182 @@ with st.expander("The seed article's recipe: batch normalization in three steps"
                 "(momentum 0.1; the running variance uses the unbiased batch variance, PyTorch's convention).")
 
 # One warning for a constant feature, not one per variant plus the file's own note (the file
-# notices in vc.data_controls leave it to this one).
-flat = vs.constant_features(ds, data.names, [vs.problem(data.data_key, v)[0].constant for v in data.variants])
+# notices in vc.controls leave it to this one).
+flat = vs.constant_features(ds, cfg.names, [vs.problem(cfg.data_key, v)[0].constant for v in cfg.variants])
 if flat:
-    cond_notes = dict.fromkeys(facts.conds[v].note for v in data.variants
-                               if vs.problem(data.data_key, v)[0].constant.any() and facts.conds[v].note)
+    cond_notes = dict.fromkeys(facts.conds[v].note for v in cfg.variants
+                               if vs.problem(cfg.data_key, v)[0].constant.any() and facts.conds[v].note)
     st.warning(f"Feature {', '.join(repr(f) for f in flat)} {'is' if len(flat) == 1 else 'are'} constant "
                "(zero variance): it carries no information and the scalers use scale 1 instead of dividing by "
                "zero. " + (" ".join(cond_notes) or "The condition number is infinite."))
 
+variants = list(cfg.variants)
+if not variants:
+    st.info("Pick at least one input variant in the sidebar.")
+    st.stop()
+if "batchnorm" in variants and cfg.batch < 2:
+    st.warning("**Batch-normalized inputs need at least 2 samples per batch.** With one sample the batch "
+               "mean is the sample itself and the batch variance is 0, so x̂ = (x − μ)/√(0 + ε) = 0: every "
+               "input becomes 0 and the weights can never learn (PyTorch refuses such a batch in training). "
+               "The batch-normalized variant is skipped; raise the batch size to see it.")
+    variants = [v for v in variants if v != "batchnorm"]
+    if not variants:
+        st.stop()
+if cfg.optimizer == "adam" and cfg.mode == "fraction":
+    st.info("2/λ_max is the stability limit of plain gradient descent. Adam moves every coordinate by about α "
+            "per step whatever the curvature, so compare it with **same learning rate for all** (e.g. α = 0.3): "
+            "its per-coordinate scaling partly rescues the valley.")
+boxes = {"status": st.container()}  # where the fragment draws; everything else here is the full run's
+
+# ---- landscapes --------------------------------------------------------------------------
+st.header("Loss landscapes and paths")
+SLICE_NOTE = {
+    "raw": "No intercept (the data has none), so the (w₁, w₂) contour **is** the loss being descended: exact.",
+    "minmax": "With an intercept b trained too. The contour is the slice b = b_LS; min-max scales but does not "
+              "center, so b couples with the weights and the drawn path is the **projection** of a 3-D path "
+              "onto that slice: approximate.",
+    "standardized": "Features are centered, so ∇_w L does not depend on b: the w-path is **exactly** gradient "
+                    "descent on the slice b = ȳ drawn here.",
+    "batchnorm": "Drawn: the full-batch loss (the standardized landscape up to ε), which is what the optimizer "
+                 "descends when batch = n. With smaller batches every step descends **its own batch's "
+                 "landscape**, so the path wanders around this one.",
+}
+cols = st.columns(min(len(variants), 2))
+for i, v in enumerate(variants):
+    with cols[i % len(cols)]:
+        boxes[v] = st.container()
+        st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
+st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
+         r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
+st.markdown("**What to see** (both axes use the same scale, so a circle looks like a circle): the raw "
+            "contours are needle-thin ellipses. With plain gradient descent at the default step, half of each "
+            "variant's 2/λ_max, the first full-batch raw step drops straight to the valley floor "
+            "(1 − αλ_max = 0) and every later step crawls along it: on the seed data, after the default "
+            f"{vs.P['c1_epochs'].default} full-batch steps the star is still far away. The standardized contours "
+            "are almost circles: the gradient points at the optimum and the path goes straight there in a "
+            "handful of steps. **Try a fraction of 0.9:** the raw path now zigzags across the valley (each "
+            "bounce shrinks by |1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever "
+            "higher and diverges. "
+            "**Try Adam** with the same learning rate for all (α ≈ 0.3): scaling each coordinate by its own "
+            "gradient size partly rescues the valley.")
+
+# ---- convergence -------------------------------------------------------------------------
+st.header("Convergence")
+c1, c2 = st.columns([3, 2])
+boxes["convergence"] = c1.container()
+with c2:
+    st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
+                "(L* is each variant's least-squares loss):")
+    st.latex(r"\frac{L(\theta_k)-L^*}{L(\theta_0)-L^*}\ \le\ \text{tol}\quad\Rightarrow\quad"
+             r"\text{steps to tolerance} = \min k")
+    st.markdown("For full-batch gradient descent each eigen-direction of H shrinks by |1 − αλᵢ| per step, "
+                "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|. A curve that flattens "
+                "far below 1e-15 has reached floating-point precision.")
+    boxes["steps"] = st.container()
+
+st.subheader("Learned coefficients in original units")
+boxes["coefficients"] = st.container()
+st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
+           "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
+           "intercept differs slightly from 2 and 3 because of the noise).")
+
+# ---- theory ------------------------------------------------------------------------------
+st.header("Theory: what the Hessian predicts")
+for col, v in zip(st.columns(len(variants)), variants, strict=True):
+    with col:
+        st.metric(f"κ ({vf.VARIANT_LABELS[v]})", vs.fmt_num(facts.conds[v].kappa))
+        st.metric("2/λ_max", vs.fmt_num(facts.conds[v].max_stable_lr))
+boxes["theory"] = st.container()
+st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
+         r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
+         r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
+minmax_note = (f"min-max has κ = {vs.fmt_num(facts.conds['minmax'].kappa)} because it does not center, so its "
+               "intercept couples with the weights" if "minmax" in variants else
+               "min-max does not center, so its intercept couples with the weights")
+st.markdown("Predictions are for full-batch gradient descent on the Hessian of the whole data set "
+            f"(raw: 2×2, the others 3×3 with the intercept; {minmax_note}). "
+            "They bound the worst start; the measured number can be smaller. With mini-batches, momentum or "
+            "Adam the measured column is what actually happened. On the data shown the raw valley has "
+            f"κ = {vs.fmt_num(facts.conds['raw'].kappa)} and the standardized bowl "
+            f"κ = {vs.fmt_num(facts.conds['standardized'].kappa)}. Where κ = ∞ the optimal step and rate are "
+            "computed over the identifiable directions (the non-zero eigenvalues) and labelled so.")
+
+# ---- stability map -----------------------------------------------------------------------
+st.header("Stability map: learning rate × batch size")
+map_args = (cfg.data_key, cfg.seed, cfg.variants, cfg.mode, cfg.epochs, cfg.optimizer, *cfg.hyper)
+if cfg.show_map:
+    if st.session_state.get("_c1_map_args") != map_args:  # new settings: sweep rows with a progress bar
+        vs.stability(*map_args)
+        st.session_state["_c1_map_args"] = map_args
+    boxes["map"] = st.container()
+    st.markdown(f"Final full-batch loss after {cfg.epochs} epochs for every cell (all learning rates of a batch "
+                "size run in one vectorized loop). Red × = diverged (the loss exploded or overflowed); grey "
+                "squares = undefined (batch norm with one sample per batch). "
+                + vs.stability_limit_text(cfg.optimizer, cfg.mode, cfg.hyper[0], facts, cfg.variants)
+                + " Small batches are noisier and can become unstable earlier, and batch-normalized inputs "
+                "from tiny batches are too noisy to fit well.")
+    if cfg.batch not in vs.map_batch_sizes(cfg.data_key):
+        st.caption(f"(The current batch size {cfg.batch} is not one of the map's rows; the star is omitted.)")
+else:
+    st.caption("Switched off in the sidebar.")
+boxes["download"] = st.container()
+
 
 @st.fragment
-def optimizer_and_results(data: vc.DataSettings) -> None:
-    """The optimizer controls (into the sidebar box) and everything computed from them."""
-    cfg = vc.optimizer_controls(data)
-    data_key, ds, names, seed, n = cfg.data_key, cfg.dataset, cfg.names, cfg.seed, cfg.n
-    facts = cfg.facts
-    batch, epochs, tol, lr, frac, mode, opt, hyper = (cfg.batch, cfg.epochs, cfg.tol, cfg.lr, cfg.frac,
-                                                      cfg.mode, cfg.optimizer, cfg.hyper)
-    variants = list(cfg.variants)
-    selected = cfg.variants  # the stability map keeps batch norm even when batch size 1 skips its run
-    n_steps = cfg.n_steps
+def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None:
+    """The step-size slider (into its sidebar place) and everything that depends on the step.
 
-    if not variants:
-        st.info("Pick at least one input variant in the sidebar.")
-        return
-    if "batchnorm" in variants and batch < 2:
-        st.warning("**Batch-normalized inputs need at least 2 samples per batch.** With one sample the batch "
-                   "mean is the sample itself and the batch variance is 0, so x̂ = (x − μ)/√(0 + ε) = 0: every "
-                   "input becomes 0 and the weights can never learn (PyTorch refuses such a batch in training). "
-                   "The batch-normalized variant is skipped; raise the batch size to see it.")
-        variants = [v for v in variants if v != "batchnorm"]
-        if not variants:
-            return
-    if opt == "adam" and mode == "fraction":
-        st.info("2/λ_max is the stability limit of plain gradient descent. Adam moves every coordinate by about α "
-                "per step whatever the curvature, so compare it with **same learning rate for all** (e.g. α = 0.3): "
-                "its per-coordinate scaling partly rescues the valley.")
+    Writes only into the containers in ``boxes``, made by the full run at their places.
+    """
+    cfg = vc.step_size_control(cfg)
+    seed, batch, epochs, opt, hyper, tol = cfg.seed, cfg.batch, cfg.epochs, cfg.optimizer, cfg.hyper, cfg.tol
+    lrs = {v: vs.variant_lr(cfg.facts.conds[v], cfg.mode, cfg.lr, cfg.frac) for v in variants}
+    views = {v: vs.variant_view(cfg.data_key, seed, v, lrs[v], batch, epochs, opt, *hyper) for v in variants}
+    results = {v: views[v].result for v in variants}
 
-    # ---- compute (cached) --------------------------------------------------------------------
-    problems, results, lrs, views = {}, {}, {}, {}
+    with boxes["status"]:
+        st.caption(f"{cfg.n} samples, batch size {batch}, {epochs} epochs → **{cfg.n_steps} steps for every "
+                   f"variant** ({R.steps_per_epoch(cfg.n, batch)} per epoch); optimizer: "
+                   f"{R.OPTIMIZER_LABELS[opt]}; step sizes: "
+                   + ", ".join(f"{vf.VARIANT_LABELS[v]} α = {vs.fmt_num(lrs[v])}" for v in variants) + ".")
+        for v, res in results.items():
+            if res.diverged:
+                st.error(f"**{vf.VARIANT_LABELS[v]}: diverged at step {res.diverged_at}** — the loss exceeded "
+                         f"{R.EXPLODE_FACTOR:.0e} × its starting value (or overflowed). α = {vs.fmt_num(lrs[v])} "
+                         f"vs 2/λ_max = {vs.fmt_num(views[v].cond.max_stable_lr)}; the path is drawn up to the "
+                         "step before.")
+            for note in res.notes:
+                st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
     for v in variants:
-        lrs[v] = vs.variant_lr(facts.conds[v], mode, lr, frac)
-        views[v] = vs.variant_view(data_key, seed, v, lrs[v], batch, epochs, opt, *hyper)  # one cached call
-        problems[v] = (views[v].problem, views[v].cond)
-        results[v] = views[v].result
-
-    st.caption(f"{n} samples, batch size {batch}, {epochs} epochs → **{n_steps} steps for every variant** "
-               f"({R.steps_per_epoch(n, batch)} per epoch); optimizer: {R.OPTIMIZER_LABELS[opt]}; step sizes: "
-               + ", ".join(f"{vf.VARIANT_LABELS[v]} α = {vs.fmt_num(lrs[v])}" for v in variants) + ".")
-    for v, res in results.items():
-        if res.diverged:
-            cond = problems[v][1]
-            st.error(f"**{vf.VARIANT_LABELS[v]}: diverged at step {res.diverged_at}** — the loss exceeded "
-                     f"{R.EXPLODE_FACTOR:.0e} × its starting value (or overflowed). α = {vs.fmt_num(lrs[v])} vs "
-                     f"2/λ_max = {vs.fmt_num(cond.max_stable_lr)}; the path is drawn up to the step before.")
-        for note in res.notes:
-            st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
-    # ---- landscapes --------------------------------------------------------------------------
-    st.header("Loss landscapes and paths")
-    SLICE_NOTE = {
-        "raw": "No intercept (the data has none), so the (w₁, w₂) contour **is** the loss being descended: exact.",
-        "minmax": "With an intercept b trained too. The contour is the slice b = b_LS; min-max scales but does not "
-                  "center, so b couples with the weights and the drawn path is the **projection** of a 3-D path "
-                  "onto that slice: approximate.",
-        "standardized": "Features are centered, so ∇_w L does not depend on b: the w-path is **exactly** gradient "
-                        "descent on the slice b = ȳ drawn here.",
-        "batchnorm": "Drawn: the full-batch loss (the standardized landscape up to ε), which is what the optimizer "
-                     "descends when batch = n. With smaller batches every step descends **its own batch's "
-                     "landscape**, so the path wanders around this one.",
-    }
-    cols = st.columns(min(len(variants), 2))
-    for i, v in enumerate(variants):
-        with cols[i % len(cols)]:
-            st.plotly_chart(views[v].figure, key=f"c1_fig_{v}")
-            st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
-    st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
-             r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
-    st.markdown("**What to see** (both axes use the same scale, so a circle looks like a circle): the raw "
-                "contours are needle-thin ellipses. With plain gradient descent at the default step, half of each "
-                "variant's 2/λ_max, the first full-batch raw step drops straight to the valley floor "
-                "(1 − αλ_max = 0) and every later step crawls along it: on the seed data, after the default "
-                f"{vs.P['c1_epochs'].default} full-batch steps the star is still far away. The standardized contours "
-                "are almost circles: the gradient points at the optimum and the path goes straight there in a "
-                "handful of steps. **Try a fraction of 0.9:** the raw path now zigzags across the valley (each "
-                "bounce shrinks by |1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever "
-                "higher and diverges. "
-                "**Try Adam** with the same learning rate for all (α ≈ 0.3): scaling each coordinate by its own "
-                "gradient size partly rescues the valley.")
-
-    # ---- convergence -------------------------------------------------------------------------
-    st.header("Convergence")
-    c1, c2 = st.columns([3, 2])
-    with c1:
-        st.plotly_chart(vs.convergence_figure(data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
-                                              epochs, opt, *hyper, tol), key="c1_fig_loss")
-    with c2:
-        st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
-                    "(L* is each variant's least-squares loss):")
-        st.latex(r"\frac{L(\theta_k)-L^*}{L(\theta_0)-L^*}\ \le\ \text{tol}\quad\Rightarrow\quad"
-                 r"\text{steps to tolerance} = \min k")
-        st.markdown("For full-batch gradient descent each eigen-direction of H shrinks by |1 − αλᵢ| per step, "
-                    "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|. A curve that flattens "
-                    "far below 1e-15 has reached floating-point precision.")
-        st.markdown(f"**Steps to tolerance {tol:g}** (of {n_steps}):\n\n" + "\n".join(
-            f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
-
-    st.subheader("Learned coefficients in original units")
-    truth = None if ds is not None else np.array([2.0, 3.0])
-    st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, names)))
-    st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
-               "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
-               "intercept differs slightly from 2 and 3 because of the noise).")
-    if "batchnorm" in results:
-        bn = results["batchnorm"]
-        st.caption(f"Batch norm, training mode (each batch's own statistics; full batch shown): loss "
-                   f"{bn.history['loss'][-1]:.4g}. Evaluation mode (running mean/variance, momentum 0.1, unbiased "
-                   f"variance): loss {vs.fmt_num(bn.eval_loss)}; running mean {np.round(bn.running_mean, 3).tolist()}, "
-                   f"running variance {np.round(bn.running_var, 3).tolist()}. With few steps the running statistics "
-                   "have not caught up yet, and the two modes disagree.")
-
-    # ---- theory ------------------------------------------------------------------------------
-    st.header("Theory: what the Hessian predicts")
-    mcols = st.columns(len(variants))
-    for col, v in zip(mcols, variants, strict=True):
-        cond = problems[v][1]
-        with col:
-            st.metric(f"κ ({vf.VARIANT_LABELS[v]})", vs.fmt_num(cond.kappa))
-            st.metric("2/λ_max", vs.fmt_num(cond.max_stable_lr))
-    rows = {v: (problems[v][1], lrs[v], results[v], tol) for v in variants}
-    st.markdown(vs.markdown_table(vs.theory_table(rows)))
-    st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
-             r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
-             r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
-    minmax_note = (f"min-max has κ = {vs.fmt_num(problems['minmax'][1].kappa)} because it does not center, so its "
-                   "intercept couples with the weights" if "minmax" in problems else
-                   "min-max does not center, so its intercept couples with the weights")
-    st.markdown("Predictions are for full-batch gradient descent on the Hessian of the whole data set "
-                f"(raw: 2×2, the others 3×3 with the intercept; {minmax_note}). "
-                "They bound the worst start; the measured number can be smaller. With mini-batches, momentum or "
-                "Adam the measured column is what actually happened. On the data shown the raw valley has "
-                f"κ = {vs.fmt_num(facts.conds['raw'].kappa)} and the standardized bowl "
-                f"κ = {vs.fmt_num(facts.conds['standardized'].kappa)}. Where κ = ∞ the optimal step and rate are "
-                "computed over the identifiable directions (the non-zero eigenvalues) and labelled so.")
-
-    # ---- stability map -----------------------------------------------------------------------
-    st.header("Stability map: learning rate × batch size")
-    if cfg.show_map:
-        map_args = (data_key, seed, selected, mode, epochs, opt, *hyper)
-        if st.session_state.get("_c1_map_args") != map_args:  # new settings: sweep rows with a progress bar
-            vs.stability(*map_args)
-            st.session_state["_c1_map_args"] = map_args
-        current = (frac if mode == "fraction" else lr, batch)
-        smap, map_fig, show_cur = vs.stability_figure_at(*map_args, current)
-        st.plotly_chart(map_fig, key="c1_fig_map")
-        st.markdown(f"Final full-batch loss after {epochs} epochs for every cell (all learning rates of a batch size "
-                    "run in one vectorized loop). Red × = diverged (the loss exploded or overflowed); grey squares "
-                    "= undefined (batch norm with one sample per batch). "
-                    + vs.stability_limit_text(opt, mode, hyper[0], facts, selected)
-                    + " Small batches are noisier and can become unstable earlier, and batch-normalized inputs "
-                    "from tiny batches are too noisy to fit well.")
-        if not show_cur:
-            st.caption(f"(The current batch size {batch} is not one of the map's rows; the star is omitted.)")
-    else:
-        st.caption("Switched off in the sidebar.")
-
-    # ---- downloads and code ------------------------------------------------------------------
-    st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
-                       file_name="valley_vs_bowl_history.csv", mime="text/csv")
+        boxes[v].plotly_chart(views[v].figure, key=f"c1_fig_{v}")
+    boxes["convergence"].plotly_chart(
+        vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch, epochs,
+                              opt, *hyper, tol), key="c1_fig_loss")
+    boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
+        f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
+    with boxes["coefficients"]:
+        truth = None if cfg.dataset is not None else np.array([2.0, 3.0])
+        st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
+        if "batchnorm" in results:
+            bn = results["batchnorm"]
+            st.caption(f"Batch norm, training mode (each batch's own statistics; full batch shown): loss "
+                       f"{bn.history['loss'][-1]:.4g}. Evaluation mode (running mean/variance, momentum 0.1, "
+                       f"unbiased variance): loss {vs.fmt_num(bn.eval_loss)}; running mean "
+                       f"{np.round(bn.running_mean, 3).tolist()}, running variance "
+                       f"{np.round(bn.running_var, 3).tolist()}. With few steps the running statistics have not "
+                       "caught up yet, and the two modes disagree.")
+    rows = {v: (views[v].cond, lrs[v], results[v], tol) for v in variants}
+    boxes["theory"].markdown(vs.markdown_table(vs.theory_table(rows)))
+    if "map" in boxes:
+        current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
+        _, map_fig, _ = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper,
+                                               current)
+        boxes["map"].plotly_chart(map_fig, key="c1_fig_map")
+    boxes["download"].download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
+                                      file_name="valley_vs_bowl_history.csv", mime="text/csv")
 
 
-optimizer_and_results(data)
+step_size_and_results(cfg, variants, boxes)
 
 with st.expander("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # inspect.getsource of the core, read once

@@ -427,3 +427,37 @@ def test_constant_column_is_one_warning_and_file_notices_are_not_link_notices():
     about = [w for w in warnings if w.startswith("About your file")]
     assert len(about) == 1 and "n = 4 samples" in about[0]
     assert "settings in the link" in " ".join(w.value for w in _app(c1_batch="500", c1_map="0").warning)
+
+
+def _query(at, key):
+    v = at.query_params.get(key)
+    return v[0] if isinstance(v, list) else v
+
+
+def test_only_the_chosen_optimizer_and_mode_show_their_controls_and_hidden_values_are_kept():
+    at = _app(c1_epochs="5", c1_map="0")
+    sidebar_keys = {w.key for w in at.sidebar.select_slider}
+    assert "c1_frac" in sidebar_keys and "c1_lr" not in sidebar_keys  # default: fraction mode
+    assert not sidebar_keys & {"c1_mom", "c1_beta1", "c1_beta2"}  # default: plain gradient descent
+    at.selectbox(key="c1_opt").set_value("momentum").run()
+    at.select_slider(key="c1_mom").set_value(0.5).run()
+    at.select_slider(key="c1_frac").set_value(0.9).run()
+    at.selectbox(key="c1_opt").set_value("adam").run()
+    keys = {w.key for w in at.sidebar.select_slider}
+    assert {"c1_beta1", "c1_beta2"} <= keys and "c1_mom" not in keys
+    assert _query(at, "c1_mom") == "0.5"  # a hidden control stays in the link
+    at.radio(key="c1_mode").set_value("same").run()
+    assert "c1_frac" not in {w.key for w in at.sidebar.select_slider}
+    at.radio(key="c1_mode").set_value("fraction").run()
+    at.selectbox(key="c1_opt").set_value("momentum").run()
+    assert not at.exception
+    assert at.select_slider(key="c1_mom").value == 0.5  # came back with the value the user chose
+    assert at.select_slider(key="c1_frac").value == 0.9
+    assert _query(at, "c1_frac") == "0.9" and _query(at, "c1_opt") == "momentum"
+
+
+def test_a_link_with_a_hidden_control_restores_it_when_shown():
+    at = _app(c1_opt="gd", c1_mom="0.8", c1_epochs="5", c1_map="0")
+    assert "c1_mom" not in {w.key for w in at.sidebar.select_slider}
+    at.selectbox(key="c1_opt").set_value("momentum").run()
+    assert at.select_slider(key="c1_mom").value == 0.8

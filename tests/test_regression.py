@@ -100,6 +100,26 @@ def test_batch_quadratics_give_the_batch_gradient(variant):
         np.testing.assert_allclose(2 * (bq.G[k] @ theta - bq.c[k]), R.mse_gradient(D, p.y[idx], theta), rtol=1e-10, atol=1e-10)
 
 
+
+@pytest.mark.parametrize("variant", R.VARIANTS)
+def test_full_batch_quadratics_equal_the_batch_gradient_at_every_step(variant):
+    """Full batch takes the shortcut (one quadratic repeated); every step still gives the
+    gradient on the whole data set, and batch norm's statistics are the data set's own."""
+    n = 17
+    p = _random_problem(4, n=n, variant=variant)
+    order, offsets = R.batch_plan(n, n, 5, seed=3)
+    bq = R.batch_quadratics(p, order, offsets)
+    assert bq.G.shape[0] == 5 and np.all(bq.sizes == n)
+    D = np.column_stack([batch_standardize(p.X)[0], np.ones(n)]) if variant == "batchnorm" else p.design
+    rng = np.random.default_rng(4)
+    for k in range(5):
+        theta = rng.normal(size=D.shape[1])
+        np.testing.assert_allclose(2 * (bq.G[k] @ theta - bq.c[k]), R.mse_gradient(D, p.y, theta), rtol=1e-10, atol=1e-10)
+    if variant == "batchnorm":
+        np.testing.assert_allclose(bq.batch_mean, np.tile(p.X.mean(axis=0), (5, 1)), rtol=1e-12)
+        np.testing.assert_allclose(bq.batch_var, np.tile(p.X.var(axis=0), (5, 1)), rtol=1e-12)
+
+
 def test_batch_plan_shuffles_without_replacement_each_epoch():
     order, offsets = R.batch_plan(10, 3, 4, seed=1)
     assert len(offsets) - 1 == 4 * math.ceil(10 / 3)

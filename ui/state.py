@@ -200,6 +200,30 @@ def restore(params: Sequence[Param]) -> list[str]:
     return notices
 
 
+def hold(params: Sequence[Param]) -> None:
+    """Keep the values of controls that this run does not draw (call instead of their widgets).
+
+    A control shown only for one optimizer, say, is not drawn for the others. Streamlit then
+    drops its widget value at the end of the run and falls back to whatever was last written to
+    its key from code (the URL value or default that :func:`restore` set before the widget
+    first appeared), so the user's choice would be lost. Writing the current value back to the
+    key, in a run where the widget is not drawn (which Streamlit allows), makes it that
+    fallback; a key that is already gone gets the copy kept by :func:`publish`, else the URL's
+    value, else the default. When the control is drawn again, it shows the user's choice.
+    """
+    ss = st.session_state
+    for p in params:
+        if p.key in ss:
+            value = ss[p.key]
+        elif _KEPT_PREFIX + p.key in ss:
+            value = ss[_KEPT_PREFIX + p.key]
+        elif (raw := st.query_params.get(p.key)) is not None:
+            value = p.parse(raw)[0]
+        else:
+            value = p.default
+        ss[p.key] = list(value) if isinstance(value, list | tuple) else value
+
+
 def publish(params: Sequence[Param]) -> None:
     """Write the current values of ``params`` to the URL and keep a copy (after the widgets)."""
     for p in params:

@@ -70,10 +70,8 @@ PARAMS = [
     BoolParam("c1_map", True, label="stability map"),
 ]
 P = {p.key: p for p in PARAMS}
-#: The data controls, drawn on every full run, and the optimizer controls, drawn inside the
-#: page's fragment (see ``ui.valley_controls``); each half publishes its own params to the URL.
-DATA_PARAMS = [P[k] for k in ("c1_source", "c1_seed", "c1_n", "c1_noise", "c1_variants")]
-OPTIMIZER_PARAMS = [p for p in PARAMS if p not in DATA_PARAMS]
+#: The step-size controls, drawn inside the page's fragment (see ``ui.valley_controls``).
+STEP_KEYS = ("c1_lr", "c1_frac")
 
 #: Grid resolution of the drawn landscapes (the closed form does 400 x 400 in ~ms, but every
 #: grid value is sent to the browser, so the page draws a lighter one).
@@ -252,12 +250,22 @@ def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float
     return float(frac * cond.max_stable_lr)
 
 
-@st.cache_resource(max_entries=32, show_spinner="Running the optimizer…")
+#: Runs with more steps than this show a spinner (the default 100 full-batch steps take ~1 ms;
+#: batch 1 x 200 epochs x 500 samples, 100 000 steps, takes seconds).
+SPINNER_STEPS = 20_000
+
+
+@per_rerun_cache(32)
 def run(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
         optimizer: str, mom: float, beta1: float, beta2: float) -> R.RunResult:
     """One cached optimizer run; mini-batches are shuffled from ``seed``."""
     p, _ = problem(data, variant)
-    return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=R.Hyper(mom, beta1, beta2))
+    steps = epochs * R.steps_per_epoch(len(p.y), batch)
+    hyper = R.Hyper(mom, beta1, beta2)
+    if steps <= SPINNER_STEPS:
+        return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=hyper)
+    with st.spinner(f"Running the optimizer: {steps:,} steps…"):
+        return R.run(p, lr, batch, epochs, optimizer, seed=seed, hyper=hyper)
 
 
 def landscape(data: tuple, variant: str, p: R.Problem, res: R.RunResult):
@@ -312,7 +320,7 @@ def stability_row(data: tuple, seed: int, variants: tuple, mode: str, epochs: in
                            R.Hyper(mom, beta1, beta2))
 
 
-def _map_batch_sizes(data: tuple) -> np.ndarray:
+def map_batch_sizes(data: tuple) -> np.ndarray:
     return R.default_batch_sizes(data_facts(data).n)
 
 
@@ -323,7 +331,7 @@ def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, o
     Each row is cached; the progress bar lives outside the cached functions, so a cache hit
     replays nothing (an element created inside a cached function is replayed on every hit).
     """
-    sizes = _map_batch_sizes(data)
+    sizes = map_batch_sizes(data)
     bar = st.progress(0.0, text="Sweeping 40 step sizes × batch sizes for every variant…")
     rows = []
     for i, b in enumerate(sizes):
@@ -341,7 +349,7 @@ def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs:
     Call :func:`stability` first in the same run: its rows are then cache hits here.
     """
     rows = [stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b))
-            for b in _map_batch_sizes(data)]
+            for b in map_batch_sizes(data)]
     m = R.concat_stability_maps(rows)
     return m, vf.stability_figure(m.variants, m.x_values, m.x_kind, m.batch_sizes, m.final_loss, m.diverged,
                                   m.undefined)

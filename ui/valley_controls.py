@@ -1,16 +1,16 @@
 """Chapter 1's sidebar: every control (mirrored in the URL) and the data source, in two calls.
 
-:func:`data_controls` runs on every full run: it restores the URL state, draws the data
-controls, publishes them back to the URL and reports what it had to adjust.
-:func:`optimizer_controls` draws the optimizer controls into the sidebar from inside the
-page's ``st.fragment``, so that moving the learning rate (or any optimizer control) reruns
-only the part of the page that depends on it, not the navigation, the data controls and the
-static prose. It returns the settings as one small :class:`Settings` record, so the page
-itself is only prose, calls and charts.
+:func:`controls` runs on every full run: it restores the URL state, draws every control but
+the step size, publishes them back to the URL, reports what it had to adjust and returns the
+settings as one small :class:`Settings` record, so the page itself is only prose, calls and
+charts. :func:`step_size_control` draws the learning-rate (or fraction) slider into its place
+in the sidebar from inside the page's ``st.fragment``, so that moving it, the chapter's main
+interaction, reruns only the part of the page that depends on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import streamlit as st
@@ -23,27 +23,12 @@ from ui import valley_figures as vf
 
 
 @dataclass(frozen=True)
-class DataSettings:
-    """The data half of the settings, drawn by :func:`data_controls` on every full run."""
-
-    source: str
-    data_key: tuple
-    dataset: object | None  # a CsvDataset for the example/upload sources, None for the recipe
-    names: tuple
-    seed: int
-    n: int
-    variants: tuple
-    facts: vs.DataFacts  # names, n and every variant's conditioning, computed from the data
-    optimizer_box: object  # the sidebar container that :func:`optimizer_controls` fills
-
-
-@dataclass(frozen=True)
 class Settings:
     """The chapter's settings after validation (see ``ui.valley.PARAMS`` for ranges)."""
 
     source: str
     data_key: tuple
-    dataset: object | None
+    dataset: object | None  # a CsvDataset for the example/upload sources, None for the recipe
     names: tuple
     seed: int
     n: int
@@ -57,7 +42,8 @@ class Settings:
     epochs: int
     tol: float
     show_map: bool
-    facts: vs.DataFacts
+    facts: vs.DataFacts  # names, n and every variant's conditioning, computed from the data
+    step_box: object = None  # the sidebar container that :func:`step_size_control` fills
 
     @property
     def n_steps(self) -> int:
@@ -91,12 +77,14 @@ def _data_source(ss, errors: list[str]) -> tuple[tuple, object | None]:
     return recipe, None
 
 
-def data_controls() -> DataSettings:
-    """Restore every control from the URL, draw the data controls, report what was adjusted.
+def controls() -> Settings:
+    """Restore from the URL, draw every control but the step size, publish, show notices.
 
-    Also creates the sidebar container for the optimizer controls, which the page's fragment
-    fills with :func:`optimizer_controls` (a fragment may write to a container made outside it
-    once that container has had a write in the full run: the "Optimizer" caption).
+    The step-size slider (learning rate or fraction of 2/lambda_max, whichever the mode uses)
+    gets an empty sidebar container, ``step_box``, at its place among the controls: the page
+    draws it from inside its ``st.fragment`` with :func:`step_size_control`, so moving it
+    reruns only the fragment. (A fragment may write to a container made outside it once that
+    container has had a write in the full run; nothing else writes to this one.)
     """
     notices = state.restore(vs.PARAMS)
     ss = st.session_state
@@ -115,19 +103,40 @@ def data_controls() -> DataSettings:
                         disabled=not recipe)
         st.multiselect("input variants", R.VARIANTS, format_func=vf.VARIANT_LABELS.get, key="c1_variants",
                        help="Compared side by side with the same optimizer and the same number of steps.")
-        optimizer_box = st.container()
-        optimizer_box.caption("Optimizer")
-    n = int(ss["c1_n"]) if ds is None else len(ds.y)
-    batch = int(ss["c1_batch"])
-    if batch > n:
-        # With a file, n is the file's row count: a file notice, not a link notice.
-        (notices if ds is None else file_notes).append(
-            f"batch size: {batch} is more than n = {n} samples; using {n} (full batch).")
-        batch = n
-    # Always (re)assign: the batch slider's max follows n, and Streamlit treats a widget whose
-    # range changed as a new widget, which would reset an unassigned value to the minimum (1).
-    ss["c1_batch"] = batch
-    state.publish(vs.DATA_PARAMS)
+        st.caption("Optimizer")
+        st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
+        opt = ss["c1_opt"]
+        # Only the chosen optimizer's own settings are shown; the others keep their values
+        # (in the link and in the session) for when that optimizer is chosen again.
+        state.hold([vs.P[k] for k in {"gd": ("c1_mom", "c1_beta1", "c1_beta2"), "momentum": ("c1_beta1", "c1_beta2"),
+                                      "adam": ("c1_mom",)}[opt]])
+        if opt == "momentum":
+            st.select_slider("momentum μ", vs.MOMENTUM_OPTIONS, key="c1_mom",
+                             help="Heavy ball, PyTorch convention: v ← μv + g, θ ← θ − αv.")
+        if opt == "adam":
+            st.select_slider("Adam β1", vs.BETA1_OPTIONS, key="c1_beta1",
+                             help="Decay of the running mean of gradients (the momentum part).")
+            st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2",
+                             help="Decay of the running mean of squared gradients (the per-coordinate scale).")
+        st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
+                 help="One learning rate cannot serve every variant: on this data full-batch gradient descent is "
+                      f"stable for {vs.stable_lr_text(facts)} (2/λ_max of each).")
+        step_box = st.container()  # the step-size slider, drawn by the page's fragment
+        n = int(ss["c1_n"]) if ds is None else len(ds.y)
+        batch = int(ss["c1_batch"])
+        if batch > n:
+            # With a file, n is the file's row count: a file notice, not a link notice.
+            (notices if ds is None else file_notes).append(
+                f"batch size: {batch} is more than n = {n} samples; using {n} (full batch).")
+            batch = n
+        # Always (re)assign: the slider's max follows n, and Streamlit treats a widget whose range
+        # changed as a new widget, which would reset an unassigned value to the minimum (1).
+        ss["c1_batch"] = batch
+        st.slider("batch size (n = full-batch gradient descent)", 1, max(n, 2), key="c1_batch")
+        st.slider("epochs (passes over the data)", 1, vs.EPOCHS_MAX, key="c1_epochs")
+        st.select_slider("tolerance on (L−L*)/(L₀−L*)", vs.TOL_OPTIONS, format_func=_fmt, key="c1_tol")
+        st.toggle("compute the stability map", key="c1_map")
+    state.publish([p for p in vs.PARAMS if p.key not in vs.STEP_KEYS])
     state.show_notices(notices)
     for msg in errors:
         st.error(msg)
@@ -147,46 +156,31 @@ def data_controls() -> DataSettings:
         if notes:
             about = "the example CSV" if source == "example" else "your file"
             st.warning(f"About {about}:\n\n" + "\n".join(f"- {m}" for m in notes))
-    return DataSettings(
-        source=source, data_key=data_key, dataset=ds, names=facts.names, seed=int(ss["c1_seed"]), n=n,
-        variants=tuple(v for v in R.VARIANTS if v in ss["c1_variants"]), facts=facts,
-        optimizer_box=optimizer_box,
-    )
-
-
-def optimizer_controls(data: DataSettings) -> Settings:
-    """Draw the optimizer controls into ``data.optimizer_box``, publish them; return all settings.
-
-    Called from the page's fragment: moving one of these widgets reruns only the fragment.
-    """
-    ss = st.session_state
-    facts, n = data.facts, data.n
-    with data.optimizer_box:
-        st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
-        opt = ss["c1_opt"]
-        st.select_slider("momentum μ", vs.MOMENTUM_OPTIONS, key="c1_mom", disabled=opt != "momentum",
-                         help="Heavy ball, PyTorch convention: v ← μv + g, θ ← θ − αv. Used by 'Momentum'.")
-        st.select_slider("Adam β1", vs.BETA1_OPTIONS, key="c1_beta1", disabled=opt != "adam")
-        st.select_slider("Adam β2", vs.BETA2_OPTIONS, key="c1_beta2", disabled=opt != "adam")
-        st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
-                 help="One learning rate cannot serve every variant: on this data full-batch gradient descent is "
-                      f"stable for {vs.stable_lr_text(facts)} (2/λ_max of each).")
-        mode = ss["c1_mode"]
-        st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=_fmt, key="c1_lr", disabled=mode != "same",
-                         help="Used in the 'same learning rate for all' mode (log scale).")
-        st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=_fmt, key="c1_frac",
-                         disabled=mode != "fraction",
-                         help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch gradient descent "
-                              "(without momentum) diverges.")
-        st.slider("batch size (n = full-batch gradient descent)", 1, max(n, 2), key="c1_batch")
-        st.slider("epochs (passes over the data)", 1, vs.EPOCHS_MAX, key="c1_epochs")
-        st.select_slider("tolerance on (L−L*)/(L₀−L*)", vs.TOL_OPTIONS, format_func=_fmt, key="c1_tol")
-        st.toggle("compute the stability map", key="c1_map")
-    state.publish(vs.OPTIMIZER_PARAMS)
     return Settings(
-        source=data.source, data_key=data.data_key, dataset=data.dataset, names=data.names, seed=data.seed,
-        n=n, variants=data.variants, optimizer=opt,
-        hyper=(float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"])), mode=mode,
+        source=source, data_key=data_key, dataset=ds, names=facts.names, seed=int(ss["c1_seed"]),
+        n=n, variants=tuple(v for v in R.VARIANTS if v in ss["c1_variants"]), optimizer=opt,
+        hyper=(float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"])), mode=ss["c1_mode"],
         lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]), batch=min(int(ss["c1_batch"]), n),
         epochs=int(ss["c1_epochs"]), tol=float(ss["c1_tol"]), show_map=bool(ss["c1_map"]), facts=facts,
+        step_box=step_box,
     )
+
+
+def step_size_control(cfg: Settings) -> Settings:
+    """Draw the step-size slider of ``cfg.mode`` into ``cfg.step_box``; return the settings with it.
+
+    Called from the page's fragment: moving this slider reruns only the fragment. The other
+    mode's value is held (kept in the session and the link) while its slider is hidden.
+    """
+    ss = st.session_state
+    state.hold([vs.P["c1_frac" if cfg.mode == "same" else "c1_lr"]])
+    with cfg.step_box:
+        if cfg.mode == "same":
+            st.select_slider("learning rate α", vs.LR_OPTIONS, format_func=_fmt, key="c1_lr",
+                             help="The same step for every variant (log scale).")
+        else:
+            st.select_slider("fraction of 2/λ_max", vs.FRACTION_OPTIONS, format_func=_fmt, key="c1_frac",
+                             help="Each variant steps α = fraction × its own 2/λ_max. Above 1 full-batch gradient "
+                                  "descent (without momentum) diverges.")
+    state.publish([vs.P[k] for k in vs.STEP_KEYS])
+    return dataclasses.replace(cfg, lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]))
