@@ -193,11 +193,12 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     # Each frame: the path so far (at most ~100 of its points, the early ones exactly) and the
     # current point; the whole path stays drawn faintly underneath (trace 5).
     frames = []
+    xa, ya, pa = np.array(xs, dtype=object), np.array(ys, dtype=object), ps.astype(int)
     for i in fidx:
         sub = downsample_indices(i + 1, limit=100, head=40)
         frames.append({"name": str(int(ps[i])), "traces": [1, 4],
-                       "data": [{"type": "scatter", "x": [xs[j] for j in sub], "y": [ys[j] for j in sub],
-                                 "customdata": [int(ps[j]) for j in sub]},
+                       "data": [{"type": "scatter", "x": xa[sub].tolist(), "y": ya[sub].tolist(),
+                                 "customdata": pa[sub].tolist()},
                                 {"type": "scatter", "x": [xs[i]], "y": [ys[i]]}]})
     data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": "whole path", "showlegend": False,
                  "line": {"color": style["color"], "width": 1, "dash": "dot"}, "opacity": 0.5})
