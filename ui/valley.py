@@ -74,8 +74,10 @@ P = {p.key: p for p in PARAMS}
 STEP_KEYS = ("c1_lr", "c1_frac")
 
 #: Grid resolution of the drawn landscapes (the closed form does 400 x 400 in ~ms, but every
-#: grid value is sent to the browser, so the page draws a lighter one).
-GRID = 100
+#: grid value is serialized, hashed and sent on every step-size change, so the page draws a
+#: lighter one; at 80 x 80 the raw valley's contours still look smooth in Chromium, and the
+#: landscape's JSON is about 73 KB instead of 95 KB at 100 x 100).
+GRID = 80
 
 
 def fmt_num(x: float) -> str:
