@@ -399,11 +399,24 @@ def _momentum_step(theta, grad, lr, state, t, hp):
 
 
 def _adam_step(theta, grad, lr, state, t, hp):
-    state["m"] = hp.beta1 * state.get("m", 0.0) + (1 - hp.beta1) * grad
-    state["v"] = hp.beta2 * state.get("v", 0.0) + (1 - hp.beta2) * grad * grad
-    m_hat = state["m"] / (1 - hp.beta1 ** t)
-    v_hat = state["v"] / (1 - hp.beta2 ** t)
-    return theta - lr * m_hat / (np.sqrt(v_hat) + hp.adam_eps)
+    # m <- b1 m + (1 - b1) g ; v <- b2 v + (1 - b2) g^2 ; theta <- theta - lr m_hat / (sqrt(v_hat) + eps)
+    # with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t). In place on preallocated buffers: the
+    # stability map runs ~20 000 of these steps on small stacks, where allocation dominates.
+    if "m" not in state:
+        state["m"], state["v"], state["tmp"] = np.zeros_like(grad), np.zeros_like(grad), np.empty_like(grad)
+    m, v, tmp = state["m"], state["v"], state["tmp"]
+    m *= hp.beta1
+    m += (1 - hp.beta1) * grad
+    np.multiply(grad, grad, out=tmp)
+    tmp *= 1 - hp.beta2
+    v *= hp.beta2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp *= 1.0 / math.sqrt(1 - hp.beta2 ** t)  # sqrt(v_hat)
+    tmp += hp.adam_eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= 1.0 / (1 - hp.beta1 ** t)           # m_hat / (sqrt(v_hat) + eps)
+    return theta - lr * tmp
 
 
 #: ``name -> step(theta, grad, lr, state, t, hyper) -> new theta`` (t counts from 1).
