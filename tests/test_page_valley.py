@@ -461,3 +461,15 @@ def test_a_link_with_a_hidden_control_restores_it_when_shown():
     assert "c1_mom" not in {w.key for w in at.sidebar.select_slider}
     at.selectbox(key="c1_opt").set_value("momentum").run()
     assert at.select_slider(key="c1_mom").value == 0.8
+
+
+def test_the_step_size_survives_a_run_that_stops_before_drawing_it():
+    """With no variant picked the page stops before the step-size slider; it keeps its value."""
+    at = _app(c1_epochs="5", c1_map="0")
+    at.select_slider(key="c1_frac").set_value(0.9).run()
+    at.multiselect(key="c1_variants").set_value([]).run()
+    assert at.info and "Pick at least one input variant" in at.info[0].value
+    at.multiselect(key="c1_variants").set_value(["raw"]).run()
+    assert not at.exception
+    assert at.select_slider(key="c1_frac").value == 0.9
+    assert _query(at, "c1_frac") == "0.9"
