@@ -438,9 +438,6 @@ def train(
 
     done = 0
     with np.errstate(all="ignore"), single_blas_thread():
-        # record 0 gets the gradient of the first mini-batch at initialization: the one the
-        # first update uses (nothing is updated here; the loop below recomputes it)
-        rec_grad[0] = initial_grad_norms(config, data)
         evaluate(0)
         next_rec = 1  # index into record_steps of the next evaluation
         for step in range(1, steps + 1):
@@ -461,6 +458,8 @@ def train(
                 break
             model.backward(grad, need_input_grad=False)
             t1 = perf()
+            if step == 1:  # record 0: the first mini-batch's gradient at initialization, before any update
+                _weight_grad_norms(linears, rec_grad[0])
             if step == record_steps[next_rec]:
                 _weight_grad_norms(linears, rec_grad[next_rec])
             t2 = perf()
