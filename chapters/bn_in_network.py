@@ -7,7 +7,6 @@ scikit-learn's digits, one plain and one with batch normalization; every chart c
 from __future__ import annotations
 
 import functools
-import inspect
 from dataclasses import replace
 
 import numpy as np
@@ -16,8 +15,8 @@ import streamlit as st
 from bn_core import train as train_module
 from bn_core.layers import BatchNorm1d
 from bn_core.train import TrainConfig
+from ui import code, state
 from ui import network as net
-from ui import state
 
 LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 INIT_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -451,9 +450,9 @@ def _section_downloads_and_code(results: dict) -> None:
     with st.expander("Show the code: the training loop and the batch-norm layer behind these curves"):
         loop, bn_forward, bn_backward = st.tabs(["training loop (bn_core.train.train)",
                                                  "BatchNorm1d.forward", "BatchNorm1d.backward"])
-        loop.code(inspect.getsource(train_module.train), language="python")
-        bn_forward.code(inspect.getsource(BatchNorm1d.forward), language="python")
-        bn_backward.code(inspect.getsource(BatchNorm1d.backward), language="python")
+        loop.code(code.source(train_module.train), language="python")
+        bn_forward.code(code.source(BatchNorm1d.forward), language="python")
+        bn_backward.code(code.source(BatchNorm1d.backward), language="python")
 
 
 def main() -> None:

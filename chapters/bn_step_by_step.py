@@ -1,6 +1,5 @@
 """Chapter 2 · Batch norm, step by step: one mini-batch through the core's BatchNorm1d."""
 
-import inspect
 
 import numpy as np
 import pandas as pd
@@ -8,7 +7,7 @@ import streamlit as st
 
 from bn_core import walkthrough
 from bn_core.layers import BatchNorm1d
-from ui import state
+from ui import code, state
 from ui import stepbystep as sbs
 
 st.title("2 · Batch norm, step by step")
@@ -243,9 +242,9 @@ else:
 # ---------------------------------------------------------------- the code
 with st.expander("Show the code: the core's BatchNorm1d forward and backward"):
     st.caption("From bn_core/layers.py, the layer that computed every number on this page.")
-    st.code(inspect.getsource(BatchNorm1d.forward), language="python")
-    st.code(inspect.getsource(BatchNorm1d._update_running), language="python")
-    st.code(inspect.getsource(BatchNorm1d.backward), language="python")
+    st.code(code.source(BatchNorm1d.forward), language="python")
+    st.code(code.source(BatchNorm1d._update_running), language="python")
+    st.code(code.source(BatchNorm1d.backward), language="python")
 
 state.publish(sbs.PARAMS)
 with notice_box:

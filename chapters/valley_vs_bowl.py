@@ -223,5 +223,5 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 step_size_and_results(cfg, variants, boxes)
 
 with st.expander("Show the code: the optimizer loop and the update rules"):
-    for source in vs.optimizer_source():  # inspect.getsource of the core, read once
+    for source in vs.optimizer_source():  # ui.code.source: read once per process
         st.code(source, language="python")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import io
 import math
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from bn_core import regression as R
 from bn_core import theory as T
 from bn_core.data import FEATURE_NAMES, RegressionData, make_regression
 from bn_core.upload import CsvDataset, CsvError, parse_two_feature_csv
+from ui import code
 from ui import valley_figures as vf
 from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
 
@@ -416,12 +416,11 @@ def markdown_table(rows: list[dict], number_format: str = "{:.4f}") -> str:
     return head + "\n".join("| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows)
 
 
-@functools.lru_cache(maxsize=1)
 def optimizer_source() -> tuple[str, str, str]:
-    """Source of the core loop, the update rules and the per-batch quadratics (read once)."""
-    rules = ("\n\n".join(inspect.getsource(f) for f in R.OPTIMIZERS.values())
+    """Source of the core loop, the update rules and the per-batch quadratics (read once, ui.code)."""
+    rules = ("\n\n".join(code.source(f) for f in R.OPTIMIZERS.values())
              + "\n\nOPTIMIZERS = {'gd': _gd_step, 'momentum': _momentum_step, 'adam': _adam_step}")
-    return inspect.getsource(R.descend), rules, inspect.getsource(R.batch_quadratics)
+    return code.source(R.descend), rules, code.source(R.batch_quadratics)
 
 
 def theory_table(rows: dict) -> list[dict]:
