@@ -199,7 +199,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
     boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
     with boxes["coefficients"]:
-        truth = None if cfg.dataset is not None else np.array([2.0, 3.0])
+        truth = None if cfg.dataset is not None else vs.dataset(cfg.data_key).true_weights
         st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
         if "batchnorm" in results:
             bn = results["batchnorm"]
@@ -213,8 +213,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
     boxes["theory"].markdown(vs.markdown_table(vs.theory_table(rows)))
     if "map" in boxes:
         current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
-        _, map_fig, _ = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper,
-                                               current)
+        map_fig = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper, current)
         boxes["map"].plotly_chart(map_fig, key="c1_fig_map")
     boxes["download"].download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
                                       file_name="valley_vs_bowl_history.csv", mime="text/csv")

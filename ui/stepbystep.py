@@ -361,12 +361,6 @@ def plus(v: float) -> str:
 # --------------------------------------------------------------------------- cached wrappers
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def cached_batch(source: str, batch_size: int, n_features: int, shift: float, scale: float,
-                 seed: int) -> np.ndarray:
-    return walkthrough.make_batch(source, batch_size, n_features, shift, scale, seed)
-
-
 @st.cache_data(max_entries=32, show_spinner="Training the running statistics…")
 def cached_running(source: str, batch_size: int, n_features: int, shift: float, scale: float,
                    seed: int, momentum: float, n_steps: int, eps: float) -> dict:

@@ -96,9 +96,9 @@ def per_rerun_cache(maxsize: int):
     every argument with its own hasher: about 1 ms per call on this machine, several per rerun.
     These calls take only hashable primitives (str, int, float and tuples of them), so a plain
     dictionary lookup on the argument tuple is an exact key and costs microseconds
-    (``typed=True`` keeps ``1`` and ``1.0`` apart). On a miss they call the ``st.cache_resource``
-    functions above (:func:`run` shows its spinner there), so nothing is computed twice.
-    ``lru_cache`` is thread-safe; what it returns is read-only, like everything cached here.
+    (``typed=True`` keeps ``1`` and ``1.0`` apart). ``lru_cache`` is thread-safe and, like
+    ``st.cache_resource``, shared by all sessions of the process; what it returns is read-only,
+    like everything cached here.
     """
     return functools.lru_cache(maxsize=maxsize, typed=True)
 
@@ -257,10 +257,9 @@ def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float
 SPINNER_STEPS = 20_000
 
 
-@per_rerun_cache(32)
 def run(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
         optimizer: str, mom: float, beta1: float, beta2: float) -> R.RunResult:
-    """One cached optimizer run; mini-batches are shuffled from ``seed``."""
+    """One optimizer run; mini-batches are shuffled from ``seed`` (cached by :func:`variant_view`)."""
     p, _ = problem(data, variant)
     steps = epochs * R.steps_per_epoch(len(p.y), batch)
     hyper = R.Hyper(mom, beta1, beta2)
@@ -288,9 +287,8 @@ FRACTION_MAP_MAX, LR_MAP_MAX = 1.5, 3.0
 
 @dataclass(frozen=True)
 class VariantView:
-    """Everything the page shows for one variant: its problem, conditioning, run and contour figure."""
+    """Everything the page shows for one variant: its conditioning, run and contour figure."""
 
-    problem: R.Problem
     cond: T.Conditioning
     result: R.RunResult
     figure: object
@@ -302,7 +300,7 @@ def variant_view(data: tuple, seed: int, variant: str, lr: float, batch: int, ep
     """:func:`problem`, :func:`run` and :func:`landscape` of one variant in ONE cached call."""
     p, cond = problem(data, variant)
     res = run(data, seed, variant, lr, batch, epochs, optimizer, mom, beta1, beta2)
-    return VariantView(p, cond, res, landscape(data, variant, p, res))
+    return VariantView(cond, res, landscape(data, variant, p, res))
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
@@ -372,14 +370,13 @@ def convergence_figure(data: tuple, seed: int, variants: tuple, lrs: tuple, batc
 @per_rerun_cache(64)
 def stability_figure_at(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
                         mom: float, beta1: float, beta2: float, current: tuple):
-    """The stability map and its figure with a star at ``current = (step size, batch size)``.
+    """The stability map's figure with a star at ``current = (step size, batch size)``.
 
-    The star is drawn only when the batch size is one of the map's rows; the second value
-    says whether it was.
+    The star is drawn only when the batch size is one of the map's rows (the page says so
+    otherwise).
     """
     m, fig = stability_figure(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2)
-    shown = current[1] in m.batch_sizes
-    return m, (vf.with_current_setting(fig, len(m.variants), current) if shown else fig), shown
+    return vf.with_current_setting(fig, len(m.variants), current) if current[1] in m.batch_sizes else fig
 
 
 def relative_suboptimality(res: R.RunResult) -> np.ndarray:

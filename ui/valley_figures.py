@@ -85,12 +85,6 @@ WEIGHT_UNITS = {
 }
 
 
-def _tolist(a) -> list:
-    """Finite floats as a list; anything non-finite becomes None (never NaN in the JSON)."""
-    a = np.asarray(a, dtype=float)
-    return [float(v) if math.isfinite(v) else None for v in a.tolist()]
-
-
 def downsample_indices(k: int, limit: int = 600, head: int = 150) -> np.ndarray:
     """Indices into a path of ``k`` points: the first ``head`` exactly (zigzags live there), then
     evenly spaced up to the last point, at most ``limit`` in all."""
@@ -268,7 +262,7 @@ def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure
 
 def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_sizes: np.ndarray,
                      final_loss: np.ndarray, diverged: np.ndarray, undefined: np.ndarray,
-                     current: tuple | None = None, height: int = 400) -> go.Figure:
+                     height: int = 400) -> go.Figure:
     """Heat maps of ``log10`` final loss over (learning rate, batch size), one panel per variant.
 
     Parameters
@@ -280,8 +274,8 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
     final_loss : ndarray of shape (V, B, L)
         NaN for diverged/undefined cells: they become gaps (None) with a marker on top.
     diverged, undefined : ndarray of bool, shape (V, B, L)
-    current : (x, batch size), optional
-        The page's current setting, marked with a star.
+
+    The page's current setting is starred by :func:`with_current_setting`, on a copy.
     """
     V = len(variants)
     with np.errstate(all="ignore"):
@@ -335,8 +329,7 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
         else:
             layout[k] = val
     layout["yaxis"]["title"] = {"text": "batch size [samples]"}
-    fig = FigureSpec({"data": data, "layout": layout})
-    return fig if current is None else with_current_setting(fig, V, current)
+    return FigureSpec({"data": data, "layout": layout})
 
 
 def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> FigureSpec:
