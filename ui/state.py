@@ -174,12 +174,28 @@ class MultiChoiceParam(Param):
         return ",".join(value)
 
 
+def _stored(value: object) -> object:
+    """A value as the session keeps it (a multiselect wants a list, not a tuple)."""
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def _fallback(p: Param) -> tuple[object, str | None]:
+    """The value of ``p`` when the session has none: the URL's (parsed and clamped, with its
+    message), else the copy kept when the user last saw this page, else the default."""
+    raw = st.query_params.get(p.key)
+    if raw is not None:
+        return p.parse(raw)
+    if _KEPT_PREFIX + p.key in st.session_state:
+        return st.session_state[_KEPT_PREFIX + p.key], None
+    return p.default, None
+
+
 def restore(params: Sequence[Param]) -> list[str]:
     """Initialise ``st.session_state`` for ``params``; call before the widgets.
 
-    Per parameter, in this order: a key already in the session state (the user moved a
-    widget) is left alone; else a value in the URL is parsed, clamped and used; else the copy
-    kept when the user last saw this page; else the default. Returns the messages for URL
+    Per parameter, a key already in the session state (the user moved a widget) is left
+    alone; else :func:`_fallback` gives the value: the URL's, parsed and clamped, else the copy
+    kept when the user last saw this page, else the default. Returns the messages for URL
     values that were invalid and changed.
     """
     st.session_state[_REGISTRY_KEY] = [p.key for p in params]
@@ -187,16 +203,10 @@ def restore(params: Sequence[Param]) -> list[str]:
     for p in params:
         if p.key in st.session_state:
             continue
-        raw = st.query_params.get(p.key)
-        if raw is not None:
-            value, msg = p.parse(raw)
-            if msg:
-                notices.append(msg)
-        elif _KEPT_PREFIX + p.key in st.session_state:
-            value = st.session_state[_KEPT_PREFIX + p.key]
-        else:
-            value = p.default
-        st.session_state[p.key] = list(value) if isinstance(value, list | tuple) else value
+        value, msg = _fallback(p)
+        if msg:
+            notices.append(msg)
+        st.session_state[p.key] = _stored(value)
     return notices
 
 
@@ -208,20 +218,12 @@ def hold(params: Sequence[Param]) -> None:
     its key from code (the URL value or default that :func:`restore` set before the widget
     first appeared), so the user's choice would be lost. Writing the current value back to the
     key, in a run where the widget is not drawn (which Streamlit allows), makes it that
-    fallback; a key that is already gone gets the copy kept by :func:`publish`, else the URL's
-    value, else the default. When the control is drawn again, it shows the user's choice.
+    fallback; a key that is already gone gets :func:`_fallback`'s value (which :func:`publish`
+    kept in the URL). When the control is drawn again, it shows the user's choice.
     """
     ss = st.session_state
     for p in params:
-        if p.key in ss:
-            value = ss[p.key]
-        elif _KEPT_PREFIX + p.key in ss:
-            value = ss[_KEPT_PREFIX + p.key]
-        elif (raw := st.query_params.get(p.key)) is not None:
-            value = p.parse(raw)[0]
-        else:
-            value = p.default
-        ss[p.key] = list(value) if isinstance(value, list | tuple) else value
+        ss[p.key] = _stored(ss[p.key] if p.key in ss else _fallback(p)[0])
 
 
 def publish(params: Sequence[Param]) -> None:
@@ -229,7 +231,7 @@ def publish(params: Sequence[Param]) -> None:
     for p in params:
         if p.key in st.session_state:
             value = st.session_state[p.key]
-            st.session_state[_KEPT_PREFIX + p.key] = list(value) if isinstance(value, list | tuple) else value
+            st.session_state[_KEPT_PREFIX + p.key] = _stored(value)
             text = p.encode(value)
             if st.query_params.get(p.key) != text:
                 st.query_params[p.key] = text
