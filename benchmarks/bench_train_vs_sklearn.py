@@ -9,7 +9,7 @@ Differences that are left as they are (and printed): scikit-learn keeps the inco
 batch of an epoch (1347 = 22 x 60 + 27: 23 updates per epoch) while bn_core drops it (22
 updates per epoch), so the time is also reported per 1000 training samples processed.
 
-It first times chapter 3's default run (both arms, 3000 steps each) against its 2 s budget.
+Chapter 3's default run against its 2 s budget is timed by ``bench_chapter3_default.py``.
 
 Timings use the best of ``--repeats`` runs (the minimum is the least disturbed by other
 processes on a shared machine); wall-clock and CPU time are both printed. scikit-learn is
@@ -102,29 +102,6 @@ def time_sklearn(epochs: int, batch: int, dtype: str, one_thread: bool) -> dict:
     }
 
 
-def time_default_run(repeats: int) -> None:
-    """The chapter-3 default: TrainConfig() with and without batch norm, against the 2 s budget."""
-    print(
-        "Default run of chapter 3 (TrainConfig(): sigmoid 3 x 100, batch 60, 3000 steps, "
-        "evaluation every 50 steps), both arms (norm='none' and 'bn_before'):"
-    )
-    for dtype in ("float32", "float64"):
-        walls, cpus, step_sums = [], [], []
-        for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            runs = [train(TrainConfig(norm=n, dtype=dtype)) for n in ("none", "bn_before")]
-            walls.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-            step_sums.append(sum(float(r.history["step_time"].sum()) for r in runs))
-        accs = ", ".join(f"{r.config.norm} {r.history['test_acc'][-1]:.3f}" for r in runs)
-        default = " (the default)" if dtype == TrainConfig().dtype else ""
-        print(
-            f"  {dtype}{default}: best wall {min(walls):.2f} s, best CPU {min(cpus):.2f} s "
-            f"(training steps only: {min(step_sums):.2f} s); budget 2.00 s; test accuracy {accs}"
-        )
-    print()
-
-
 def best(runs: list[dict], key: str = "wall") -> dict:
     return min(runs, key=lambda r: r[key])
 
@@ -134,15 +111,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=60)
-    parser.add_argument(
-        "--skip-default-run",
-        action="store_true",
-        help="skip timing chapter 3's default run (both arms)",
-    )
     args = parser.parse_args()
     digits("float64"), digits("float32")  # load once, outside the timings
-    if not args.skip_default_run:
-        time_default_run(args.repeats)
     print(
         f"digits: {len(digits().X_train)} training samples; {args.epochs} epochs, batch "
         f"{args.batch}, 3 x 100 logistic, SGD lr 0.1; best of {args.repeats} runs\n"
