@@ -105,12 +105,6 @@ class SufficientStats:
         with np.errstate(over="ignore", invalid="ignore"):  # inf when the data's squares overflow
             return cls(D.T @ D, D.T @ y, float(y @ y), len(y))
 
-    def loss(self, theta: np.ndarray) -> np.ndarray:
-        """Loss for ``theta`` of shape (..., p), vectorized over leading axes."""
-        theta = np.asarray(theta, dtype=float)
-        quad = np.einsum("...i,ij,...j->...", theta, self.DtD, theta)
-        return (quad - 2.0 * theta @ self.Dty + self.yty) / self.n
-
 
 def loss_grid(stats: SufficientStats, w1: np.ndarray, w2: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
     """Closed-form loss over a (w1, w2) grid from the sufficient statistics (no data pass).

@@ -27,7 +27,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -495,8 +495,3 @@ def train(
     else:
         message = f"diverged at step {diverged_at}: {reason}"
     return TrainResult(config, history, diverged_at, message, model)
-
-
-def config_dict(config: TrainConfig) -> dict:
-    """The configuration as a plain dict (for display or JSON)."""
-    return asdict(config)
