@@ -31,5 +31,5 @@ with st.sidebar:
     st.divider()
 
 page.run()
-# Once per page and process: keeps Streamlit's full collection after each run cheap (ui/memory.py).
+# Once per page and process: keeps Python's full (generation-2) collections off the rerun path (ui/memory.py).
 memory.freeze_after_first_run(page.url_path)

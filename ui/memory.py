@@ -1,19 +1,23 @@
 """Keep Python's cycle collector off the rerun path.
 
-After every script run Streamlit calls ``gc.collect(2)`` (its ``runner.postScriptGC`` option):
-a full collection that walks every object the process tracks, here the hundreds of thousands
+A full (generation-2) collection walks every object the process tracks: here the ~150 000
 that Streamlit, Plotly, pandas, SciPy and scikit-learn create on import and that live as long
-as the server. The collection holds the GIL, so the rerun's last messages wait for it. Measured
-with ``benchmarks/bench_rerun_server.py`` against a real server (see the README's benchmark
-table): that collection was about half of a chapter-1 rerun. The ``AppTest`` benchmark never saw
-it, because ``AppTest`` does not collect after a run.
+as the server. It holds the GIL, so a rerun it falls into waits for it. Two things ran one:
 
-:func:`freeze_after_first_run` collects once and then moves every object still alive into the
-permanent generation (:func:`gc.freeze`), once per page and process, after that page's first
-run (so its imports are included). Later collections, the post-script one and the automatic
-ones, only walk objects created since. Frozen objects are still freed by reference counting
-as usual; only a reference cycle among them would never be collected, and the frozen objects
-are modules, classes and caches, which are never garbage.
+* Streamlit, after every script run (its ``runner.postScriptGC`` option, now off in
+  ``.streamlit/config.toml``). Measured with ``benchmarks/bench_rerun_server.py``: about half
+  of a chapter-1 rerun (149-195 ms before, 50-90 ms with the heap frozen). The ``AppTest``
+  benchmark never saw it: ``AppTest`` does not collect after a run.
+* Python itself, whenever enough objects have survived. In 60 chapter-1 step-size reruns on
+  one server (gc callbacks timing each generation-2 collection), one such collection fell
+  among the reruns: 107 ms with the heap as it is, 7 ms with it frozen.
+
+:func:`freeze_after_first_run` collects once (~100-130 ms, once per page and process) and then
+moves every object still alive into the permanent generation (:func:`gc.freeze`), after that
+page's first run so that its imports are included. Later collections only walk objects
+created since. Frozen objects are still freed by reference counting as usual; only a
+reference cycle among them would never be collected, and the frozen objects are modules,
+classes and caches, which are never garbage.
 """
 
 from __future__ import annotations
