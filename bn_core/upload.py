@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bn_core.scaling import fit_minmax
+
 #: Largest accepted file in MB, as Streamlit counts them (1 MB = 1024 * 1024 bytes): the server's
 #: ``maxUploadSize`` in .streamlit/config.toml and the uploader's ``max_upload_size`` use the
 #: same number, so the browser refuses a larger file before it is sent.
@@ -136,6 +138,17 @@ def _check_statistics(X: np.ndarray, y: np.ndarray, names: list) -> None:
                            f"large); rescale the column, e.g. by choosing other units.")
 
 
+def constant_note(feature: str) -> str:
+    """The note for a constant feature (the app recognizes it with :func:`is_constant_note`)."""
+    return (f"Feature '{feature}' is constant: it carries no information, its scale is set to 1 and "
+            "the condition number is infinite.")
+
+
+def is_constant_note(note: str, feature_names) -> bool:
+    """True for :func:`constant_note`'s note about one of ``feature_names``."""
+    return any(note == constant_note(f) for f in feature_names)
+
+
 def parse_two_feature_csv(data: bytes | str, max_rows: int = MAX_ROWS) -> CsvDataset:
     """Parse ``data`` (the file's bytes or text) into a :class:`CsvDataset`.
 
@@ -195,11 +208,10 @@ def parse_two_feature_csv(data: bytes | str, max_rows: int = MAX_ROWS) -> CsvDat
     arr = np.array(values, dtype=float)
     X, y = arr[:, :2], arr[:, 2]
     _check_statistics(X, y, names)
-    spread = X.max(axis=0) - X.min(axis=0)
-    for j in range(2):
-        if spread[j] == 0:
-            notes.append(f"Feature '{names[j]}' is constant: it carries no information, its scale is set to 1 and "
-                         f"the condition number is infinite.")
+    # The scalers' own rule (a spread at most 1e-12 of the magnitude), so this note and the
+    # page's constant-feature warning always agree.
+    for j in np.flatnonzero(fit_minmax(X).constant):
+        notes.append(constant_note(names[j]))
     if np.max(np.abs(arr)) > 1e12:
         notes.append("Some values exceed 1e12 in magnitude: raw gradient descent needs tiny steps on such data.")
     return CsvDataset(X, y, (names[0], names[1]), names[2], tuple(notes))

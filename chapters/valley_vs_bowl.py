@@ -46,7 +46,7 @@ with st.expander("The seed article's recipe: batch normalization in three steps"
 
 # One warning for a constant feature, not one per variant plus the file's own note (the file
 # notices in vc.controls leave it to this one).
-flat = vs.constant_features(ds, cfg.names, [vs.problem(cfg.data_key, v)[0].constant for v in cfg.variants])
+flat = vs.constant_features(cfg.names, [vs.problem(cfg.data_key, v)[0].constant for v in cfg.variants])
 if flat:
     cond_notes = dict.fromkeys(facts.conds[v].note for v in cfg.variants
                                if vs.problem(cfg.data_key, v)[0].constant.any() and facts.conds[v].note)

@@ -148,3 +148,12 @@ def test_a_hundred_thousand_rows_under_the_size_limit_use_the_first_rows():
     d = parse_two_feature_csv(data)
     assert len(d.y) == MAX_ROWS and d.notes[0] == f"The file has 100000 rows; the first {MAX_ROWS} are used."
     np.testing.assert_array_equal(d.X[:3], [[0, 0], [1, 1], [2, 2]])
+
+
+def test_constant_note_follows_the_scalers_rule():
+    """A column that varies by round-off only (1e-13 of its size) is constant for the scalers,
+    so the reader notes it too; a small but real spread is not flagged."""
+    d = parse_two_feature_csv("a,b,y\n1000000,1,3\n1000000.0000001,2,4\n1000000,4,9\n")
+    assert any("'a' is constant" in note for note in d.notes)
+    d = parse_two_feature_csv("a,b,y\n1e-20,1,3\n2e-20,2,4\n3e-20,4,9\n")
+    assert not any("is constant" in note for note in d.notes)

@@ -485,21 +485,13 @@ def history_csv(results: dict) -> str:
     return buf.getvalue()
 
 
-def constant_features(dataset, names, constant_flags) -> list:
+def constant_features(names, constant_flags) -> list:
     """Names of the constant (zero-spread) features, in ``names`` order.
 
     A feature counts if a variant's problem flags it (``constant_flags``: one bool array of
-    shape (2,) per variant) or if it is constant in the uploaded ``dataset`` (``X`` of shape
-    (n, 2)); ``dataset`` may be None (seed data).
+    shape (2,) per variant); the problems use the scalers' rule, like the CSV reader's note.
     """
     flat = np.zeros(len(names), dtype=bool)
     for c in constant_flags:
         flat |= np.asarray(c, dtype=bool)
-    if dataset is not None:
-        flat |= np.ptp(np.asarray(dataset.X, dtype=float), axis=0) == 0
     return [f for f, c in zip(names, flat, strict=True) if c]
-
-
-def is_constant_note(note: str, feature_names) -> bool:
-    """True for the CSV reader's "Feature 'x' is constant" note (the page says it once itself)."""
-    return any(note.startswith(f"Feature '{f}' is constant") for f in feature_names)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from bn_core import regression as R
-from bn_core.upload import MAX_MB, MAX_ROWS
+from bn_core.upload import MAX_MB, MAX_ROWS, is_constant_note
 from ui import state
 from ui import valley as vs
 from ui import valley_figures as vf
@@ -152,7 +152,7 @@ def controls() -> Settings:
                 "The raw variant has no intercept (like the seed recipe); if your data needs one, compare with "
                 "the other variants' least-squares rows.")
         # The constant-feature note is left to the page's single constant-feature warning.
-        notes = [m for m in ds.notes if not vs.is_constant_note(m, ds.feature_names)] + file_notes
+        notes = [m for m in ds.notes if not is_constant_note(m, ds.feature_names)] + file_notes
         if notes:
             about = "the example CSV" if source == "example" else "your file"
             st.warning(f"About {about}:\n\n" + "\n".join(f"- {m}" for m in notes))
