@@ -8,7 +8,6 @@ primitive, hashable arguments only, so the cache key is the whole input.
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import io
 
@@ -127,9 +126,13 @@ def _axes(row: int, col: int, n_cols: int) -> tuple[str, str]:
 
 
 def _spec(layout: dict, data: list[dict], **changes) -> FigureSpec:
-    lay = copy.deepcopy(layout)
-    lay.update(changes)
-    return FigureSpec({"data": data, "layout": lay})
+    """A FigureSpec on a cached layout with some top-level keys replaced.
+
+    A shallow copy, as in ``ui.valley_figures._layout``: the cached layout (and its large
+    template) is shared and never modified, since a FigureSpec is read-only. (A deep copy of
+    it cost ~1 ms per figure, four figures per rerun.)
+    """
+    return FigureSpec({"data": data, "layout": {**layout, **changes}})
 
 
 @functools.lru_cache(maxsize=8)
