@@ -485,6 +485,18 @@ def descend(G: np.ndarray, c: np.ndarray, theta0: np.ndarray, lr: np.ndarray | f
     return path
 
 
+def suboptimality(problem: Problem, theta_star: np.ndarray, thetas: np.ndarray) -> np.ndarray:
+    """``L(theta) - L*`` of the full-batch loss for iterates ``thetas`` of shape (..., p).
+
+    ``e^T (D^T D / n) e`` with ``e = theta - theta*``: exact for a quadratic and free of the
+    cancellation of ``L(theta) - L*`` computed as a difference; clipped at 0 against round-off.
+    Call under ``np.errstate`` when the iterates may overflow.
+    """
+    D = problem.design
+    e = thetas - theta_star
+    return np.maximum(np.einsum("...i,ij,...j->...", e, D.T @ D / len(problem.y), e), 0.0)
+
+
 def first_divergence(loss: np.ndarray, axis: int = 0) -> np.ndarray:
     """Index of the first step whose loss is non-finite or above ``EXPLODE_FACTOR * L_0``.
 
@@ -597,9 +609,7 @@ def run(problem: Problem, lr: float, batch_size: int, epochs: int, optimizer: st
     theta_star = least_squares(problem.design, problem.y)
     with np.errstate(all="ignore"):  # data whose squares overflow give inf/NaN here, not warnings
         loss_star = mse_loss(problem.design, problem.y, theta_star)
-        Gf = problem.design.T @ problem.design / n
-        e = path - theta_star
-        sub = np.maximum(np.einsum("ki,ij,kj->k", e, Gf, e), 0.0)
+        sub = suboptimality(problem, theta_star, path)
         loss = loss_star + sub
     k_div = int(first_divergence(loss))
     # Keep at least theta_0: when even L(theta_0) is not finite (k_div == 0) the history is the
@@ -746,10 +756,7 @@ def stability_map(X: np.ndarray, y: np.ndarray, variants: tuple, x_values: np.nd
         done += K
         with np.errstate(all="ignore"):
             for v, p in enumerate(problems):
-                pp = p.design.shape[1]
-                e = path[:, v, :, :pp] - stars[v]
-                Gf = p.design.T @ p.design / n
-                loss = loss_star[v] + np.maximum(np.einsum("kli,ij,klj->kl", e, Gf, e), 0.0)
+                loss = loss_star[v] + suboptimality(p, stars[v], path[:, v, :, :p.design.shape[1]])
                 div = first_divergence(loss) >= 0
                 diverged[v, j] = div
                 final[v, j] = np.where(div, np.nan, loss[-1])
