@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from bn_core import regression as R
 from bn_core.data import make_regression
+from bn_core.layers import BatchNorm1d
 from bn_core.scaling import BN_EPS, batch_standardize, to_original_units
 
 
@@ -228,6 +229,19 @@ def test_batchnorm_running_statistics_match_a_hand_loop():
     np.testing.assert_allclose(got_m, rm, rtol=1e-12)
     np.testing.assert_allclose(got_v, rv, rtol=1e-12)
 
+
+
+def test_batchnorm_running_statistics_match_the_core_layer():
+    """The closed form agrees with BatchNorm1d's own running update fed the same batches."""
+    p = _random_problem(14, n=12, variant="batchnorm")
+    order, offsets = R.batch_plan(12, 5, 4, seed=3)  # batches of 5, 5, 2
+    bq = R.batch_quadratics(p, order, offsets)
+    layer = BatchNorm1d(2, momentum=R.BN_MOMENTUM, dtype=np.float64)
+    for k in range(len(offsets) - 1):
+        layer.forward(p.X[order[offsets[k]:offsets[k + 1]]], training=True)
+    got_m, got_v = R.running_statistics(bq)
+    np.testing.assert_allclose(got_m, layer.running_mean, rtol=1e-12)
+    np.testing.assert_allclose(got_v, layer.running_var, rtol=1e-12)
 
 def test_batchnorm_with_batch_size_one_is_refused_with_a_reason():
     p = _random_problem(0, variant="batchnorm")
