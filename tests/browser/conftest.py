@@ -125,6 +125,19 @@ def settle(page, timeout_s: float = 120) -> None:
     page.wait_for_timeout(300)
 
 
+def open_chapter(page, url: str, heading: str, slider: str, ready_js: str, last_text: str | None = None) -> None:
+    """Open ``url`` and wait until the chapter ``heading`` has drawn its ``slider``, its last
+    element ``last_text`` if given (the whole script has run; the status widget can show late),
+    and until the JavaScript expression ``ready_js`` (a function) returns something non-null."""
+    page.goto(url)
+    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+    page.get_by_role("slider", name=slider).wait_for(timeout=60_000)
+    if last_text is not None:
+        page.get_by_text(last_text).wait_for(timeout=90_000)
+    settle(page)
+    page.wait_for_function(f"({ready_js})() !== null", timeout=60_000)
+
+
 def assert_no_exception(page) -> None:
     """No Streamlit exception box (a traceback shown to the user) on the page."""
     boxes = page.locator('[data-testid="stException"]').all_inner_texts()

@@ -1,6 +1,7 @@
 """Chapter 3 in a real browser: the learning-rate slider moved by keyboard retrains and redraws."""
 
 from tests.browser.conftest import assert_no_exception, settle
+from tests.browser.conftest import open_chapter as open_chapter_at
 
 #: The training-curve chart's y values per trace, read from the Plotly graph div in the page.
 CURVES_JS = """() => {
@@ -12,13 +13,7 @@ CURVES_JS = """() => {
 
 
 def open_chapter(page, url):
-    page.goto(url)
-    page.get_by_role("heading", name="3 · Batch norm in a network").wait_for(timeout=60_000)
-    page.get_by_role("slider", name="Learning rate").wait_for(timeout=60_000)
-    # the page's last element: the whole script has run (the status widget can show late)
-    page.get_by_text("Show the code").wait_for(timeout=90_000)
-    settle(page)
-    page.wait_for_function(f"({CURVES_JS})() !== null", timeout=60_000)
+    open_chapter_at(page, url, "3 · Batch norm in a network", "Learning rate", CURVES_JS, last_text="Show the code")
 
 
 def test_learning_rate_slider_by_keyboard_changes_the_curves(app_url, page):

@@ -1,6 +1,7 @@
 """Chapter 2 in a real browser: the gamma slider moved by keyboard redraws the output histogram."""
 
 from tests.browser.conftest import assert_no_exception, settle
+from tests.browser.conftest import open_chapter as open_chapter_at
 
 #: The pipeline chart's output-stage data (plain arrays or Plotly's base64 typed arrays, as
 #: JSON text), read from the Plotly graph div in the page.
@@ -13,11 +14,7 @@ OUTPUT_VALUES_JS = """() => {
 
 
 def open_chapter(page, url):
-    page.goto(url)
-    page.get_by_role("heading", name="2 · Batch norm, step by step").wait_for(timeout=60_000)
-    page.get_by_role("slider", name="gamma γ (scale)").wait_for(timeout=60_000)
-    settle(page)
-    page.wait_for_function(f"({OUTPUT_VALUES_JS})() !== null", timeout=60_000)
+    open_chapter_at(page, url, "2 · Batch norm, step by step", "gamma γ (scale)", OUTPUT_VALUES_JS)
 
 
 def test_gamma_slider_by_keyboard_changes_the_output_histogram(app_url, page):
