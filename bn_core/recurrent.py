@@ -85,6 +85,7 @@ __all__ = [
     "SequenceTask",
     "length_task",
     "make_task",
+    "batch_sweep",
     "sequential_digits",
     "train",
     "validate_config",
@@ -693,10 +694,10 @@ def validate_config(config: RNNConfig, n_train: int | None = None) -> None:
         problems.append(f"batch_size must be a whole number >= 1, got {c.batch_size!r}")
     else:
         if c.batch_size < 2 and c.norm == "bn":
-            problems.append(
-                "batch norm cannot train with batch size 1: it normalizes each unit by the "
-                "mean and variance over the mini-batch, and one sequence has no batch variance "
-                "(every unit would be normalized to 0). Use a batch of at least 2 sequences")
+            try:  # the layer's own message
+                BatchNorm1d(1).forward(np.zeros((int(c.batch_size), 1)), training=True)
+            except ValueError as exc:
+                problems.append(str(exc).rstrip("."))
         if n_train is not None and c.batch_size > n_train:
             problems.append(f"batch_size {c.batch_size} is larger than the {n_train} training "
                             "sequences")
@@ -924,3 +925,45 @@ def _accuracy_by_length(model: RNNClassifier, task: SequenceTask, config: RNNCon
     W_o, b_o = model.params["W_o"], model.params["b_o"]
     acc = np.array([_accuracy(hs[L] @ W_o + b_o, task.y_test) for L in lengths])
     return lengths, acc, model.stat_step.copy()
+
+
+def batch_sweep(base: RNNConfig, batches, norms=tuple(NORMS),
+                progress: Callable[[float], None] | None = None) -> dict[str, np.ndarray]:
+    """Final test accuracy of ``base`` for every batch size and norm (same seed, same steps).
+
+    Parameters
+    ----------
+    base : RNNConfig
+        Everything but ``norm`` and ``batch_size``.
+    batches : sequence of int
+    norms : sequence of str
+    progress : callable, optional
+        Called with the completed fraction after every run.
+
+    Returns
+    -------
+    dict
+        ``"batch"``: (B,) the batch sizes; per norm (B,): the last evaluation's test accuracy,
+        NaN where that run could not train (batch norm on a batch of one) or diverged.
+    """
+    from dataclasses import replace
+
+    batches = [int(b) for b in batches]
+    out: dict[str, np.ndarray] = {"batch": np.array(batches)}
+    task = make_task(base)
+    total, done = len(batches) * len(norms), 0
+    for norm in norms:
+        acc = np.full(len(batches), np.nan)
+        for i, b in enumerate(batches):
+            cfg = replace(base, norm=norm, batch_size=b)
+            try:
+                res = train(cfg, task)
+            except ValueError:
+                res = None
+            if res is not None and res.diverged_at is None and len(res.history["test_acc"]):
+                acc[i] = res.history["test_acc"][-1]
+            done += 1
+            if progress is not None:
+                progress(done / total)
+        out[norm] = acc
+    return out

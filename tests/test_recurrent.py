@@ -326,7 +326,7 @@ def test_variable_lengths_count_active_sequences():
 
 
 def test_trainer_refuses_batch_of_one_with_bn_and_bad_values():
-    with pytest.raises(ValueError, match="batch size 1"):
+    with pytest.raises(ValueError, match="BatchNorm1d cannot train on a batch of 1 sample"):
         train(dataclasses.replace(SMALL, norm="bn", batch_size=1))
     for bad in (dict(lr=float("nan")), dict(hidden=0), dict(task="xyz"), dict(eval_policy="x"),
                 dict(min_length=9), dict(batch_size=10**6)):
@@ -342,3 +342,10 @@ def test_divergence_stops_cleanly_and_says_where():
     h = res.history
     assert len(h["batch_loss"]) == res.diverged_at - 1 and np.all(np.isfinite(h["batch_loss"]))
     assert np.all(h["step"] < res.diverged_at)
+
+
+def test_batch_sweep_marks_untrainable_runs_as_nan():
+    out = R.batch_sweep(dataclasses.replace(SMALL, steps=5), [1, 4], norms=("none", "bn"))
+    assert list(out["batch"]) == [1, 4]
+    assert np.isnan(out["bn"][0]) and np.all(np.isfinite(out["bn"][1:]))
+    assert np.all(np.isfinite(out["none"]))
