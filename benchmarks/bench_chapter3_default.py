@@ -67,7 +67,7 @@ def main() -> None:
 
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()  # chapter 1, so that st.navigation has registered the pages (AppTest.switch_page docs)
-    at.switch_page("chapters/bn_in_network.py")
+    at.switch_page("pages/3_bn-in-network.py")
     t = time.perf_counter()
     at.run()
     cold = time.perf_counter() - t
