@@ -38,6 +38,9 @@ class Chapter:
         About how long the chapter takes in a lecture.
     ui_module : str
         The chapter's ui module, which declares ``PARAMS`` and ``EXPERIMENTS``.
+    key_controls : tuple of str
+        Labels of the chapter's key control(s): the sidebar's first widgets, on a projector's
+        first screen with the main chart (``tests/browser/test_first_screen.py``).
     """
 
     number: int
@@ -47,6 +50,7 @@ class Chapter:
     sees: str
     minutes: int
     ui_module: str
+    key_controls: tuple[str, ...] = ()
 
     @property
     def url_path(self) -> str:
@@ -78,7 +82,8 @@ class Chapter:
 ALL_CHAPTERS = (
     Chapter(1, "1 · Valley vs bowl", "pages/1_valley-vs-bowl.py", ":material/landscape:",
             "A narrow valley on raw inputs, a round bowl standardized: the same gradient descent "
-            "crawls or converges, with the Hessian's theory beside it.", 15, "ui.valley"),
+            "crawls or converges, with the Hessian's theory beside it.", 15, "ui.valley",
+            ("fraction of 2/λ_max",)),
     Chapter(2, "2 · Batch norm, step by step", "pages/2_bn-step-by-step.py", ":material/stairs:",
             "One mini-batch through mean, variance, normalize, scale and shift; training vs "
             "evaluation mode and the running statistics.", 15, "ui.stepbystep"),

@@ -33,8 +33,9 @@ def card(ch: course.Chapter) -> None:
         st.image(picture, use_container_width=True)
     st.page_link(ch.file, label=f"**{ch.title}**", icon=ch.icon)
     st.markdown(ch.sees)
-    st.caption(f"About {ch.minutes} minutes in a lecture · "
-               f"{len(ch.experiments())} guided experiments")
+    n = len(ch.experiments())
+    st.caption(f"About {ch.minutes} minutes in a lecture"
+               + (f" · {n} guided experiment{'s' * (n != 1)}" if n else ""))
 
 
 def lesson_links(ch: course.Chapter) -> None:

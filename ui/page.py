@@ -52,6 +52,13 @@ GLOBAL_PARAMS = (LECTURE,)
 FONT = {False: (15, 18), True: (21, 25)}
 TEXT_COLOR = "#1a1a1a"
 
+#: Less empty space above the title and the navigation, so that a projector's 720 pixels
+#: hold the title, the lead sentence and the main chart (a style-only st.html takes no room).
+_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+[data-testid="stSidebarUserContent"] { padding-top: 0.5rem; }
+</style>"""
+
 _SLOTS = "_page_slots"
 _GUIDED_NOTE = "_guided_note"
 _LECTURE_PUBLISHED = "_lecture_published"
@@ -136,13 +143,15 @@ def setup(chapter: int | None) -> None:
         slots = {"controls": st.container(), "guided": st.container(), "footer": st.container()}
     st.session_state[_SLOTS] = slots
     with slots["footer"]:
-        st.divider()
+        if ch is not None:
+            st.divider()
         st.toggle("Lecture mode", key=LECTURE.key,
                   help="Larger chart text for a projector, explanations hidden. Kept in the link.")
         if ch is not None:
             state.reset_button()
         st.caption("Every setting is in the page's link: copy the address bar to share this view.")
     _publish_lecture()
+    st.html(_CSS)
     st.title(title)
 
 
