@@ -63,16 +63,16 @@ EXPERIMENTS = [
         "the plain and the LayerNorm network still learn the digits.",
         {"c5_batch": 1}),
     page.Experiment(
-        "No statistics beyond T",
-        "With fresh statistics (mean 0, variance 1) at the steps it never trained, BN's "
-        "accuracy at length 3T ends below its accuracy at T, while LayerNorm needs no "
-        "statistics at all.",
-        {"c5_policy": "fresh"}),
-    page.Experiment(
         "Variable lengths, batch 8",
-        "With lengths from 1 to T in a batch of 8, BN's last time steps average over fewer "
-        "than 2 sequences on average, and in some batches over none.",
+        "With lengths from 1 to T in batches of 8, BN's last time step averages over fewer than "
+        "2 sequences on average, and beyond T its accuracy falls while LayerNorm's rises.",
         {"c5_batch": 8, "c5_var": True}),
+    page.Experiment(
+        "Fresh statistics beyond T",
+        "BN now normalizes steps 9 to 24 with mean 0 and variance 1, which no batch produced "
+        "(its running means drop to 0 beyond T), yet on this task its accuracy at 3T stays "
+        "within 5 points of LayerNorm's.",
+        {"c5_policy": "fresh"}),
 ]
 
 
@@ -510,8 +510,8 @@ TRANSFORMER_TEXT = (
     "move it before each sublayer or use its variant RMSNorm). Those statistics depend neither on "
     "the other sequences in the batch nor on the position or the length, so training and "
     "inference compute the same thing, a batch of one works, padding needs no special care, and "
-    "text longer than any training text needs no statistics it has never seen: the problems that "
-    "batch norm per time step has above."
+    "text longer than any training text needs no statistics it has never seen. Batch norm per "
+    "time step needs help with each of these, as the charts above measure."
 )
 
 

@@ -104,8 +104,8 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
     """Left: sequential-digits test accuracy vs step. Right: accuracy vs test length (1..3T)."""
     T = cmp.train_length
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=(
-        "Sequential digits (T = 8 rows): test accuracy",
-        f"Loudest channel, trained on T = {T}: accuracy vs test length"))
+        "Sequential digits (T = 8 rows), while training",
+        f"Loudest channel, trained on length T = {T}"))
     for norm in NORM_ORDER:
         res = cmp.digits.get(norm)
         if res is not None:
@@ -131,13 +131,13 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
     fig.add_vrect(x0=T + 0.5, x1=3 * T + 0.5, fillcolor=OKABE_ITO["sky"], opacity=0.12,
                   line_width=0, row=1, col=2)
     fig.add_vline(x=T + 0.5, line={"color": GREY, "dash": "dot", "width": 1.5}, row=1, col=2)
-    fig.add_annotation(text="longer than in training", x=T + 0.5, y=1.0, xref="x2", yref="y2",
-                       xanchor="left", yanchor="top", showarrow=False, font={"size": 12, "color": GREY})
+    fig.add_annotation(text=" longer than in training →", x=T + 0.5, y=0.03, xref="x2", yref="y2",
+                       xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12, "color": GREY})
     missing = [n for n in NORM_ORDER if n in cmp.errors]
     if missing:
         text = "<br>".join(f"{NORM_LABEL[n]}: cannot train here" for n in missing)
         _note(fig, text, 0.02, 0.08, xref="x domain", yref="y domain")
-    style_figure(fig, "Two experiments, three normalizations (evaluation mode)",
+    style_figure(fig, "Test accuracy in evaluation mode (same seed and initial weights for all)",
                  "", "", height=height)
     fig.update_xaxes(title_text="training step (parameter updates)", row=1, col=1)
     fig.update_xaxes(title_text="test sequence length (time steps)", row=1, col=2,
@@ -166,19 +166,19 @@ def unrolled_columns(T: int, max_cols: int = 12) -> list[int]:
 
 
 def bn_box_label(step: int, T: int, policy: str) -> str:
-    """What batch norm normalizes step ``step`` with, in evaluation (2 lines)."""
+    """What batch norm normalizes step ``step`` with, in evaluation (2 short lines)."""
     if step <= T:
-        return f"μ<sub>{step}</sub>, σ²<sub>{step}</sub><br>kept for step {step}"
-    return {"last": f"μ<sub>{T}</sub>, σ²<sub>{T}</sub><br>reused from step {T}",
-            "fresh": "μ = 0, σ² = 1<br>never trained",
-            "batch": "this test batch's<br>own μ, σ²"}[policy]
+        return f"μ<sub>{step}</sub>, σ²<sub>{step}</sub><br>own set"
+    return {"last": f"μ<sub>{T}</sub>, σ²<sub>{T}</sub><br>reused",
+            "fresh": "0, 1<br>fresh",
+            "batch": "test batch<br>μ, σ²"}[policy]
 
 
-def fig_unrolled(T: int, policy: str, height: int = 360) -> go.Figure:
+def fig_unrolled(T: int, policy: str, height: int = 400) -> go.Figure:
     """A time-unrolled diagram: the RNN cells, BN's per-step statistics, LN's per-sample ones."""
     cols = unrolled_columns(T)
     fig = go.Figure()
-    rows = {"x": 3.0, "cell": 2.0, "bn": 1.0, "ln": 0.0}
+    rows = {"x": 3.3, "cell": 2.4, "bn": 1.25, "ln": 0.0}
     for i, step in enumerate(cols):
         if step == 0:
             for y in rows.values():
@@ -191,15 +191,15 @@ def fig_unrolled(T: int, policy: str, height: int = 360) -> go.Figure:
                       fillcolor="#eeeeee" if not beyond else "#ffffff")
         fig.add_annotation(x=i, y=rows["cell"], text=f"h<sub>{step}</sub>", showarrow=False, font={"size": 15})
         bn_colour = OKABE_ITO["blue"] if not beyond else OKABE_ITO["orange"]
-        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=rows["bn"] - 0.35, y1=rows["bn"] + 0.35,
+        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=rows["bn"] - 0.45, y1=rows["bn"] + 0.45,
                       line={"color": bn_colour, "width": 2, "dash": "solid" if not beyond else "dash"},
                       fillcolor="rgba(0,114,178,0.10)" if not beyond else "rgba(230,159,0,0.12)")
         fig.add_annotation(x=i, y=rows["bn"], text=bn_box_label(step, T, policy), showarrow=False,
                            font={"size": 11})
-        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=rows["ln"] - 0.35, y1=rows["ln"] + 0.35,
+        fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=rows["ln"] - 0.45, y1=rows["ln"] + 0.45,
                       line={"color": OKABE_ITO["green"], "width": 2, "dash": "dot"},
                       fillcolor="rgba(0,158,115,0.10)")
-        fig.add_annotation(x=i, y=rows["ln"], text=f"μ<sub>i,{step}</sub>, σ²<sub>i,{step}</sub><br>each sample",
+        fig.add_annotation(x=i, y=rows["ln"], text=f"μ<sub>i,{step}</sub>, σ²<sub>i,{step}</sub><br>per sample",
                            showarrow=False, font={"size": 11})
         if i + 1 < len(cols) and cols[i + 1] != 0:
             fig.add_annotation(x=i + 0.6, y=rows["cell"], ax=i + 0.4, ay=rows["cell"], xref="x", yref="y",
@@ -207,9 +207,9 @@ def fig_unrolled(T: int, policy: str, height: int = 360) -> go.Figure:
     # the boundary between trained and longer steps
     idx = [i for i, s in enumerate(cols) if s == T]
     if idx:
-        fig.add_shape(type="line", x0=idx[0] + 0.5, x1=idx[0] + 0.5, y0=-0.5, y1=3.4,
+        fig.add_shape(type="line", x0=idx[0] + 0.5, x1=idx[0] + 0.5, y0=-0.5, y1=3.7,
                       line={"color": GREY, "dash": "dot", "width": 2})
-        fig.add_annotation(x=idx[0] + 0.55, y=3.45, text=f"trained length T = {T} →  longer at test",
+        fig.add_annotation(x=idx[0] + 0.55, y=3.8, text=f"trained length T = {T} →  longer at test",
                            xanchor="left", showarrow=False, font={"size": 12, "color": GREY})
     # legend entries (invisible points) for the three rows
     for name, colour, dash in (("RNN cell: h<sub>t</sub> = tanh(N<sub>t</sub>(a<sub>t</sub>) + b)", OKABE_ITO["black"], "solid"),
@@ -222,7 +222,7 @@ def fig_unrolled(T: int, policy: str, height: int = 360) -> go.Figure:
                  "time step t (drawn: " + ", ".join("…" if c == 0 else str(c) for c in cols) + ")",
                  "", height=height)
     fig.update_xaxes(range=[-0.6, len(cols) - 0.4], showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(range=[-0.6, 3.6], showgrid=False, zeroline=False, tickmode="array",
+    fig.update_yaxes(range=[-0.6, 4.0], showgrid=False, zeroline=False, tickmode="array",
                      tickvals=[rows["x"], rows["cell"], rows["bn"], rows["ln"]],
                      ticktext=["input", "state", "BN", "LN"], tickfont={"size": 14})
     fig.update_layout(legend={"y": -0.12}, margin={"b": 110})
