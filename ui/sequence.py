@@ -126,11 +126,15 @@ def min_length_note(values: Mapping[str, object], s: Settings) -> str | None:
 
 
 # --------------------------------------------------------------------------- cost estimate
-# Calibration (bn_core.recurrent.train, measured on this machine, see benchmarks/bench_recurrent):
-# per step and time step about 40 us of Python and small-array overhead for "none" and 70 us
-# with a norm, plus the matrix products, about 1.2 ns per batch x hidden x (hidden + 10).
+# Calibration: bn_core.recurrent.train, median time per training step, measured 2026-12-01
+# 13:12 UTC on this 2-core machine at load average ~6 (benchmarks/bench_recurrent.py):
+#   batch 32, hidden 64, T 8:     0.28 / 0.53 / 0.57 ms per step (none / bn / ln)
+#   batch 128, hidden 128, T 16: 12.2 / 12.7 / 16.9 ms
+#   batch 256, hidden 128, T 32: 40.7 / 65.2 / 66.1 ms
+# i.e. per step and time step about 35 / 66 / 72 us of Python and small-array overhead plus,
+# for large products, 0.27-0.44 ns per batch x hidden x (hidden + 10).
 US_PER_TIME_STEP = {"none": 40.0, "bn": 70.0, "ln": 75.0}
-NS_PER_UNIT = 1.2
+NS_PER_UNIT = 0.45
 
 
 def estimate_seconds(s: Settings) -> float:
