@@ -141,6 +141,14 @@ def test_bad_url_values_give_a_message_and_a_clamped_state(query, expect):
         assert_all_finite(spec)
 
 
+def test_an_expensive_link_waits_for_the_user_with_an_estimate():
+    at = run_page(c5_steps=seq.MAX_STEPS, c5_batch=seq.MAX_BATCH, c5_hidden=128, c5_len=seq.MAX_LENGTH)
+    warning = "\n".join(w.value for w in at.warning)
+    assert "would take about" in warning and "has not started" in warning
+    assert not figures(at)
+    assert any(b.label.startswith("Train anyway") for b in at.button)
+
+
 def test_minimum_length_longer_than_T_is_capped_and_said():
     at = run_page(c5_steps=20, c5_var=1, c5_len=3, c5_minlen=10)
     assert at.session_state["c5_minlen"] == 10  # what the user asked for is kept

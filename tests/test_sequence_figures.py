@@ -194,6 +194,10 @@ def test_diverged_and_nan_histories_never_reach_a_chart(grid):
     text = seq.describe_comparison(cmp)
     assert "no normalization diverged at step 9" in text
     assert_all_finite(spec_of(sf.fig_running_means(cmp.digits["none"], cmp.length["none"], 2)))
+    for results in (cmp.digits, cmp.length):  # BN's statistics all NaN: no numbers claimed
+        results["bn"].history["running_mean"][:] = np.nan
+    assert_all_finite(spec_of(sf.fig_running_means(cmp.digits["bn"], cmp.length["bn"], 2)))
+    assert "did not train" in seq.describe_running_means(cmp)
 
 
 def test_every_chart_has_titles_and_a_legend(grid):

@@ -332,15 +332,22 @@ def describe_unrolled(T: int, policy: str) -> str:
             "and every length is treated alike.")
 
 
-def running_mean_spread(res: RNNResult) -> tuple[float, int, int, float, int]:
-    """(largest per-unit range over steps, its unit (1-based), steps, smallest per-unit range, T).
+def running_mean_spread(res: RNNResult) -> tuple[float, int, int, float, int] | None:
+    """(largest per-unit range over steps, its unit (1-based), steps, smallest range, T), or None.
 
-    Over the first 4 units: how much each unit's running mean varies between time steps.
+    Over the first 4 units, finite values only (the chart draws only those): how much each
+    unit's running mean varies between time steps. None when no unit has a finite value.
     """
     rm = np.asarray(res.history["running_mean"], dtype=float)[:, :sf.N_UNITS_SHOWN]
-    ranges = np.nanmax(rm, axis=0) - np.nanmin(rm, axis=0)
-    j = int(np.nanargmax(ranges))
-    return float(ranges[j]), j + 1, rm.shape[0], float(np.nanmin(ranges)), rm.shape[0]
+    ranges = {}
+    for j in range(rm.shape[1]):
+        col = rm[:, j][np.isfinite(rm[:, j])]
+        if col.size:
+            ranges[j + 1] = float(col.max() - col.min())
+    if not ranges:
+        return None
+    unit = max(ranges, key=ranges.get)
+    return ranges[unit], unit, rm.shape[0], min(ranges.values()), rm.shape[0]
 
 
 def describe_running_means(cmp: Comparison) -> str:
@@ -350,7 +357,10 @@ def describe_running_means(cmp: Comparison) -> str:
     for name, res in (("digits", d), ("loudest-channel task", L)):
         if res is None or np.asarray(res.history["running_mean"]).size == 0:
             continue
-        rng_max, unit, steps, rng_min, _ = running_mean_spread(res)
+        spread = running_mean_spread(res)
+        if spread is None:
+            continue
+        rng_max, unit, steps, rng_min, _ = spread
         parts.append(f"on the {name} unit {unit}'s running mean differs by {rng_max:.2f} between "
                      f"its {steps} time steps (the least-varying of units 1-4 by {rng_min:.2f})")
     if not parts:

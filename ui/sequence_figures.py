@@ -110,7 +110,8 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
         res = cmp.digits.get(norm)
         if res is not None:
             x, y = finite_xy(res.history["step"], res.history["test_acc"])
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
+            if len(x):
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
                                      legendgroup=norm, line=_line(norm), marker=_marker(norm, 6)),
                           row=1, col=1)
             if res.diverged_at is not None and len(x):
@@ -121,7 +122,8 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
         res = cmp.length.get(norm)
         if res is not None:
             x, y = finite_xy(res.history["length"], res.history["acc_by_length"])
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
+            if len(x):
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
                                      legendgroup=norm, showlegend=norm not in cmp.digits,
                                      line=_line(norm), marker=_marker(norm, 5)), row=1, col=2)
     if len(cmp.optimal):
@@ -276,6 +278,8 @@ def fig_running_means(digits_bn: RNNResult | None, length_bn: RNNResult | None, 
             dash = ("solid", "dash", "dot", "dashdot")[j % 4]
             symbol = ("circle", "square", "diamond", "triangle-up")[j % 4]
             x, y = finite_xy(s["t"], s["mean"][:, j])
+            if not len(x):
+                continue
             stored = x <= s["t"][s["stored"]].max() if s["stored"].any() else np.zeros(len(x), bool)
             fig.add_trace(go.Scatter(x=x[stored], y=y[stored], mode="lines+markers",
                                      name=f"unit {j + 1}", legendgroup=f"u{j}", showlegend=col == 1,
@@ -335,8 +339,9 @@ def fig_active_accuracy(results: Mapping[str, RNNResult], T: int, height: int = 
         if res is None:
             continue
         x, y = finite_xy(res.history["length"], res.history["acc_by_length"])
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
-                                 line=_line(norm), marker=_marker(norm, 5)))
+        if len(x):
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
+                                     line=_line(norm), marker=_marker(norm, 5)))
     fig.add_vline(x=T + 0.5, line={"color": GREY, "dash": "dot"})
     style_figure(fig, "Trained on variable lengths: accuracy vs test length",
                  "test sequence length (time steps)", "test accuracy (fraction)", height=height)
@@ -356,7 +361,8 @@ def fig_batch_sweep(sweep: Mapping[str, np.ndarray], height: int = 380) -> go.Fi
         if acc is None:
             continue
         x, y = finite_xy(b, acc)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
+        if len(x):
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
                                  line=_line(norm), marker=_marker(norm, 9)))
     style_figure(fig, "Sequential digits: final test accuracy against batch size",
                  "batch size (sequences, log scale)", "test accuracy (fraction)", height=height)
