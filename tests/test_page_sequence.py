@@ -19,8 +19,8 @@ PAGE = "pages/5_sequence-models.py"
 MAIN = "Test accuracy in evaluation mode"
 UNROLLED = "Unrolled in time"
 RUNNING = "Batch norm's running means"
-ACTIVE = "Variable lengths: how many"
-ACTIVE_ACC = "Trained on variable lengths"
+ACTIVE = "Sequences each BN step"
+ACTIVE_ACC = "After variable-length training"
 SWEEP = "Sequential digits: final test accuracy"
 
 
@@ -112,6 +112,7 @@ def test_batch_of_one_shows_the_layers_message_and_draws_the_others():
     assert "BatchNorm1d cannot train on a batch of 1 sample" in warn
     main = figure(at, MAIN)
     assert trace(main, "BN per time step") is None
+    assert any(t.get("name") == "BN per time step: cannot train on this batch" for t in main["data"])
     assert trace(main, "no normalization") is not None and trace(main, "LayerNorm", "x2") is not None
     assert_all_finite(main)
     assert "no batch-norm statistics" in " ".join(a["text"] for a in figure(at, RUNNING)["layout"]["annotations"])

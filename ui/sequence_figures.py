@@ -135,10 +135,10 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
     fig.add_vline(x=T + 0.5, line={"color": GREY, "dash": "dot", "width": 1.5}, row=1, col=2)
     fig.add_annotation(text=" longer than in training →", x=T + 0.5, y=0.03, xref="x2", yref="y2",
                        xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12, "color": GREY})
-    missing = [n for n in NORM_ORDER if n in cmp.errors]
-    if missing:
-        text = "<br>".join(f"{NORM_LABEL[n]}: cannot train here" for n in missing)
-        _note(fig, text, 0.02, 0.08, xref="x domain", yref="y domain")
+    for n in NORM_ORDER:  # a norm that could not train is named in the legend, not drawn
+        if n in cmp.errors:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{NORM_LABEL[n]}: cannot train on this batch",
+                                     line={"color": NORM_STYLE[n]["color"], "dash": "dot", "width": 1}))
     style_figure(fig, "Test accuracy in evaluation mode (same seed and initial weights for all)",
                  "", "", height=height)
     fig.update_xaxes(title_text="training step (parameter updates)", row=1, col=1)
@@ -146,7 +146,7 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
                      range=[0.5, 3 * T + 0.5])
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(legend={"y": -0.22}, margin={"t": 70, "b": 95})
+    fig.update_layout(legend={"y": -0.25}, margin={"t": 70, "b": 105})
     return _readable(fig)
 
 
@@ -325,7 +325,7 @@ def fig_active(results: Mapping[str, RNNResult], height: int = 360) -> go.Figure
                                  marker={"symbol": "circle", "size": 7, "color": OKABE_ITO["vermillion"]}))
         fig.add_hline(y=2, line={"color": GREY, "dash": "dot"},
                       annotation_text="2: the fewest with a batch variance", annotation_position="top right")
-    style_figure(fig, "Variable lengths: how many sequences each BN step averages over",
+    style_figure(fig, "Sequences each BN step averages over",
                  "time step t", "sequences in the batch still running", height=height)
     fig.update_yaxes(rangemode="tozero")
     return _readable(fig)
@@ -343,7 +343,7 @@ def fig_active_accuracy(results: Mapping[str, RNNResult], T: int, height: int = 
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
                                      line=_line(norm), marker=_marker(norm, 5)))
     fig.add_vline(x=T + 0.5, line={"color": GREY, "dash": "dot"})
-    style_figure(fig, "Trained on variable lengths: accuracy vs test length",
+    style_figure(fig, "After variable-length training: accuracy",
                  "test sequence length (time steps)", "test accuracy (fraction)", height=height)
     fig.update_yaxes(range=[0, 1.02])
     return _readable(fig)
