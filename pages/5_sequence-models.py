@@ -71,6 +71,10 @@ page.see(seq.describe_running_means(cmp))
 with page.more("Why: running statistics per time step"):
     st.latex(seq.RUNNING_LATEX)
     st.markdown(seq.step_time_line(cmp))
+page.chart(seq.step_spread_chart(cmp), key="c5-spread")
+page.see(seq.describe_step_spread(cmp))
+with page.more("Why: the spread that each step's statistics must match"):
+    st.latex(seq.SPREAD_LATEX)
 
 st.subheader("Variable-length batches")
 if settings.variable:

@@ -19,6 +19,7 @@ PAGE = "pages/5_sequence-models.py"
 MAIN = "Test accuracy in evaluation mode"
 UNROLLED = "Unrolled in time"
 RUNNING = "Batch norm's running means"
+SPREAD = "Spread of the input"
 ACTIVE = "Sequences each BN step"
 ACTIVE_ACC = "After variable-length training"
 SWEEP = "Sequential digits: final test accuracy"
@@ -53,6 +54,7 @@ def test_default_page_draws_three_finite_titled_charts():
     titles = list(figures(at))
     assert any(t.startswith(MAIN) for t in titles)
     assert any(t.startswith(UNROLLED) for t in titles) and any(t.startswith(RUNNING) for t in titles)
+    assert any(t.startswith(SPREAD) for t in titles)
     for spec in figures(at).values():
         assert_all_finite(spec)
         assert spec["layout"]["title"]["text"]
@@ -62,7 +64,7 @@ def test_default_page_draws_three_finite_titled_charts():
         assert len(x) >= 2 and np.all((0 <= y) & (y <= 1))
         x2, _ = trace(main, norm, "x2")
         assert list(x2) == list(range(1, 25))  # test lengths 1..3T
-    assert len(see_lines(at)) == 3
+    assert len(see_lines(at)) == 4
     assert any(h.value == "Why Transformers use LayerNorm" for h in at.subheader)
 
 

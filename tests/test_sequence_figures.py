@@ -141,6 +141,23 @@ def test_running_means_caption_matches_its_chart(grid, key):
             assert np.all(y[1:] == (0 if cmp.policy == "fresh" else y[0]))
 
 
+@pytest.mark.parametrize("key", GRID)
+def test_step_spread_caption_matches_its_chart(grid, key):
+    cmp = grid[key]
+    spec = spec_of(sf.fig_step_spread(cmp))
+    assert_all_finite(spec)
+    text = seq.describe_step_spread(cmp)
+    for norm in sf.NORM_ORDER:
+        tr = trace(spec, sf.NORM_LABEL[norm], "x")
+        if tr is None:
+            assert f"{sf.NORM_LABEL[norm]} from" not in text
+            continue
+        x, y = tr
+        lo, hi = int(np.argmin(y)), int(np.argmax(y))
+        assert (f"{sf.NORM_LABEL[norm]} from {y[lo]:.2f} (row {int(x[lo])}) to {y[hi]:.2f} "
+                f"(row {int(x[hi])})") in text
+
+
 @pytest.mark.parametrize("batch, T, min_len", [(2, 1, 1), (4, 8, 1), (seq.MAX_BATCH, 5, 3),
                                                  (8, seq.MAX_LENGTH, 1), (1, 4, 1)])
 def test_active_caption_matches_its_chart(batch, T, min_len):

@@ -249,6 +249,11 @@ def running_means_chart(cmp: Comparison) -> FigureSpec:
     return _cached_figure("running", key, lambda: sf.fig_running_means(d, L, cmp.train_length))
 
 
+def step_spread_chart(cmp: Comparison) -> FigureSpec:
+    key = (runs_key(cmp.digits), runs_key(cmp.length))
+    return _cached_figure("spread", key, lambda: sf.fig_step_spread(cmp))
+
+
 def active_chart(results: Mapping[str, RNNResult]) -> FigureSpec:
     return _cached_figure("active", runs_key(results), lambda: sf.fig_active(results))
 
@@ -371,6 +376,34 @@ def describe_running_means(cmp: Comparison) -> str:
             "fresh": "beyond T the dotted continuation is 0, the fresh running mean",
             "batch": "beyond T nothing is stored: each test batch brings its own statistics"}[cmp.policy]
     return text[0].upper() + text[1:] + f"; one shared set would be wrong wherever they differ; {tail}."
+
+
+def step_spread(res: RNNResult) -> tuple[float, int, float, int] | None:
+    """(smallest spread, its step, largest spread, its step) of the last record's ``act_std``."""
+    if not len(res.history["act_std"]):
+        return None
+    std = np.asarray(res.history["act_std"], dtype=float)[-1]
+    ok = np.flatnonzero(np.isfinite(std))
+    if not ok.size:
+        return None
+    lo, hi = ok[np.argmin(std[ok])], ok[np.argmax(std[ok])]
+    return float(std[lo]), int(lo) + 1, float(std[hi]), int(hi) + 1
+
+
+def describe_step_spread(cmp: Comparison) -> str:
+    """The spread chart's digits panel: the range of a_t's spread over the 8 rows, per norm."""
+    parts = []
+    for n in NORM_ORDER:
+        res = cmp.digits.get(n)
+        sp = step_spread(res) if res is not None else None
+        if sp is not None:
+            lo, t_lo, hi, t_hi = sp
+            parts.append(f"{NORM_LABEL[n]} from {lo:.2f} (row {t_lo}) to {hi:.2f} (row {t_hi})")
+    if not parts:
+        return "No run has a finite record to show."
+    return ("On the digits the spread of a_t, what N_t has to normalize, varies over the rows: "
+            + "; ".join(parts) + ". Where it varies, one shared set of statistics would normalize some "
+            "rows too much and others too little.")
 
 
 def describe_active(results: Mapping[str, RNNResult], s: Settings) -> str:
@@ -508,6 +541,10 @@ RUNNING_LATEX = r"""
 \text{running\_mean}_t \leftarrow 0.9\,\text{running\_mean}_t + 0.1\,\mu_t,\qquad
 \text{running\_var}_t \leftarrow 0.9\,\text{running\_var}_t + 0.1\,\tfrac{m}{m-1}\sigma_t^2
 \qquad (t = 1..T,\ \text{one pair per step})
+"""
+SPREAD_LATEX = r"""
+s_t = \frac1H \sum_{j=1}^{H} \sqrt{\frac1n \sum_{i=1}^{n} \bigl(a_{t,ij} - \bar a_{t,j}\bigr)^2}
+\qquad (n \text{ test sequences, evaluation mode, after the last training step})
 """
 VARIABLE_TEXT = (
     "Each training sequence gets a length drawn uniformly from the shortest training length to "

@@ -305,6 +305,36 @@ def fig_running_means(digits_bn: RNNResult | None, length_bn: RNNResult | None, 
     return _readable(fig)
 
 
+def fig_step_spread(cmp: Comparison, height: int = 360) -> go.Figure:
+    """Spread of ``a_t`` (the input of N_t) per time step at the end of training, per norm.
+
+    The standard deviation over the test sequences of each hidden unit's ``a_t``, averaged over
+    the units (evaluation mode, the last record of each run): left the digits, right the
+    loudest-channel task at its training length.
+    """
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=(
+        "Sequential digits", f"Loudest channel (T = {cmp.train_length})"))
+    for col, results in ((1, cmp.digits), (2, cmp.length)):
+        for norm in NORM_ORDER:
+            res = results.get(norm)
+            if res is None or not len(res.history["act_std"]):
+                continue
+            std = np.asarray(res.history["act_std"], dtype=float)[-1]
+            x, y = finite_xy(np.arange(1, len(std) + 1), std)
+            if len(x):
+                fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=NORM_LABEL[norm],
+                                         legendgroup=norm, showlegend=col == 1 or norm not in cmp.digits,
+                                         line=_line(norm), marker=_marker(norm)), row=1, col=col)
+    style_figure(fig, "Spread of the input to N<sub>t</sub> at each step, after training", "", "",
+                 height=height)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="time step t", row=1, col=col)
+    fig.update_yaxes(title_text="std of a<sub>t</sub> over test sequences", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_layout(legend={"y": -0.25}, margin={"t": 70, "b": 105})
+    return _readable(fig)
+
+
 # --------------------------------------------------------------------------- variable lengths
 
 
