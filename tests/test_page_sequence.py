@@ -129,6 +129,8 @@ def test_batch_of_one_shows_the_layers_message_and_draws_the_others():
     ({"c5_policy": "<script>"}, ("BN beyond T", "last")),
     ({"c5_lr": "inf"}, ("learning rate", seq.LR_OPTIONS[-1])),
     ({"c5_steps": "0.5"}, ("training steps", 10)),
+    ({"c5_seed": "9" * 500}, ("seed", 10_000)),
+    ({"c5_var": "maybe"}, ("variable-length batches", False)),
 ])
 def test_bad_url_values_give_a_message_and_a_clamped_state(query, expect):
     label, value = expect
