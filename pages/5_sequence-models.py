@@ -87,7 +87,8 @@ if settings.variable:
         page.chart(seq.active_chart(var_results), key="c5-active", where=left)
         page.chart(seq.active_accuracy_chart(var_results, settings.length), key="c5-active-acc",
                    where=right)
-        page.see(seq.describe_active(var_results, settings))
+        page.see(seq.describe_active(var_results, settings), where=left)
+        page.see(seq.describe_length_accuracy(var_results, settings.length), where=right)
     for norm, msg in var_errors.items():
         st.warning(f"{seq.NORM_LABEL[norm]} could not train: {msg}")
     with page.more("Why: padding, masks and the last steps"):
@@ -103,6 +104,8 @@ if settings.sweep:
     sweep = seq.sweep_cached(base, seq.SWEEP_BATCHES)
     page.chart(seq.sweep_chart(base, seq.SWEEP_BATCHES, sweep), key="c5-sweep")
     page.see(seq.describe_sweep(sweep))
+    with page.more("Why: what the sweep holds fixed"):
+        st.markdown(seq.SWEEP_TEXT)
 else:
     page.prose("Switch on **Batch-size sweep** in the sidebar to train the digits at batch sizes "
                f"{', '.join(map(str, seq.SWEEP_BATCHES))} for the three norms (same steps and "

@@ -183,6 +183,13 @@ def test_active_caption_matches_its_chart(batch, T, min_len):
         assert "below 2" not in text
     if "bn" not in results:
         assert "running statistics instead" not in text
+    acc_spec = spec_of(sf.fig_active_accuracy(results, T))
+    acc_text = seq.describe_length_accuracy(results, T)
+    for norm in results:
+        x, y = trace(acc_spec, sf.NORM_LABEL[norm])
+        a, b = y[list(x).index(T)], y[list(x).index(3 * T)]
+        verb = "rises" if b - a > 0.005 else "falls" if b - a < -0.005 else "stays"
+        assert f"{sf.NORM_LABEL[norm]} {verb} from {pct(a)} at T = {T} to {pct(b)}" in acc_text
 
 
 def test_sweep_caption_matches_its_chart():

@@ -426,6 +426,20 @@ def describe_active(results: Mapping[str, RNNResult], s: Settings) -> str:
     return text + "."
 
 
+def describe_length_accuracy(results: Mapping[str, RNNResult], T: int) -> str:
+    """Accuracy at T and at 3T per norm (the variable-length accuracy chart)."""
+    moves = []
+    for n in NORM_ORDER:
+        a, b = _acc_at(results.get(n), T), _acc_at(results.get(n), 3 * T)
+        if a is not None and b is not None:
+            d = b - a
+            verb = "rises" if d > 0.005 else "falls" if d < -0.005 else "stays"
+            moves.append(f"{NORM_LABEL[n]} {verb} from {_pct(a)} at T = {T} to {_pct(b)} at 3T = {3 * T}")
+    if not moves:
+        return "No run has finite accuracies at T and 3T."
+    return "After training on variable lengths, accuracy " + "; ".join(moves) + "."
+
+
 def describe_sweep(sweep: Mapping[str, np.ndarray]) -> str:
     """The batch-size sweep, from its arrays."""
     b = np.asarray(sweep["batch"])
@@ -542,6 +556,13 @@ RUNNING_LATEX = r"""
 \text{running\_var}_t \leftarrow 0.9\,\text{running\_var}_t + 0.1\,\tfrac{m}{m-1}\sigma_t^2
 \qquad (t = 1..T,\ \text{one pair per step})
 """
+SWEEP_TEXT = (
+    "Each point is one run of the digits with that batch size for that norm: the same seed, "
+    "initial weights, number of steps and learning rate for all, so a smaller batch also sees fewer "
+    "images in total. Compare the norms at one batch size, not one norm across batch sizes. BN per "
+    "time step estimates 8 × 64 means and variances from each batch; with 2 sequences each of them "
+    "is the average of 2 numbers."
+)
 SPREAD_LATEX = r"""
 s_t = \frac1H \sum_{j=1}^{H} \sqrt{\frac1n \sum_{i=1}^{n} \bigl(a_{t,ij} - \bar a_{t,j}\bigr)^2}
 \qquad (n \text{ test sequences, evaluation mode, after the last training step})
