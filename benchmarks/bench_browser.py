@@ -102,12 +102,14 @@ INSTRUMENT_JS = """() => {
       }
     }
   }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
-  new MutationObserver(() => {
+  new MutationObserver(ms => {
     if (B.t0 === null) return;
-    const s = app.getAttribute('data-test-script-state');
-    if (s !== 'notRunning' && B.running === null) B.running = performance.now();
-    if (s === 'notRunning' && B.running !== null && B.done === null) B.done = performance.now();
-  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    const now = performance.now(), s = app.getAttribute('data-test-script-state');
+    // A quick run can go running -> notRunning within one batch of records: a record whose
+    // old value is not notRunning saw the run too.
+    if (B.running === null && (s !== 'notRunning' || ms.some(m => m.oldValue !== 'notRunning'))) B.running = now;
+    if (s === 'notRunning' && B.running !== null && B.done === null) B.done = now;
+  }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
 }"""
 
 ARM_JS = """() => {
@@ -120,6 +122,8 @@ ARM_JS = """() => {
 # Settled: the run is over and no chart has changed for `quiet` ms (or the run changed none).
 SETTLED_JS = """quiet => {
   const B = window.__bench, now = performance.now();
+  // The script state normally flips to running and back; if that was missed, the charts tell.
+  if (B.done === null && B.running === null && B.lastPlot > 0) B.done = B.lastPlot;
   if (B.done === null) return false;
   const last = Math.max(B.done, B.lastPlot, B.lastFrame);
   return now - last > quiet && !B.framePending;
@@ -175,7 +179,8 @@ def press(page, slider, key: str, quiet_ms: float, timeout_s: float = 60) -> dic
     page.evaluate(ARM_JS)
     slider.press(key)
     try:
-        page.wait_for_function("() => window.__bench.running !== null", timeout=5000)
+        page.wait_for_function("() => window.__bench.running !== null || window.__bench.lastPlot > 0",
+                               timeout=5000)
     except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the press asked for no rerun
         return None
     page.wait_for_function(SETTLED_JS, arg=quiet_ms, timeout=timeout_s * 1000, polling=50)
@@ -213,6 +218,8 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
             for _ in range(ch.presses):
                 r = press(page, slider, key, quiet_ms)
                 if r is None:
+                    print(f"      {key}: no run and no chart change within 5 s "
+                          f"(slider at {slider.get_attribute('aria-valuetext')})", flush=True)
                     continue
                 rows.append(r)
                 if verbose:
