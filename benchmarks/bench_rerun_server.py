@@ -59,7 +59,10 @@ def start_server():
 
 
 class Session(st_client.Session):
-    """A chapter-1 session (benchmarks/st_client.py's client, on the app's default page)."""
+    """A chapter-1 session: benchmarks/st_client.py's client with chapter 1's page open."""
+
+    def __init__(self, port: int, page_name: str = "valley-vs-bowl", **kwargs) -> None:
+        super().__init__(port, page=page_name, **kwargs)
 
     def rerun(self, changes=None):
         run = super().rerun(changes)
