@@ -213,7 +213,10 @@ class Session:
                 break
             if kind == "new_session":
                 run.new_session = True
-                self.page_script_hash = fwd.new_session.page_script_hash
+                # new_session names the main script (app.py, the home page), not the page that
+                # ran: sending it back with a page name would run the home page instead.
+                if not self.page:
+                    self.page_script_hash = fwd.new_session.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = fwd.page_info_changed.query_string
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
