@@ -146,7 +146,7 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
                      range=[0.5, 3 * T + 0.5])
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(legend={"y": -0.25}, margin={"t": 70, "b": 105})
+    fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
     return _readable(fig)
 
 
@@ -301,7 +301,7 @@ def fig_running_means(digits_bn: RNNResult | None, length_bn: RNNResult | None, 
     fig.update_xaxes(title_text="time step t", row=1, col=2, range=[0.5, 3 * T + 0.5])
     fig.update_yaxes(title_text="running mean of a<sub>t</sub> (units of a<sub>t</sub>)", row=1, col=1)
     fig.update_yaxes(title_text="running mean of a<sub>t</sub>", row=1, col=2)
-    fig.update_layout(legend={"y": -0.22}, margin={"t": 70, "b": 95})
+    fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
     return _readable(fig)
 
 
@@ -331,7 +331,7 @@ def fig_step_spread(cmp: Comparison, height: int = 360) -> go.Figure:
         fig.update_xaxes(title_text="time step t", row=1, col=col)
     fig.update_yaxes(title_text="std of a<sub>t</sub> over test sequences", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
-    fig.update_layout(legend={"y": -0.25}, margin={"t": 70, "b": 105})
+    fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
     return _readable(fig)
 
 
