@@ -230,3 +230,18 @@ def test_guided_experiment_runs_changes_the_chart_and_its_note_holds(index):
         assert_all_finite(spec)
     assert experiment.look_for in texts(at)  # the note is shown
     CHECKS[experiment.label](at)
+
+
+@pytest.mark.parametrize("query", [
+    {"c5_batch": seq.MAX_BATCH, "c5_len": 1, "c5_hidden": 4, "c5_steps": 10, "c5_var": 1},
+    {"c5_batch": 2, "c5_len": seq.MAX_LENGTH, "c5_hidden": 4, "c5_steps": 10, "c5_var": 1,
+     "c5_minlen": seq.MAX_LENGTH, "c5_policy": "batch", "c5_lr": 5, "c5_clip": 0},
+    {"c5_batch": 1, "c5_len": 2, "c5_steps": 10, "c5_var": 1, "c5_sweep": 1, "c5_hidden": 4},
+])
+def test_extreme_settings_run_without_exception_or_non_finite_values(query):
+    at = run_page(**query)
+    assert not at.error or all("diverged at step" in e.value for e in at.error)
+    assert len(figures(at)) >= 5
+    for spec in figures(at).values():
+        assert_all_finite(spec)
+    assert len(see_lines(at)) >= 5
