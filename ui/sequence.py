@@ -560,8 +560,8 @@ SWEEP_TEXT = (
     "Each point is one run of the digits with that batch size for that norm: the same seed, "
     "initial weights, number of steps and learning rate for all, so a smaller batch also sees fewer "
     "images in total. Compare the norms at one batch size, not one norm across batch sizes. BN per "
-    "time step estimates 8 × 64 means and variances from each batch; with 2 sequences each of them "
-    "is the average of 2 numbers."
+    "time step estimates a mean and a variance per hidden unit and per row (8 × 64 of each with "
+    "the default 64 units) from each batch; with 2 sequences each of them comes from 2 numbers."
 )
 SPREAD_LATEX = r"""
 s_t = \frac1H \sum_{j=1}^{H} \sqrt{\frac1n \sum_{i=1}^{n} \bigl(a_{t,ij} - \bar a_{t,j}\bigr)^2}
