@@ -61,7 +61,7 @@ st.download_button("Download the sampled batch statistics (CSV)", functools.part
 # 3 · training vs inference
 st.subheader("Training vs inference")
 momentum = cu.momentum_record(cu.momentum_cached(s.batch, s.scale_lr, s.base_lr, s.width, s.groups), s.batch)
-page.chart(cf.fig_train_vs_inference(sweep, momentum), key="c4-train-vs-inference")
+page.chart(cf.fig_train_vs_inference(sweep, momentum, current_batch=s.batch), key="c4-train-vs-inference")
 page.see(cu.describe_train_vs_inference(sweep, momentum))
 with page.more("Why: running statistics and their momentum"):
     st.latex(cu.LATEX["inference"])

@@ -302,7 +302,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
 
 
 def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequence[str] = ("bn_before", "brn"),
-                           height: int = 420) -> go.Figure:
+                           height: int = 420, current_batch: int | None = None) -> go.Figure:
     """Left: test accuracy with running statistics (evaluation mode) and with batch statistics
     per batch size (mean over seeds). Right: BatchNorm's evaluation-mode test accuracy over
     training for each running-statistics momentum at one batch size.
@@ -333,6 +333,8 @@ def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequ
     if len(sizes):
         fig.update_xaxes(title_text="batch size [samples], log scale", row=1, col=1, **_log2_ticks(sizes))
     fig.update_yaxes(title_text="test accuracy [%]", row=1, col=1)
+    if current_batch is not None and np.isfinite(current_batch):
+        fig.add_vline(x=float(current_batch), line={"color": "grey", "dash": "dot", "width": 1.5}, row=1, col=1)
     if momentum:
         step = np.asarray(momentum.get("step", []), dtype=float)
         acc = np.atleast_2d(np.asarray(momentum.get("test_acc", []), dtype=float))

@@ -1,0 +1,322 @@
+"""Chapter 4 page (pages/4_curse-of-batch-norm.py) under AppTest: it runs, every interaction
+changes what is drawn, bad URL values give a message and a sane state, and every guided
+experiment runs, changes the chart and says something true about what it shows.
+
+The page trains with the real core (bn_core.experiments). Every AppTest of this file runs in
+one process, so Streamlit's cache is shared between them, as between a class's sessions:
+the defaults are trained once, and each test pays only for what its settings change.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_network_figures import assert_all_finite, decode_arrays
+from ui import curse as cu
+from ui import curse_figures as cf
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/4_curse-of-batch-norm.py"
+MAIN = "Test error vs batch size"
+TITLES = (MAIN, "Why: the batch statistics", "Training vs inference", "Class-sorted batches",
+          "Final test accuracy", "Online learning", "Batch Renorm's corrections", "The cost",
+          "BatchNorm: which values")
+
+
+def _routed() -> bool:
+    return PAGE in (ROOT / "app.py").read_text()
+
+
+def open_chapter(query: dict | None = None) -> AppTest:
+    """Chapter 4 with URL ``query``: through app.py's navigation when it routes the page."""
+    if _routed():
+        from tests.apptest import open_page
+
+        at = open_page(PAGE, query, timeout=300)
+    else:
+        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300)
+        for k, v in (query or {}).items():
+            at.query_params[k] = str(v)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def chart(at: AppTest, start: str) -> dict:
+    found = [s for t, s in charts(at).items() if t.startswith(start)]
+    assert len(found) == 1, (start, list(charts(at)))
+    return found[0]
+
+
+def data_of(spec: dict) -> list:
+    """What a chart draws: every trace's name with its numbers, and the layout's shapes."""
+    return [(t.get("name"), [a.round(6).tolist() for a in decode_arrays({k: t[k] for k in ("x", "y") if k in t})])
+            for t in spec["data"]] + [json.dumps(spec["layout"].get("shapes", []), sort_keys=True)]
+
+
+def sees(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "What to see" in m.value or m.value.startswith("**What to see")] + \
+        [c.value for c in at.caption if "What to see" in c.value]
+
+
+def mean_line(spec: dict, label: str) -> dict[int, float]:
+    """batch size -> the mean test error [%] drawn for ``label`` on the main chart."""
+    t = next(t for t in spec["data"] if t.get("name") == label)
+    x, y = decode_arrays({"x": t["x"], "y": t["y"]})
+    return {int(round(a)): float(b) for a, b in zip(x, y, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def default_page() -> AppTest:
+    return open_chapter()
+
+
+# --------------------------------------------------------------------------- it runs
+
+
+def test_defaults_draw_every_chart_finite_with_its_sentence(default_page):
+    at = default_page
+    titles = list(charts(at))
+    for start in TITLES:
+        assert any(t.startswith(start) for t in titles), (start, titles)
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+    assert len(sees(at)) >= 9, sees(at)
+    assert not at.warning
+    for p in cu.PARAMS:  # every control is in the link
+        assert p.key in at.query_params, p.key
+    main = chart(at, MAIN)
+    names = {t.get("name") for t in main["data"]}
+    for n in cf.NORMS:
+        assert cf.NORM_LABEL[n] in names and f"{cf.NORM_LABEL[n]}: range over seeds" in names
+    assert "BatchNorm (published, Wu & He 2018)" in names
+    assert len(mean_line(main, "BatchNorm")) == len(cu.BATCH_SIZES) >= 6
+
+
+def test_batch_one_refusals_show_the_layers_own_message(default_page):
+    errors = [e.value for e in default_page.error]
+    assert any("BatchNorm refuses a batch of one" in e and "BatchNorm1d cannot train on a batch of 1" in e
+               for e in errors), errors
+    assert any("Batch Renorm refuses" in e and "BatchRenorm1d cannot train on a batch of 1" in e for e in errors)
+
+
+def test_show_the_code_and_downloads(default_page):
+    code = "\n".join(c.value for c in default_page.code)
+    assert "class BatchRenorm1d" in code and "def normalize(" in code and "def shared_mask(" in code
+    labels = [b.proto.label for b in default_page.get("download_button")]
+    assert len(labels) >= 6 and all("CSV" in lab for lab in labels)
+    assert default_page.latex and len(default_page.latex) >= 8
+
+
+def test_closing_table_uses_the_numbers_of_the_main_chart(default_page):
+    frame = default_page.dataframe[0].value
+    bn = frame.set_index("normalizer").loc["BatchNorm"]
+    err2 = mean_line(chart(default_page, MAIN), "BatchNorm")[2]
+    assert bn["test error at batch 2"] == f"{err2:.1f} %"
+    assert bn["accuracy after one online pass"] == "cannot train"
+
+
+# --------------------------------------------------------------------------- interactions
+
+
+def test_batch_size_moves_the_marker_and_retrains_the_batch_sections(default_page):
+    at = open_chapter()
+    before = {t: data_of(s) for t, s in charts(at).items()}
+    at.select_slider(key="c4_batch").set_value(4)
+    rerun(at)
+    assert at.query_params["c4_batch"] == "4"
+    after = {t: data_of(s) for t, s in charts(at).items()}
+    main_b = next(v for t, v in before.items() if t.startswith(MAIN))
+    main_a = next(v for t, v in after.items() if t.startswith(MAIN))
+    assert main_a[-1] != main_b[-1], "the main chart's batch-size marker did not move"
+    for start in ("Training vs inference", "Batch Renorm's corrections"):
+        b = next(v for t, v in before.items() if t.startswith(start))
+        a = next(v for t, v in after.items() if t.startswith(start))
+        assert a != b, start
+    assert any(t.startswith("The cost") and "batch 4" in t for t in after)
+
+
+def test_learning_rate_switch_changes_the_sweep(default_page):
+    at = open_chapter({"c4_scale": 0})
+    fixed = mean_line(chart(at, MAIN), "no normalization")
+    scaled = mean_line(chart(default_page, MAIN), "no normalization")
+    assert fixed != scaled
+    assert any("at every batch size, so batch 128" in s for s in sees(at)), sees(at)  # names the confound
+
+
+def chart_with(at: AppTest, part: str) -> dict:
+    found = [s for t, s in charts(at).items() if part in t]
+    assert len(found) == 1, (part, list(charts(at)))
+    return found[0]
+
+
+@pytest.mark.parametrize(("key", "kind", "value", "part"), [
+    ("c4_axm", "radio", "group", "which values share"),
+    ("c4_axg", "select_slider", 3, "GroupNorm (G = 3)"),
+    ("c4_axc", "slider", 4, "which values share"),
+    ("c4_axn", "slider", 3, "GroupNorm (G = 2)"),
+    ("c4_rmax", "select_slider", 1.5, "Batch Renorm's corrections"),
+    ("c4_dmax", "select_slider", 0.0, "Batch Renorm's corrections"),
+    ("c4_rorder", "radio", "by_class", "Batch Renorm's corrections"),
+    ("c4_sbatch", "select_slider", 64, "Class-sorted batches of"),
+    ("c4_lr", "select_slider", 0.1, "Test error vs batch size"),
+    ("c4_width", "select_slider", 32, "Test error vs batch size"),
+    ("c4_groups", "select_slider", 8, "Test error vs batch size"),
+])
+def test_each_control_changes_its_chart(key, kind, value, part, default_page):
+    # groups and the highlighted sample matter for GroupNorm's picture (BatchNorm's set is a channel)
+    query = {"c4_axm": "group"} if part.startswith("GroupNorm") else {}
+    at = open_chapter(query)
+    before = chart_with(at, "which values share") if query else chart_with(default_page, part)
+    getattr(at, kind)(key=key).set_value(value)
+    rerun(at)
+    after = chart_with(at, part)
+    assert (data_of(after), after["layout"]["title"]["text"]) != (data_of(before), before["layout"]["title"]["text"])
+    assert at.query_params[key] == cu.PARAM[key].encode(value)
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+
+
+def test_width_change_offers_only_divisors_and_keeps_groups_valid():
+    at = open_chapter({"c4_groups": 32})
+    at.select_slider(key="c4_width").set_value(16)
+    rerun(at)
+    groups = at.select_slider(key="c4_groups")
+    assert list(groups.options) == [str(d) for d in cu.divisors(16)]
+    assert 16 % int(at.session_state["c4_groups"]) == 0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+BAD = ["garbage", "NaN", "1e309", "-7", "9" * 300, "x" * 3000, ""]
+
+
+@pytest.mark.parametrize("key", [p.key for p in cu.PARAMS])
+def test_bad_url_values_give_a_message_and_a_sane_state(key):
+    at = open_chapter({key: "NaN"})
+    assert at.warning, "no message for a bad link"
+    text = "\n".join(w.value for w in at.warning)
+    assert cu.PARAM[key].name in text
+    for p in cu.PARAMS:
+        value = at.session_state[p.key]
+        assert p.parse(p.encode(value))[1] is None, (p.key, value)
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+
+
+@pytest.mark.parametrize("raw", BAD)
+def test_garbage_batch_sizes_are_clamped_and_reported(raw):
+    at = open_chapter({"c4_batch": raw, "c4_axc": raw})
+    assert at.warning
+    assert at.session_state["c4_batch"] in cu.BATCH_SIZES
+    assert 0 <= at.session_state["c4_axc"] < cu.AX_CHANNELS
+
+
+def test_groups_that_do_not_divide_the_width_are_clamped_and_reported():
+    at = open_chapter({"c4_groups": 5, "c4_width": 64})
+    text = "\n".join(w.value for w in at.warning)
+    assert "5 does not divide the width 64" in text
+    assert at.session_state["c4_groups"] == 4 and at.query_params["c4_groups"] == "4"
+
+
+def test_unknown_parameters_are_ignored():
+    at = open_chapter({"c4_nonsense": "1", "c4_batch": "32"})
+    assert not at.warning
+
+
+def test_a_diverging_learning_rate_is_reported_not_plotted_as_nan():
+    at = open_chapter({"c4_lr": 5.0})
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+    text = " ".join(sees(at))
+    names = {t.get("name") for t in chart(at, MAIN)["data"]}
+    assert ("diverged" in text) == any(str(n).endswith(": diverged") for n in names)
+
+
+# --------------------------------------------------------------------------- guided experiments
+
+
+def _apply(exp) -> AppTest:
+    """Open the defaults, then press the experiment's button in the sidebar."""
+    at = open_chapter()
+    buttons = [b for b in at.button if b.proto.label == exp.label]
+    assert buttons, f"no button {exp.label!r}: {[b.proto.label for b in at.button]}"
+    buttons[0].click()
+    return rerun(at)
+
+
+@pytest.mark.parametrize("exp", cu.EXPERIMENTS, ids=[e.label for e in cu.EXPERIMENTS])
+def test_every_guided_experiment_runs_and_changes_the_page(exp, default_page):
+    at = _apply(exp)
+    for key, value in exp.settings.items():
+        assert at.session_state[key] == value, key
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+    before = {t: data_of(s) for t, s in charts(default_page).items()}
+    after = {t: data_of(s) for t, s in charts(at).items()}
+    assert before != after, "the experiment did not change any chart"
+
+
+def test_batch_size_2_note_is_true():
+    at = open_chapter({"c4_batch": 2})
+    main = chart(at, MAIN)
+    bn, ln, gn = (mean_line(main, cf.NORM_LABEL[n]) for n in ("bn_before", "ln", "gn"))
+    assert bn[2] >= 2.5 * max(ln[2], gn[2]), (bn[2], ln[2], gn[2])  # "several times"
+    for line in (ln, gn):
+        assert abs(line[2] - line[128]) <= 3.0  # "barely change"
+
+
+def test_fixed_learning_rate_note_is_true():
+    at = open_chapter({"c4_scale": 0, "c4_batch": 128})
+    main = chart(at, MAIN)
+    for n in cf.NORMS:
+        line = mean_line(main, cf.NORM_LABEL[n])
+        assert line[128] > min(line.values()) + 0.5, (n, line)  # every normalizer loses at the large batches
+
+
+def test_class_sorted_note_is_true(default_page):
+    srt = chart(default_page, "Final test accuracy")
+    bars = {t["name"]: dict(zip(t["x"], decode_arrays({"y": t["y"]})[0], strict=True)) for t in srt["data"]}
+    sorted_acc, shuffled_acc = bars["class-sorted batches"], bars["shuffled batches"]
+    assert sorted_acc["BatchNorm"] < 0.5 * shuffled_acc["BatchNorm"]  # collapses
+    for label in ("LayerNorm", "GroupNorm"):
+        assert sorted_acc[label] >= 0.5 * shuffled_acc[label]  # keep most of theirs
+    loss = [t for t in chart(default_page, "Class-sorted batches")["data"]
+            if t.get("name") == "BatchNorm" and t.get("xaxis") in (None, "x")]
+    y = decode_arrays({"y": loss[0]["y"]})[0]
+    assert y[-1] < 0.5 * y[0]  # its training loss falls
+
+
+def test_batch_renorm_at_4_note_is_true():
+    at = open_chapter({"c4_batch": 4})
+    main = chart(at, MAIN)
+    bn, brn = mean_line(main, "BatchNorm"), mean_line(main, "Batch Renorm")
+    big = bn[128]
+    assert abs(brn[4] - big) < abs(bn[4] - big), (brn[4], bn[4], big)
+
+
+def test_groupnorm_axes_note_is_true():
+    rec = cu.axes_cached("group", 2, 0, 0)
+    assert rec["count"] == 3 * rec["x"].shape[2] * rec["x"].shape[3]
+    assert rec["mask"][0, :3].all() and not rec["mask"][0, 3:].any() and not rec["mask"][1:].any()
+    assert np.isclose(rec["normalized"][0, :3].mean(), 0.0, atol=1e-9)
