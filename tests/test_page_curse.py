@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import open_page
 from tests.test_network_figures import assert_all_finite, decode_arrays
 from ui import curse as cu
 from ui import curse_figures as cf
@@ -28,21 +29,9 @@ TITLES = (MAIN, "Why: the batch statistics", "Training vs inference", "Class-sor
           "BatchNorm: which values")
 
 
-def _routed() -> bool:
-    return PAGE in (ROOT / "app.py").read_text()
-
-
 def open_chapter(query: dict | None = None) -> AppTest:
-    """Chapter 4 with URL ``query``: through app.py's navigation when it routes the page."""
-    if _routed():
-        from tests.apptest import open_page
-
-        at = open_page(PAGE, query, timeout=300)
-    else:
-        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=300)
-        for k, v in (query or {}).items():
-            at.query_params[k] = str(v)
-        at.run()
+    """Chapter 4 with URL ``query``, opened from the home page as a browser arrives."""
+    at = open_page(PAGE, query, timeout=300)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -239,9 +228,10 @@ def test_groups_that_do_not_divide_the_width_are_clamped_and_reported():
     assert at.session_state["c4_groups"] == 4 and at.query_params["c4_groups"] == "4"
 
 
-def test_unknown_parameters_are_ignored():
+def test_unknown_parameters_are_dropped_and_named():
     at = open_chapter({"c4_nonsense": "1", "c4_batch": "32"})
-    assert not at.warning
+    assert "c4_nonsense" not in at.query_params and at.query_params["c4_batch"] == "32"
+    assert "c4_nonsense" in "\n".join(w.value for w in at.warning)
 
 
 def test_a_diverging_learning_rate_is_reported_not_plotted_as_nan():
