@@ -341,6 +341,7 @@ def test_cost_caption_matches_the_bars():
     assert_house_style(spec)
     text = cu.describe_cost(rec)
     bars = {t["name"]: decode_arrays({"y": t["y"]})[0][0] for t in spec["data"] if t.get("xaxis") in (None, "x")}
+    assert len(bars) == len(NORMS)
     slow = max(bars, key=bars.get)
     assert f"The slowest here is {slow}." in text
     assert f"{bars['no normalization']:.2g} ms" in text
@@ -362,6 +363,8 @@ def test_axes_picture_outlines_exactly_the_set_in_the_caption(method, groups, n,
     assert spec["layout"]["title"]["text"].startswith(cu.AX_LABEL[method])
     assert_all_finite(spec)
     outlined = [s for s in spec["layout"]["shapes"] if s["line"].get("width", 0) > 0]
+    greyed = [s for s in spec["layout"]["shapes"] if str(s.get("fillcolor", "")).startswith("rgba(255,255,255")]
+    assert len(outlined) + len(greyed) == rec["x"].shape[0] * rec["x"].shape[1]
     h, w = rec["x"].shape[2:]
     assert len(outlined) * h * w == rec["count"] == int(rec["mask"].sum())
     text = cu.describe_axes(rec)

@@ -68,6 +68,7 @@ NORM_LABEL = {
     "gn": "GroupNorm",
 }
 NORMS = tuple(NORM_STYLE)
+NORM_SHORT = {"none": "none", "bn_before": "BN", "brn": "BRN", "ln": "LN", "gn": "GN"}
 
 #: Wu & He (2018), Table / Figure 1: ResNet-50 on ImageNet, validation error [%] against
 #: images per GPU. Published context, not measured here.
@@ -404,8 +405,9 @@ def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str =
     style_figure(fig, title, "", "", height=height)
     if loss:
         fig.update_xaxes(title_text="step [updates]", row=1, col=1)
-        fig.update_yaxes(title_text="cross-entropy [nats], log scale", type="log", exponentformat="power",
-                         row=1, col=1)
+        ticks = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+        fig.update_yaxes(title_text="cross-entropy [nats], log scale", type="log", tickvals=ticks,
+                         ticktext=[f"{t:g}" for t in ticks], row=1, col=1)
     fig.update_xaxes(title_text=x_title, row=1, col=acc_col)
     fig.update_yaxes(title_text="test accuracy [%]", range=[0, 102], row=1, col=acc_col)
     refused = [NORM_LABEL.get(n, n) for n in record.get("errors", {})]
@@ -502,11 +504,11 @@ def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
             if i < len(lo) and i < len(hi) and np.isfinite(lo[i]) and np.isfinite(hi[i]):
                 err = {"type": "data", "symmetric": False, "array": [max(hi[i] - ms[i], 0.0)],
                        "arrayminus": [max(ms[i] - lo[i], 0.0)]}
-            fig.add_trace(go.Bar(x=[NORM_LABEL[norm]], y=[ms[i]], name=NORM_LABEL[norm], legendgroup=norm,
+            fig.add_trace(go.Bar(x=[NORM_SHORT[norm]], y=[ms[i]], name=NORM_LABEL[norm], legendgroup=norm,
                                  marker=style, error_y=err,
                                  hovertemplate=f"{ms[i]:.3g} ms<extra>{NORM_LABEL[norm]}</extra>"), row=1, col=1)
         if i < len(kib) and np.isfinite(kib[i]):
-            fig.add_trace(go.Bar(x=[NORM_LABEL[norm]], y=[kib[i]], name=NORM_LABEL[norm], legendgroup=norm,
+            fig.add_trace(go.Bar(x=[NORM_SHORT[norm]], y=[kib[i]], name=NORM_LABEL[norm], legendgroup=norm,
                                  showlegend=False, marker=style,
                                  hovertemplate=f"{kib[i]:.1f} KiB<extra>{NORM_LABEL[norm]}</extra>"), row=1, col=2)
     w, b = cost.get("width"), cost.get("batch")
@@ -514,7 +516,7 @@ def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
     style_figure(fig, "The cost: measured time per step and memory per norm" + where, "", "", height=height)
     fig.update_yaxes(title_text="time per step [ms]", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="memory [KiB]", rangemode="tozero", row=1, col=2)
-    fig.update_xaxes(title_text="normalization")
+    fig.update_xaxes(title_text="normalization", tickangle=0)
     if not fig.data:
         _note(fig, "no timing to show")
     _legend_below(fig, y=-0.3, bottom=110)
@@ -576,6 +578,13 @@ def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
              "group": f"GroupNorm (G = {groups})"}.get(method, str(method))
     style_figure(fig, f"{label}: which values share one mean and variance (N = {n} samples × C = {c} channels, "
                  f"each an {h}×{w} map)", "channel C →", "sample N →", height=height)
+    # white gutters between the tiles (the padding pixels hold the tensor's mean, not a gap)
+    for i in range(1, n):
+        shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": -0.5, "x1": img.shape[1] - 0.5,
+                       "y0": i * th - 1.5, "y1": i * th - 0.5, "line": {"width": 0}, "fillcolor": "white"})
+    for j in range(1, c):
+        shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": j * tw - 1.5, "x1": j * tw - 0.5,
+                       "y0": -0.5, "y1": img.shape[0] - 0.5, "line": {"width": 0}, "fillcolor": "white"})
     fig.update_layout(shapes=shapes)
     fig.update_xaxes(range=[-0.7, img.shape[1] - 0.3], tickvals=[j * tw + (w - 1) / 2 for j in range(c)],
                      ticktext=[f"c{j}" for j in range(c)], showgrid=False, zeroline=False)
