@@ -75,3 +75,20 @@ def test_every_guided_experiment_is_valid_and_restorable_from_its_lesson_link(ch
             assert key in params, f"{e.label}: {key} is not a setting of chapter {chapter}"
             parsed, msg = params[key].parse(params[key].encode(value))
             assert msg is None and parsed == state.stored(value), (e.label, key, value, parsed, msg)
+
+
+LESSONS = [(c.number, i) for c in course.chapters() for i in range(len(c.experiments()))]
+
+
+@pytest.mark.parametrize(("chapter", "index"), LESSONS)
+def test_every_lesson_link_opens_its_view_without_an_adjusted_setting(chapter, index):
+    """The home page's lesson link of each guided experiment restores exactly its settings."""
+    ch = course.chapter(chapter)
+    e = ch.experiments()[index]
+    query = e.query(ch.params())
+    at = open_page(ch.file, query, timeout=240)
+    assert not at.exception, [x.value for x in at.exception]
+    adjusted = [w.value for w in at.warning if "settings in the link were adjusted" in w.value]
+    assert not adjusted, f"{e.label}: {adjusted}"
+    for key, value in e.config(ch.params()).items():
+        assert at.session_state[key] == value, (e.label, key)
