@@ -60,7 +60,7 @@ st.download_button("Download the sampled batch statistics (CSV)", functools.part
 
 # 3 · training vs inference
 st.subheader("Training vs inference")
-momentum = cu.momentum_record(cu.momentum_cached(s.batch, s.scale_lr, s.base_lr, s.width, s.groups), s.batch)
+momentum = cu.momentum_record(cu.momentum_cached(s.batch, s.scale_lr, s.base_lr, s.width), s.batch)
 page.chart(cf.fig_train_vs_inference(sweep, momentum, current_batch=s.batch), key="c4-train-vs-inference")
 page.see(cu.describe_train_vs_inference(sweep, momentum))
 with page.more("Why: running statistics and their momentum"):
@@ -98,8 +98,8 @@ st.download_button("Download the online runs (CSV)", functools.partial(cu.online
 
 # 6 · batch renormalization
 st.subheader("Batch Renormalization")
-renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.base_lr, s.width,
-                                           s.groups), s.r_max, s.d_max)
+renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.base_lr, s.width),
+                          s.r_max, s.d_max)
 page.chart(cf.fig_renorm(renorm), key="c4-renorm")
 page.see(cu.describe_renorm(renorm, s.batch, s.r_order))
 with page.more("Why: r and d, and the code"):

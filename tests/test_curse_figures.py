@@ -90,8 +90,9 @@ def fake_non_iid(batch: int = 32, seeds: int = 2) -> dict:
     step = np.linspace(0, steps, 13).astype(int)
     final = {"shuffled": {"none": 0.96, "bn_before": 0.97, "brn": 0.96, "ln": 0.96, "gn": 0.96},
              "by_class": {"none": 0.38, "bn_before": 0.14, "brn": 0.5, "ln": 0.93, "gn": 0.95}}
-    out = {"step": step, "steps": np.array(steps)}
+    out = {"orders": np.array(cu.ORDERS), "norms": np.array(NORMS), "seeds": np.arange(seeds)}
     for o in cu.ORDERS:
+        out[f"{o}/step"], out[f"{o}/steps"] = step, np.array(steps)
         for n in NORMS:
             a = final[o][n]
             out[f"{o}/{n}/test_acc"] = np.full(seeds, a)
@@ -199,6 +200,10 @@ def test_small_batches_figure_and_caption_agree(scale, lr, diverge, seeds):
     assert (f"{n_div} run" in text) == bool(n_div)
     assert sum(1 for k in t if k.endswith(": diverged")) == len(diverge)
     assert ("at every batch size, so batch" in text) == (not scale)
+    if not scale:
+        lo, hi = re.search(r"ranges from (\d+\.\d) % to (\d+\.\d) %", text).groups()
+        ys = xy(t["no normalization"])[1]
+        assert float(lo) == pytest.approx(ys.min(), abs=0.051) and float(hi) == pytest.approx(ys.max(), abs=0.051)
 
 
 def test_small_batches_shows_the_seed_spread():

@@ -10,6 +10,7 @@ the defaults are trained once, and each test pays only for what its settings cha
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,11 +278,11 @@ def test_batch_size_2_note_is_true():
 
 
 def test_fixed_learning_rate_note_is_true():
-    at = open_chapter({"c4_scale": 0, "c4_batch": 128})
+    at = open_chapter({"c4_scale": 0, "c4_batch": 2})
     main = chart(at, MAIN)
     for n in cf.NORMS:
         line = mean_line(main, cf.NORM_LABEL[n])
-        assert line[128] > min(line.values()) + 0.5, (n, line)  # every normalizer loses at the large batches
+        assert line[2] > 50.0 and line[2] > 5 * min(line.values()), (n, line)  # "loses most of its accuracy"
 
 
 def test_class_sorted_note_is_true(default_page):
@@ -297,12 +298,13 @@ def test_class_sorted_note_is_true(default_page):
     assert y[-1] < 0.5 * y[0]  # its training loss falls
 
 
-def test_batch_renorm_at_4_note_is_true():
-    at = open_chapter({"c4_batch": 4})
-    main = chart(at, MAIN)
-    bn, brn = mean_line(main, "BatchNorm"), mean_line(main, "Batch Renorm")
-    big = bn[128]
-    assert abs(brn[4] - big) < abs(bn[4] - big), (brn[4], bn[4], big)
+def test_batch_renorm_at_2_note_is_true():
+    at = open_chapter({"c4_batch": 2, "c4_rmax": 5.0, "c4_dmax": 10.0})
+    text = next(t for t in sees(at) if "Batch Renorm's test accuracy in evaluation mode" in t)
+    brn, bn = (float(v) for v in re.search(r"is (\d+\.\d) %, \w[\w ]* BatchNorm's (\d+\.\d) %", text).groups())
+    assert brn > bn + 10.0, text
+    brn_128 = 100.0 - mean_line(chart(at, MAIN), "Batch Renorm")[128]
+    assert brn < brn_128, (brn, brn_128)
 
 
 def test_groupnorm_axes_note_is_true():
