@@ -157,8 +157,28 @@ def independent(norm, batch, epochs, order, seed):
     return accuracy(tm, data.X_test, data.y_test)
 
 
+def axes_parity() -> None:
+    """bn_core.axes.normalize against torch.nn.functional on the real feature-map tensor."""
+    from bn_core.axes import feature_maps, normalize
+
+    x = feature_maps(n_images=8, seed=0)["x"]
+    xt = torch.tensor(x)
+    c = x.shape[1]
+    ref = {
+        "batch": lambda: torch.nn.functional.batch_norm(xt, None, None, training=True, eps=1e-5),
+        "layer": lambda: torch.nn.functional.layer_norm(xt, xt.shape[1:], eps=1e-5),
+        "instance": lambda: torch.nn.functional.instance_norm(xt, eps=1e-5),
+        "group": lambda: torch.nn.functional.group_norm(xt, 3, eps=1e-5),
+    }
+    print(f"0) bn_core.axes.normalize vs torch.nn.functional on feature_maps (8, {c}, 8, 8)")
+    for method, fn in ref.items():
+        diff = np.abs(normalize(x, method, groups=3) - fn().numpy()).max()
+        print(f"   {method:>8}: max abs difference {diff:.2e}")
+
+
 def main() -> None:
     print(f"load average before: {os.getloadavg()}; torch {torch.__version__}")
+    axes_parity()
     print("1) same initial weights and batches, bn_core.train vs PyTorch (float64)")
     print(f"{'norm':>10} {'order':>9} {'batch':>5} {'steps':>5} {'max rel diff of losses':>24} "
           f"{'acc ours':>8} {'acc torch':>9}")
