@@ -69,15 +69,15 @@ with page.more("Why: running statistics and their momentum"):
 
 # 4 · non-i.i.d. batches
 st.subheader("Non-i.i.d. batches")
-non_iid = cu.non_iid_cached(s.sort_batch, s.scale_lr, s.base_lr, s.width, s.groups)
+non_iid = cu.non_iid_cached(s.sort_batch, s.scale_lr, s.sort_lr, s.width, s.groups)
 sorted_rec, shuffled_rec = cu.runs_record(non_iid, "by_class"), cu.runs_record(non_iid, "shuffled")
-page.chart(cf.fig_runs(sorted_rec, title=f"Class-sorted batches of {s.sort_batch}: training loss vs test accuracy"),
-           key="c4-non-iid")
+page.chart(cf.fig_runs(sorted_rec, title=f"Class-sorted batches of {s.sort_batch} (learning rate {s.sort_lr:g}): "
+                                         "training loss vs test accuracy"), key="c4-non-iid")
 page.see(cu.describe_non_iid(sorted_rec, shuffled_rec, s.sort_batch))
 page.chart(cf.fig_orders(shuffled_rec, sorted_rec), key="c4-orders")
 with page.more("Why: class statistics in training, mixed statistics in evaluation"):
     st.latex(cu.LATEX["non_iid"])
-    page.prose(cu.PROSE["non_iid"])
+    page.prose(cu.PROSE["non_iid"].format(lr=s.sort_lr))
 st.download_button("Download the batch-order runs (CSV)", functools.partial(cu.non_iid_csv, non_iid),
                    file_name="c4_non_iid.csv", mime="text/csv", key="c4-dl-noniid")
 
@@ -98,10 +98,10 @@ st.download_button("Download the online runs (CSV)", functools.partial(cu.online
 
 # 6 · batch renormalization
 st.subheader("Batch Renormalization")
-renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.base_lr, s.width),
-                          s.r_max, s.d_max)
+renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.renorm_lr,
+                                           s.width), s.r_max, s.d_max)
 page.chart(cf.fig_renorm(renorm), key="c4-renorm")
-page.see(cu.describe_renorm(renorm, s.batch, s.r_order))
+page.see(cu.describe_renorm(renorm, s.batch, s.r_order, s.renorm_lr))
 with page.more("Why: r and d, and the code"):
     st.latex(cu.LATEX["renorm"])
     page.prose(cu.PROSE["renorm"])
