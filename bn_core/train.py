@@ -272,8 +272,8 @@ def validate_config(
         problems.append(f"batch_size must be a whole number >= 1, got {c.batch_size!r}")
     else:
         if c.batch_size < 2 and c.norm in BATCH_STAT_NORMS:
-            # the layer's own message (what its forward raises), without its final period
-            problems.append(one_sample_message(_BATCH_STAT_LAYER[c.norm], 1).rstrip("."))
+            # the layer's own message, the one its forward pass raises
+            problems.append(one_sample_message(_BATCH_STAT_LAYER[c.norm], 1))
         if n_train is not None and c.batch_size > n_train:
             problems.append(
                 f"batch_size {c.batch_size} is larger than the {n_train} training samples"
@@ -425,11 +425,12 @@ def steps_per_epoch(batch_size: int, batch_order: str = "shuffled",
 def eval_batches(n: int, batch_size: int) -> list[slice]:
     """Consecutive slices of ``batch_size`` rows covering ``range(n)``, for training-mode tests.
 
-    The last slice holds the remainder; a remainder of a single row (which batch statistics
-    cannot normalize) joins the previous slice instead.
+    The last slice holds the remainder; for ``batch_size >= 2`` a remainder of a single row
+    (which batch statistics cannot normalize) joins the previous slice instead. With
+    ``batch_size == 1`` (only per-sample norms train so) every slice is one row.
     """
     bounds = list(range(0, n, batch_size)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+    if batch_size > 1 and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
         del bounds[-2]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 

@@ -607,3 +607,20 @@ def test_batchrenorm_batch_of_one_raises_like_batchnorm(n):
 def test_batchrenorm_rejects_bad_bounds(kw):
     with pytest.raises(ValueError, match="r_max|d_max"):
         BatchRenorm1d(3, **kw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 9), c=st.integers(1, 5), momentum=st.floats(0.01, 1.0),
+       loc=st.floats(-5, 5), log_scale=st.floats(-3, 3), seed=st.integers(0, 10_000))
+def test_batchrenorm_bounds_hold_and_r_max_1_d_max_0_is_batchnorm_property(
+        n, c, momentum, loc, log_scale, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=loc, scale=np.exp(log_scale), size=(n, c))
+    g = rng.normal(size=(n, c))
+    brn = BatchRenorm1d(c, momentum=momentum, r_max=2.0, d_max=1.0)
+    brn.running_var[...] = np.exp(rng.normal(size=c))
+    brn.forward(x)
+    assert np.all((brn.last_r >= 0.5) & (brn.last_r <= 2.0)) and np.all(np.abs(brn.last_d) <= 1.0)
+    same, bn = BatchRenorm1d(c, momentum=momentum, r_max=1.0, d_max=0.0), BatchNorm1d(c, momentum=momentum)
+    np.testing.assert_array_equal(same.forward(x), bn.forward(x))
+    np.testing.assert_array_equal(same.backward(g), bn.backward(g))
