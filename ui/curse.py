@@ -373,12 +373,20 @@ def run_sweep(s: Settings, on_partial: Callable[[dict, int, int], None] | None =
     """
     chunks = []
     order = sorted(BATCH_SIZES, reverse=True)
-    for i, b in enumerate(order):
+    keys = [(b, s.scale_lr, s.base_lr, s.width, s.groups) for b in order]
+    if on_partial is not None and not all(k in _SWEEP_SEEN for k in keys):
+        on_partial(sweep_record([]), 0, len(order))  # the published panel at once, before any training
+    for i, key in enumerate(keys):
         t0 = time.perf_counter()
-        chunks.append(sweep_chunk(b, s.scale_lr, s.base_lr, s.width, s.groups))
+        chunks.append(sweep_chunk(*key))
+        _SWEEP_SEEN.add(key)
         if on_partial is not None and i < len(order) - 1 and time.perf_counter() - t0 > 0.2:
             on_partial(sweep_record(chunks), i + 1, len(order))
     return sweep_record(chunks)
+
+
+#: Sweep chunks this process has computed or read (a hint only: whether to draw a preview).
+_SWEEP_SEEN: set[tuple] = set()
 
 
 # --------------------------------------------------------------------------- records

@@ -214,7 +214,7 @@ def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: 
     fig.update_layout(margin={"t": 70, "b": 95},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0})
     if not any(t.xaxis in (None, "x") for t in fig.data):
-        _note(fig, "no run to show yet", x=0.3)
+        _note(fig, "training the first batch size…", x=0.3)
     return fig
 
 
@@ -405,7 +405,7 @@ def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str =
     style_figure(fig, title, "", "", height=height)
     if loss:
         fig.update_xaxes(title_text="step [updates]", row=1, col=1)
-        ticks = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
+        ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
         fig.update_yaxes(title_text="cross-entropy [nats], log scale", type="log", tickvals=ticks,
                          ticktext=[f"{t:g}" for t in ticks], row=1, col=1)
     fig.update_xaxes(title_text=x_title, row=1, col=acc_col)
@@ -574,6 +574,7 @@ def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
     fig.add_trace(go.Scatter(x=[-10.0], y=[-10.0], mode="markers", name="other sets (greyed)",
                              marker={"symbol": "square", "size": 14, "color": "#dddddd"}, hoverinfo="skip"))
     method, groups = axes.get("method", ""), axes.get("groups")
+    names = [str(v) for v in axes.get("filter_names", ())]
     label = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm",
              "group": f"GroupNorm (G = {groups})"}.get(method, str(method))
     style_figure(fig, f"{label}: which values share one mean and variance (N = {n} samples × C = {c} channels, "
@@ -587,7 +588,8 @@ def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
                        "y0": -0.5, "y1": img.shape[0] - 0.5, "line": {"width": 0}, "fillcolor": "white"})
     fig.update_layout(shapes=shapes)
     fig.update_xaxes(range=[-0.7, img.shape[1] - 0.3], tickvals=[j * tw + (w - 1) / 2 for j in range(c)],
-                     ticktext=[f"c{j}" for j in range(c)], showgrid=False, zeroline=False)
+                     ticktext=[f"c{j}" + (f"<br>{names[j]}" if j < len(names) else "") for j in range(c)],
+                     showgrid=False, zeroline=False)
     fig.update_yaxes(range=[img.shape[0] - 0.3, -0.7], tickvals=[i * th + (h - 1) / 2 for i in range(n)],
                      ticktext=[f"n{i}" for i in range(n)], showgrid=False, zeroline=False)
     _legend_below(fig, y=-0.12, bottom=80)
