@@ -150,7 +150,7 @@ def test_learning_rate_switch_changes_the_sweep(default_page):
     fixed = mean_line(chart(at, MAIN), "no normalization")
     scaled = mean_line(chart(default_page, MAIN), "no normalization")
     assert fixed != scaled
-    assert any("at every batch size, so batch 128" in s for s in sees(at)), sees(at)  # names the confound
+    assert any("at every batch size, so batch 2 takes 64× as many updates" in s for s in sees(at)), sees(at)  # names the confound
 
 
 def chart_with(at: AppTest, part: str) -> dict:
