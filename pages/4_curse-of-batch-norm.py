@@ -37,20 +37,22 @@ def _partial(rec: dict, done: int, total: int) -> None:
 
 
 sweep = cu.run_sweep(s, _partial)
+sweep_key = (s.scale_lr, s.base_lr, s.width, s.groups)
 with holder.container():
-    page.chart(cf.fig_small_batches(sweep, s.batch), key="c4-small-batches")
+    page.chart(cu.figure("small", (*sweep_key, s.batch), lambda: cf.fig_small_batches(sweep, s.batch)),
+               key="c4-small-batches")
 page.see(cu.describe_small_batches(sweep))
 with page.more("Why: the formulas, and why the learning rate scales with the batch"):
     st.latex(cu.LATEX["small"])
     page.prose(cu.PROSE["small"].format(width=s.width, epochs=cu.EPOCHS))
-    st.plotly_chart(cf.fig_lr_used(sweep), key="c4-lr-used")
+    page.chart(cu.figure("lr", sweep_key, lambda: cf.fig_lr_used(sweep)), key="c4-lr-used")
 st.download_button("Download the batch-size sweep (CSV)", functools.partial(cu.sweep_csv, sweep),
                    file_name="c4_batch_size_sweep.csv", mime="text/csv", key="c4-dl-sweep")
 
 # 2 · why: noisy batch statistics
 st.subheader("Why: noisy batch statistics")
 stats = cu.stats_record(cu.batch_stats_cached())
-page.chart(cf.fig_batch_stats(stats, s.batch), key="c4-batch-stats")
+page.chart(cu.figure("stats", (s.batch,), lambda: cf.fig_batch_stats(stats, s.batch)), key="c4-batch-stats")
 page.see(cu.describe_batch_stats(stats))
 with page.more("Why: the standard errors"):
     st.latex(cu.LATEX["noise"])
@@ -61,7 +63,9 @@ st.download_button("Download the sampled batch statistics (CSV)", functools.part
 # 3 · training vs inference
 st.subheader("Training vs inference")
 momentum = cu.momentum_record(cu.momentum_cached(s.batch, s.scale_lr, s.base_lr, s.width), s.batch)
-page.chart(cf.fig_train_vs_inference(sweep, momentum, current_batch=s.batch), key="c4-train-vs-inference")
+page.chart(cu.figure("inference", (*sweep_key, s.batch),
+                     lambda: cf.fig_train_vs_inference(sweep, momentum, current_batch=s.batch)),
+           key="c4-train-vs-inference")
 page.see(cu.describe_train_vs_inference(sweep, momentum))
 with page.more("Why: running statistics and their momentum"):
     st.latex(cu.LATEX["inference"])
@@ -71,10 +75,12 @@ with page.more("Why: running statistics and their momentum"):
 st.subheader("Non-i.i.d. batches")
 non_iid = cu.non_iid_cached(s.sort_batch, s.scale_lr, s.sort_lr, s.width, s.groups)
 sorted_rec, shuffled_rec = cu.runs_record(non_iid, "by_class"), cu.runs_record(non_iid, "shuffled")
-page.chart(cf.fig_runs(sorted_rec, title=f"Class-sorted batches of {s.sort_batch} (learning rate {s.sort_lr:g}): "
-                                         "training loss vs test accuracy"), key="c4-non-iid")
+order_key = (s.sort_batch, s.scale_lr, s.sort_lr, s.width, s.groups)
+page.chart(cu.figure("non_iid", order_key, lambda: cf.fig_runs(
+    sorted_rec, title=f"Class-sorted batches of {s.sort_batch} (learning rate {s.sort_lr:g}): "
+                      "training loss vs test accuracy")), key="c4-non-iid")
 page.see(cu.describe_non_iid(sorted_rec, shuffled_rec, s.sort_batch))
-page.chart(cf.fig_orders(shuffled_rec, sorted_rec), key="c4-orders")
+page.chart(cu.figure("orders", order_key, lambda: cf.fig_orders(shuffled_rec, sorted_rec)), key="c4-orders")
 with page.more("Why: class statistics in training, mixed statistics in evaluation"):
     st.latex(cu.LATEX["non_iid"])
     page.prose(cu.PROSE["non_iid"].format(lr=s.sort_lr))
@@ -87,8 +93,9 @@ online = cu.online_record(cu.online_cached(s.scale_lr, s.base_lr, s.width, s.gro
 for norm, message in online["errors"].items():
     st.error(f"**{cf.NORM_LABEL[norm]} refuses a batch of one.** The layer's own message: {message}",
              icon=":material/block:")
-page.chart(cf.fig_runs(online, title="Online learning: test accuracy against samples seen (one pass, batch 1)",
-                       x_key="samples", x_title="training samples seen", loss=False), key="c4-online")
+page.chart(cu.figure("online", sweep_key, lambda: cf.fig_runs(
+    online, title="Online learning: test accuracy against samples seen (one pass, batch 1)", x_key="samples",
+    x_title="training samples seen", loss=False)), key="c4-online")
 page.see(cu.describe_online(online))
 with page.more("Why: one sample has no batch variance"):
     st.latex(cu.LATEX["online"])
@@ -100,7 +107,8 @@ st.download_button("Download the online runs (CSV)", functools.partial(cu.online
 st.subheader("Batch Renormalization")
 renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.renorm_lr,
                                            s.width), s.r_max, s.d_max)
-page.chart(cf.fig_renorm(renorm), key="c4-renorm")
+page.chart(cu.figure("renorm", (s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.renorm_lr, s.width),
+                     lambda: cf.fig_renorm(renorm)), key="c4-renorm")
 page.see(cu.describe_renorm(renorm, s.batch, s.r_order, s.renorm_lr))
 with page.more("Why: r and d, and the code"):
     st.latex(cu.LATEX["renorm"])
@@ -112,7 +120,8 @@ st.download_button("Download r and d over training (CSV)", functools.partial(cu.
 # 7 · the cost
 st.subheader("The cost")
 cost = cu.cost_record(cu.cost_cached(s.width, s.batch, s.groups), s.width, s.batch)
-page.chart(cf.fig_cost(cost), key="c4-cost")
+page.chart(cu.figure("cost", (s.width, s.batch, *cost["ms"], *cost["kept_kib"]), lambda: cf.fig_cost(cost)),
+           key="c4-cost")
 page.see(cu.describe_cost(cost))
 with page.more("Why: what each layer computes and keeps"):
     st.latex(cu.LATEX["cost"])
@@ -124,7 +133,7 @@ st.download_button("Download the timings (CSV)", functools.partial(cu.cost_csv, 
 # 8 · the alternatives and their axes
 st.subheader("The alternatives and their axes")
 ax = cu.axes_cached(s.ax_method, s.ax_groups, s.ax_n, s.ax_c)
-page.chart(cf.fig_axes(ax), key="c4-axes")
+page.chart(cu.figure("axes", (s.ax_method, s.ax_groups, s.ax_n, s.ax_c), lambda: cf.fig_axes(ax)), key="c4-axes")
 page.see(cu.describe_axes(ax))
 with page.more("Why: four sets, one formula, and the code"):
     st.latex(cu.LATEX["axes"])

@@ -257,11 +257,12 @@ def test_batch_stats_caption_quotes_the_measured_spreads():
     sd = rec["sd_mean_measured"]
     assert f"{sd[0]:.3g}" in text and f"{sd[-1]:.3g}" in text
     assert f"{rec['se_mean'][0]:.3g}" in text
-    # the boxes hold exactly the sampled batch means
+    # the boxes are the sampled batch means' quartiles and central 95 %
     boxes = [t for t in spec["data"] if t["type"] == "box"]
     assert len(boxes) == 2 * len(SIZES)
-    y0 = decode_arrays({"y": boxes[0]["y"]})[0]
-    assert np.allclose(np.sort(y0), np.sort(rec["means"][0]))
+    got = [decode_arrays({k: boxes[0][k]})[0][0] for k in ("lowerfence", "q1", "median", "q3", "upperfence")]
+    assert np.allclose(got, np.percentile(rec["means"][0], [2.5, 25, 50, 75, 97.5]))
+    assert np.allclose(decode_arrays({"m": boxes[-1]["median"]})[0], np.median(rec["vars"][-1]))
 
 
 # --------------------------------------------------------------------------- training vs inference
