@@ -30,14 +30,18 @@ st.subheader("Small batches")
 holder = st.empty()
 
 
+sweep_key = (s.scale_lr, s.base_lr, s.width, s.groups)
+
+
 def _partial(rec: dict, done: int, total: int) -> None:
+    # the largest `done` batch sizes: the same record for every visitor waiting on this sweep
+    fig = cu.figure("small-partial", (*sweep_key, s.batch, done), lambda: cf.fig_small_batches(rec, s.batch))
     with holder.container():
-        st.plotly_chart(cf.fig_small_batches(rec, s.batch), key=f"c4-small-batches-partial-{done}")
+        page.chart(fig, key=f"c4-small-batches-partial-{done}")
         st.caption(f"Sweep in progress: {done} of {total} batch sizes done (shared with every visitor).")
 
 
 sweep = cu.run_sweep(s, _partial)
-sweep_key = (s.scale_lr, s.base_lr, s.width, s.groups)
 with holder.container():
     page.chart(cu.figure("small", (*sweep_key, s.batch), lambda: cf.fig_small_batches(sweep, s.batch)),
                key="c4-small-batches")
