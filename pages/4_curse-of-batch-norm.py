@@ -45,6 +45,7 @@ sweep = cu.run_sweep(s, _partial)
 with holder.container():
     page.chart(cu.figure("small", (*sweep_key, s.batch), lambda: cf.fig_small_batches(sweep, s.batch)),
                key="c4-small-batches")
+    st.empty()  # takes the slot of the "in progress" line, which would otherwise stay
 page.see(cu.describe_small_batches(sweep))
 with page.more("Why: the formulas, and why the learning rate scales with the batch"):
     st.latex(cu.LATEX["small"])

@@ -211,8 +211,8 @@ def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: 
     fig.update_xaxes(title_text="images per GPU, log scale", row=1, col=2, **_log2_ticks(pub_x))
     fig.update_yaxes(title_text="test error [%]", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="validation error [%]", row=1, col=2)
-    fig.update_layout(margin={"t": 70, "b": 95},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0})
+    fig.update_layout(margin={"t": 70, "b": 115},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0})
     if not any(t.xaxis in (None, "x") for t in fig.data):
         _note(fig, "training the first batch size…", x=0.3)
     return fig
@@ -297,7 +297,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
     fig.update_yaxes(title_text="batch mean [pre-activation units]", row=1, col=1)
     fig.update_yaxes(title_text="batch variance [pre-activation units²]", row=1, col=2)
     fig.update_layout(boxmode="overlay")
-    _legend_below(fig, y=-0.22, bottom=100)
+    _legend_below(fig, y=-0.3, bottom=125)
     return fig
 
 
@@ -354,7 +354,7 @@ def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequ
                           row=1, col=2)
         fig.update_xaxes(title_text=f"step [updates], batch {momentum.get('batch')}", row=1, col=2)
         fig.update_yaxes(title_text="test accuracy [%]", row=1, col=2)
-    _legend_below(fig, y=-0.22, bottom=130)
+    _legend_below(fig, y=-0.3, bottom=150)
     return fig
 
 
@@ -418,7 +418,7 @@ def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str =
         fig.layout.annotations[-1].update(xanchor="right" if loss else "center")
     if not fig.data:
         _note(fig, "no run to show")
-    _legend_below(fig, y=-0.22, bottom=100)
+    _legend_below(fig, y=-0.3, bottom=125)
     return fig
 
 
@@ -480,7 +480,7 @@ def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
     fig.update_yaxes(title_text="d [running standard deviations]", row=1, col=2)
     if not fig.data:
         _note(fig, "no Batch Renorm run to show")
-    _legend_below(fig, y=-0.22, bottom=100)
+    _legend_below(fig, y=-0.3, bottom=125)
     return fig
 
 
@@ -521,7 +521,7 @@ def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
     fig.update_xaxes(title_text="normalization", tickangle=0)
     if not fig.data:
         _note(fig, "no timing to show")
-    _legend_below(fig, y=-0.3, bottom=110)
+    _legend_below(fig, y=-0.32, bottom=130)
     return fig
 
 
