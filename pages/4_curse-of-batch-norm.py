@@ -104,7 +104,8 @@ page.chart(cu.figure("online", sweep_key, lambda: cf.fig_runs(
 page.see(cu.describe_online(online))
 with page.more("Why: one sample has no batch variance"):
     st.latex(cu.LATEX["online"])
-    page.prose(cu.PROSE["online"])
+    page.prose(cu.PROSE["online"].format(lr=cu.lr_for(1, s.scale_lr, s.base_lr),
+                                         rule="the linear scaling rule at batch 1" if s.scale_lr else "fixed"))
 st.download_button("Download the online runs (CSV)", functools.partial(cu.online_csv, online),
                    file_name="c4_online.csv", mime="text/csv", key="c4-dl-online")
 

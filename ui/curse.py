@@ -645,8 +645,10 @@ def describe_batch_stats(rec: Mapping) -> str:
             f"{se[lo]:.3g} and {se[hi]:.3g}. The batch variance scatters by {100 * rv[lo]:.0f} % of its mean at "
             f"batch {sizes[lo]} and {100 * rv[hi]:.0f} % at batch {sizes[hi]}; the Gaussian formula √(2/(m−1)) "
             f"says {100 * rg[lo]:.0f} % and {100 * rg[hi]:.0f} %")
-    if np.isfinite(rk[lo]):
-        text += f", and with this unit's measured kurtosis {100 * rk[lo]:.0f} % and {100 * rk[hi]:.0f} %"
+    kurt = float(rec.get("pop_kurtosis", np.nan))
+    if np.isfinite(rk[lo]) and np.isfinite(kurt):
+        text += (f", and with this unit's measured kurtosis ({kurt:.2f}; 3 for Gaussian data) "
+                 f"{100 * rk[lo]:.0f} % and {100 * rk[hi]:.0f} %")
     return text + "."
 
 
@@ -894,8 +896,10 @@ PROSE = {
         "takes 64 times as many updates as a batch of 128. With the linear scaling rule (the default, as in Wu & He "
         "and Goyal et al.) the learning rate grows with the batch, so each epoch moves the weights about as far "
         "whatever the batch size, and what is left to differ is how noisy the batch statistics are. Turn the switch "
-        "off and one learning rate serves every batch size: the large batches then take few, small steps, and lose "
-        "accuracy for a reason that has nothing to do with normalization (watch the curve without normalization). "
+        "off and one learning rate serves every batch size: a batch of 2 then takes 64 times as many steps of the "
+        "same size per epoch as a batch of 128, so the small batches take steps too large for them or the large "
+        "ones too few, depending on the rate you pick, and the curves no longer isolate the normalization (watch "
+        "the curve without normalization). "
         "The right panel is published context, not measured here: Wu & He (2018), Figure 1, ResNet-50 on ImageNet, "
         "validation error against images per GPU."
     ),
@@ -905,9 +909,9 @@ PROSE = {
         "which other samples happened to share its batch. The unit is a real one: the pre-activation of unit 0 of "
         "the first hidden layer of a ReLU network trained for 300 steps without normalization, over the training "
         "set; batches are drawn the way training draws them. The dashed band is the closed form around the "
-        "population value; for the variance it uses the Gaussian approximation √(2/(m−1)), which the unit's "
-        "heavier-tailed, ReLU-fed distribution need not follow (the sentence above compares it with the measured "
-        "spread)."
+        "population value; for the variance it uses the Gaussian approximation √(2/(m−1)), which this unit's "
+        "distribution need not follow (the sentence above compares it with the measured spread and with the "
+        "formula corrected for the unit's measured kurtosis)."
     ),
     "inference": (
         "In evaluation mode BatchNorm uses running averages of the batch statistics collected in training, so a "
@@ -919,8 +923,8 @@ PROSE = {
     ),
     "non_iid": (
         "Sort the training set by class and cut it into batches: every batch holds one digit (the batches are "
-        "visited in a new random order each epoch; a class's leftover samples that do not fill a batch are "
-        "dropped). In training, BatchNorm then normalizes each class by that class's own statistics, and "
+        "visited in a new random order each epoch; a class's leftover samples that do not fill a batch sit "
+        "out that epoch, a different random few each epoch). In training, BatchNorm then normalizes each class by that class's own statistics, and "
         "subtracting the class mean hides exactly the information the network needs. The running statistics average over all classes, so evaluation mode feeds the next layer "
         "inputs it never saw in training. LayerNorm and GroupNorm normalize each sample by itself and are "
         "unaffected by what else is in the batch; the network without normalization is not immune either: "
@@ -933,16 +937,17 @@ PROSE = {
         "Online learning updates the model after every single sample (a stream, a robot, a user's clicks). With a "
         "batch of one, the batch mean is the sample itself and the batch variance is 0: BatchNorm would map every "
         "input to 0, so it refuses (PyTorch: \"Expected more than 1 value per channel when training\"). LayerNorm "
-        "and GroupNorm compute their statistics over the units of one sample and train as usual. One pass, "
-        "learning rate 0.05 / 32 per sample (the linear scaling rule at batch 1), 2 seeds."
+        "and GroupNorm compute their statistics over the units of one sample and train as usual. One pass over "
+        "the training set, learning rate {lr:g} per sample ({rule}), 2 seeds."
     ),
     "renorm": (
         "Batch Renormalization (Ioffe 2017) keeps BatchNorm's batch statistics for the gradient but corrects each "
         "batch's output toward what the running statistics would give: r and d are treated as constants in the "
-        "backward pass and clipped, so early in training (r_max = 1, d_max = 0 is BatchNorm) nothing breaks. Where "
-        "the batch is merely small, the corrections pull training and inference together. Where the batches are "
-        "class-sorted, the running statistics themselves mix the classes, and r and d, clipped, can only do part of "
-        "the work. Try both orders and several limits."
+        "backward pass and clipped to the limits; r_max = 1 and d_max = 0 make it exactly BatchNorm. (Ioffe relaxes "
+        "the limits step by step during training; here they are fixed.) Where the batch is merely small, the "
+        "corrections pull training toward what inference will do. Where the batches are class-sorted, the running "
+        "statistics themselves average over the classes, and the clipped r and d may do only part of the work. Try "
+        "both orders and several limits: the sentence under the chart says what happened."
     ),
     "cost": (
         "Each normalization layer adds reductions and element-wise work to every step, forward and backward, and "
