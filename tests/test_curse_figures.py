@@ -119,6 +119,7 @@ def fake_renorm(r_max: float = 3.0, d_max: float = 5.0, steps: int = 400) -> dic
     r = np.sort(np.clip(rng.lognormal(0, 0.4, (steps, 2, 3)), 1 / r_max, r_max), axis=2)
     d = np.sort(np.clip(rng.normal(0, 1.0, (steps, 2, 3)), -d_max, d_max), axis=2)
     return {"step": np.arange(1, steps + 1), "r": r, "d": d, "bn/test_acc": np.array(0.6),
+            "bn/diverged_at": np.array(-1), "brn/diverged_at": np.array(40 if r_max == 10.0 else -1),
             "brn/test_acc": np.array(0.8), "bn/test_acc_batch_stats": np.array(0.7),
             "brn/test_acc_batch_stats": np.array(0.75), "bn/batch_loss": np.ones(steps), "brn/batch_loss": np.ones(steps)}
 
@@ -182,6 +183,10 @@ def test_small_batches_figure_and_caption_agree(scale, lr, diverge, seeds):
     assert pub_bn.tolist() == [23.6, 23.7, 24.8, 27.3, 34.7]
     text = cu.describe_small_batches(rec)
     # "X's test error rises from A % to B %": A and B are X's mean line at the largest and smallest batch
+    t_all = [y for n in NORMS for y in xy(t[cf.NORM_LABEL[n]])[1]]
+    if min(t_all) > 50.0:
+        assert f"the lowest test error on the chart is {min(t_all):.1f} %" in text
+        return
     m = re.search(r"(\w[\w ]*)'s test error \w+ from (\d+\.\d) % to (\d+\.\d) %", text)
     assert m, text
     name, at_big, at_small = m.group(1).split(", ")[-1].strip(), float(m.group(2)), float(m.group(3))
@@ -198,12 +203,23 @@ def test_small_batches_figure_and_caption_agree(scale, lr, diverge, seeds):
             assert ys.max() - ys.min() <= 2.0 + 1e-9, (label, ys)
     n_div = sum(int(np.sum(rec[f"{n}/diverged"])) for n in NORMS)
     assert (f"{n_div} run" in text) == bool(n_div)
+    if n_div:
+        assert "at step 17" in text  # the step the (fake) core reported
     assert sum(1 for k in t if k.endswith(": diverged")) == len(diverge)
     assert ("at every batch size, so batch" in text) == (not scale)
     if not scale:
         lo, hi = re.search(r"ranges from (\d+\.\d) % to (\d+\.\d) %", text).groups()
         ys = xy(t["no normalization"])[1]
         assert float(lo) == pytest.approx(ys.min(), abs=0.051) and float(hi) == pytest.approx(ys.max(), abs=0.051)
+
+
+def test_small_batches_when_nothing_learns():
+    rec = fake_sweep()
+    for n in NORMS:
+        rec[f"{n}/test_err"] = np.full_like(rec[f"{n}/test_err"], 0.9)
+    text = cu.describe_small_batches(rec)
+    assert text.startswith("At these settings no network learns: the lowest test error on the chart is 90.0 %")
+    assert "within 2 points" not in text
 
 
 def test_small_batches_shows_the_seed_spread():
@@ -334,6 +350,7 @@ def test_renorm_figure_and_caption_over_the_limits(r_max, d_max):
     assert float(lo) >= round(1 / r_max, 2) - 0.01 and float(hi) <= r_max + 0.01
     assert ("is BatchNorm exactly" in text) == (r_max == 1.0 and d_max == 0.0)
     assert "better than BatchNorm's 60.0 %" in text
+    assert ("Batch Renorm diverged at step 40" in text) == (r_max == 10.0)
     limits = [t for t in spec["data"] if t.get("name") == "clipping limits"]
     assert len(limits) == 4
 

@@ -240,9 +240,11 @@ def test_a_diverging_learning_rate_is_reported_not_plotted_as_nan():
     at = open_chapter({"c4_lr": 5.0})
     for spec in charts(at).values():
         assert_all_finite(spec)
-    text = " ".join(sees(at))
+    main_text = sees(at)[0]  # the main chart's sentence comes first
     names = {t.get("name") for t in chart(at, MAIN)["data"]}
-    assert ("diverged" in text) == any(str(n).endswith(": diverged") for n in names)
+    assert ("diverged and stopped" in main_text) == any(str(n).endswith(": diverged") for n in names)
+    if "diverged and stopped" in main_text:
+        assert re.search(r"at step \d+", main_text)
 
 
 # --------------------------------------------------------------------------- guided experiments

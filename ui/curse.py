@@ -541,6 +541,8 @@ def renorm_record(core: Mapping, r_max: float, d_max: float) -> dict:
         rec[f"{name}_lo"], rec[f"{name}_mid"], rec[f"{name}_hi"] = layer[:, 0], layer[:, 1], layer[:, 2]
     for k in ("bn/test_acc", "brn/test_acc", "bn/test_acc_batch_stats", "brn/test_acc_batch_stats"):
         rec[k] = float(np.asarray(core[k], dtype=float))
+    for k in ("bn/diverged_at", "brn/diverged_at"):
+        rec[k] = int(np.asarray(core.get(k, -1)))
     return rec
 
 
@@ -594,13 +596,18 @@ def describe_small_batches(rec: Mapping) -> str:
     err = {n: _mean_err(rec, n) for n in norms}
     rise = {n: float(err[n][0] - err[n][-1]) for n in norms if np.isfinite(err[n][0]) and np.isfinite(err[n][-1])}
     parts = []
-    if rise:
+    best = min(float(np.nanmin(err[n])) for n in norms)
+    if best > 0.5:
+        parts.append(f"At these settings no network learns: the lowest test error on the chart is {_pct(best)}")
+    elif rise:
         worst = max(rise, key=rise.get)
         parts.append(f"From batch {hi_b} down to batch {lo_b}, {cf.NORM_LABEL[worst]}'s test error "
                      f"{'rises' if rise[worst] > 0 else 'changes'} from {_pct(err[worst][-1])} to "
                      f"{_pct(err[worst][0])}" + (" (mean over seeds)" if rec[f"{worst}/test_err"].shape[0] > 1 else ""))
     flat = [n for n in norms if np.all(np.isfinite(err[n])) and np.nanmax(err[n]) - np.nanmin(err[n]) <= 0.02]
-    if flat:
+    if best > 0.5:
+        pass
+    elif flat:
         verb = "stays" if len(flat) == 1 else "stay"
         parts.append(f"{_names(flat)} {verb} within 2 points of {'its' if len(flat) == 1 else 'their'} best "
                      "at every batch size")
@@ -612,8 +619,14 @@ def describe_small_batches(rec: Mapping) -> str:
     text = "; ".join(parts) + "."
     n_div = sum(int(np.sum(rec[f"{n}/diverged"])) for n in norms)
     if n_div:
-        text += (f" {n_div} run{'s' if n_div > 1 else ''} diverged (✕ on the chart; the error shown is "
-                 "its last evaluation before it stopped).")
+        where = []
+        for n in norms:
+            at = np.asarray(rec.get(f"{n}/diverged_at", np.full_like(rec[f"{n}/diverged"], -1, dtype=int)))
+            for seed, j in zip(*np.nonzero(rec[f"{n}/diverged"]), strict=True):
+                where.append(f"{cf.NORM_LABEL[n]} at batch {int(sizes[j])} (seed {seed}) at step {int(at[seed, j])}")
+        listed = "; ".join(where[:3]) + ("; …" if len(where) > 3 else "")
+        text += (f" {n_div} run{'s' if n_div > 1 else ''} diverged and stopped ({listed}; ✕ on the chart, "
+                 "drawn at the last evaluation before it stopped).")
     lr = np.asarray(rec.get("lr", []), dtype=float)
     if len(lr) and np.allclose(lr, lr[0]):
         text += (f" The learning rate is {lr[0]:g} at every batch size, so batch {lo_b} takes "
@@ -729,6 +742,10 @@ def describe_renorm(rec: Mapping, batch: int, order: str, lr: float | None = Non
     at_lr = f" (learning rate {lr:g} at batch 32)" if lr is not None else ""
     text = (f"On {ORDER_LABEL[order]} of {batch}{at_lr}, Batch Renorm's test accuracy in evaluation mode is "
             f"{_pct(brn)}, {verdict} BatchNorm's {_pct(bn)}.")
+    for arm, label in (("bn", "BatchNorm"), ("brn", "Batch Renorm")):
+        k = int(rec.get(f"{arm}/diverged_at", -1))
+        if k >= 0:
+            text += f" {label} diverged at step {k} and stopped there (its accuracy is the last one before)."
     r_lo, r_hi = np.asarray(rec["r_lo"], dtype=float), np.asarray(rec["r_hi"], dtype=float)
     d_lo, d_hi = np.asarray(rec["d_lo"], dtype=float), np.asarray(rec["d_hi"], dtype=float)
     ok = np.isfinite(r_lo) & np.isfinite(r_hi) & np.isfinite(d_lo) & np.isfinite(d_hi)
