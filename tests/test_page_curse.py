@@ -317,3 +317,22 @@ def test_groupnorm_axes_note_is_true():
     assert rec["count"] == 3 * rec["x"].shape[2] * rec["x"].shape[3]
     assert rec["mask"][0, :3].all() and not rec["mask"][0, 3:].any() and not rec["mask"][1:].any()
     assert np.isclose(rec["normalized"][0, :3].mean(), 0.0, atol=1e-9)
+
+
+EXTREMES = [
+    {"c4_batch": 2, "c4_width": 16, "c4_groups": 16, "c4_lr": 5.0, "c4_scale": 0, "c4_sbatch": 4, "c4_slr": 0.05,
+     "c4_rmax": 10.0, "c4_dmax": 0.0, "c4_rorder": "by_class", "c4_axm": "instance", "c4_axn": 3, "c4_axc": 5},
+    {"c4_batch": 128, "c4_width": 128, "c4_groups": 1, "c4_lr": 0.005, "c4_sbatch": 128, "c4_slr": 0.001,
+     "c4_rmax": 1.0, "c4_dmax": 10.0, "c4_axm": "group", "c4_axg": 6},
+]
+
+
+@pytest.mark.parametrize("query", EXTREMES, ids=["smallest-and-largest-steps", "largest-and-smallest-steps"])
+def test_widget_extremes_draw_finite_charts_with_their_sentences(query):
+    at = open_chapter(query)
+    assert not at.warning, [w.value for w in at.warning]  # every value is an allowed one
+    for spec in charts(at).values():
+        assert_all_finite(spec)
+    assert len(sees(at)) >= 9
+    for key, value in query.items():
+        assert at.query_params[key] == cu.PARAM[key].encode(value)
