@@ -115,7 +115,7 @@ renorm = cu.renorm_record(cu.renorm_cached(s.batch, s.r_max, s.d_max, s.r_order,
                                            s.width), s.r_max, s.d_max)
 page.chart(cu.figure("renorm", (s.batch, s.r_max, s.d_max, s.r_order, s.scale_lr, s.renorm_lr, s.width),
                      lambda: cf.fig_renorm(renorm)), key="c4-renorm")
-page.see(cu.describe_renorm(renorm, s.batch, s.r_order, s.renorm_lr))
+page.see(cu.describe_renorm(renorm, s.batch, s.r_order, s.renorm_lr, s.scale_lr))
 with page.more("Why: r and d, and the code"):
     st.latex(cu.LATEX["renorm"])
     page.prose(cu.PROSE["renorm"])

@@ -571,6 +571,11 @@ def cost_csv(rec: Mapping) -> str:
 # --------------------------------------------------------------------------- what to see
 
 
+def _num(x: float) -> str:
+    """Two decimals, never "-0.00"."""
+    return f"{round(float(x), 2) + 0.0:.2f}"
+
+
 def _pct(x: float) -> str:
     return f"{100.0 * x:.1f} %"
 
@@ -735,11 +740,12 @@ def describe_online(rec: Mapping) -> str:
     return "; ".join(parts) + "." if parts else "Nothing trained."
 
 
-def describe_renorm(rec: Mapping, batch: int, order: str, lr: float | None = None) -> str:
+def describe_renorm(rec: Mapping, batch: int, order: str, lr: float | None = None, scaled: bool = True) -> str:
     """Batch Renorm vs BN at ``batch``, and how often r and d hit their limits."""
     bn, brn = rec["bn/test_acc"], rec["brn/test_acc"]
     verdict = ("better than" if brn > bn + 0.01 else "worse than" if brn < bn - 0.01 else "about the same as")
-    at_lr = f" (learning rate {lr:g} at batch 32)" if lr is not None else ""
+    at_lr = "" if lr is None else (f" (learning rate {lr:g} at batch 32, scaled)" if scaled else
+                                   f" (learning rate {lr:g} at every batch size)")
     text = (f"On {ORDER_LABEL[order]} of {batch}{at_lr}, Batch Renorm's test accuracy in evaluation mode is "
             f"{_pct(brn)}, {verdict} BatchNorm's {_pct(bn)}.")
     for arm, label in (("bn", "BatchNorm"), ("brn", "Batch Renorm")):
@@ -751,8 +757,8 @@ def describe_renorm(rec: Mapping, batch: int, order: str, lr: float | None = Non
     ok = np.isfinite(r_lo) & np.isfinite(r_hi) & np.isfinite(d_lo) & np.isfinite(d_hi)
     if ok.any():
         r_max, d_max = rec["r_max"], rec["d_max"]
-        text += (f" Over training, r ranged over [{np.min(r_lo[ok]):.2f}, {np.max(r_hi[ok]):.2f}] and d over "
-                 f"[{np.min(d_lo[ok]):.2f}, {np.max(d_hi[ok]):.2f}] across layer 1's units")
+        text += (f" Over training, r ranged over [{_num(np.min(r_lo[ok]))}, {_num(np.max(r_hi[ok]))}] and d over "
+                 f"[{_num(np.min(d_lo[ok]))}, {_num(np.max(d_hi[ok]))}] across layer 1's units")
         tol = 1e-6
         r_clip = np.mean((r_hi[ok] >= r_max - tol) | (r_lo[ok] <= 1.0 / r_max + tol))
         d_clip = np.mean((d_hi[ok] >= d_max - tol) | (d_lo[ok] <= -d_max + tol))
@@ -821,20 +827,30 @@ def which_normalizer_table(sweep: Mapping | None, non_iid_sorted: Mapping | None
     return pd.DataFrame(rows)
 
 
+def _leaders(values: Mapping[str, float], lowest: bool) -> tuple[list[str], float]:
+    """The norms holding the best value (ties within 0.05 points share it) and that value."""
+    best = min(values.values()) if lowest else max(values.values())
+    return [n for n in NORMS if n in values and abs(values[n] - best) < 5e-4], best
+
+
+def _lead_phrase(names: list[str], what: str) -> str:
+    if len(names) == 1:
+        return f"{cf.NORM_LABEL[names[0]]} has the {what}"
+    return f"{_names(names)} share the {what}"
+
+
 def describe_table(sweep: Mapping, non_iid_sorted: Mapping, online: Mapping) -> str:
     """The closing table's verdicts, each computed from the table's own numbers."""
     parts = []
     sizes = np.asarray(sweep.get("batch_sizes", []))
     norms = [n for n in sweep.get("norms", ()) if np.isfinite(_mean_err(sweep, n)[0])] if len(sizes) else []
     if norms:
-        best = min(norms, key=lambda n: _mean_err(sweep, n)[0])
-        parts.append(f"at batch {int(sizes[0])} the lowest test error is {cf.NORM_LABEL[best]}'s "
-                     f"({_pct(_mean_err(sweep, best)[0])})")
+        names, best = _leaders({n: float(_mean_err(sweep, n)[0]) for n in norms}, lowest=True)
+        parts.append(f"at batch {int(sizes[0])} {_lead_phrase(names, 'lowest test error')} ({_pct(best)})")
     runs = non_iid_sorted.get("runs", {})
     if runs:
-        best = max(runs, key=lambda n: runs[n]["final_acc"])
-        parts.append(f"with class-sorted batches {cf.NORM_LABEL[best]} keeps the most accuracy "
-                     f"({_pct(runs[best]['final_acc'])})")
+        names, best = _leaders({n: float(r["final_acc"]) for n, r in runs.items()}, lowest=False)
+        parts.append(f"with class-sorted batches {_lead_phrase(names, 'highest accuracy')} ({_pct(best)})")
     if online.get("runs"):
         parts.append(f"online, only {_names([n for n in NORMS if n in online['runs']])} can train")
     if not parts:
