@@ -178,8 +178,8 @@ def test_small_batches_figure_and_caption_agree(scale, lr, diverge, seeds):
     spec = spec_of(cf.fig_small_batches(rec, 8))
     assert_house_style(spec)
     t = traces(spec)
-    assert "BatchNorm (published, Wu & He 2018)" in t and "GroupNorm (published, Wu & He 2018)" in t
-    _, pub_bn = xy(t["BatchNorm (published, Wu & He 2018)"])
+    assert "BatchNorm, published" in t and "GroupNorm, published" in t
+    _, pub_bn = xy(t["BatchNorm, published"])
     assert pub_bn.tolist() == [23.6, 23.7, 24.8, 27.3, 34.7]
     text = cu.describe_small_batches(rec)
     # "X's test error rises from A % to B %": A and B are X's mean line at the largest and smallest batch

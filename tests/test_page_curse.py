@@ -98,7 +98,7 @@ def test_defaults_draw_every_chart_finite_with_its_sentence(default_page):
     names = {t.get("name") for t in main["data"]}
     for n in cf.NORMS:
         assert cf.NORM_LABEL[n] in names and f"{cf.NORM_LABEL[n]}: range over seeds" in names
-    assert "BatchNorm (published, Wu & He 2018)" in names
+    assert "BatchNorm, published" in names
     assert len(mean_line(main, "BatchNorm")) == len(cu.BATCH_SIZES) >= 6
 
 

@@ -125,7 +125,7 @@ def _rgba(hex_colour: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _legend_below(fig: go.Figure, y: float = -0.3, bottom: int = 120) -> go.Figure:
+def _legend_below(fig: go.Figure, y: float = -0.38, bottom: int = 120) -> go.Figure:
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": y, "xanchor": "left", "x": 0.0},
                       margin={"b": bottom})
     return fig
@@ -144,7 +144,7 @@ def _log2_ticks(values: Sequence[int]) -> dict:
 # --------------------------------------------------------------------------- 1 small batches
 
 
-def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: int = 400) -> go.Figure:
+def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: int = 420) -> go.Figure:
     """Test error [%] against batch size per norm (left), beside Wu & He's published numbers.
 
     Left: the mean over seeds as a line, the seeds' range (min to max) as a shaded band and
@@ -154,7 +154,7 @@ def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: 
     """
     fig = make_subplots(rows=1, cols=2, column_widths=[0.66, 0.34], horizontal_spacing=0.09,
                         subplot_titles=("measured here: MLP on 8×8 digits",
-                                        "published: ResNet-50, ImageNet"))
+                                        "published: Wu & He 2018"))
     sizes = np.asarray(sweep.get("batch_sizes", []), dtype=float)
     n_seeds = 0
     for norm in sweep.get("norms", ()):
@@ -195,7 +195,7 @@ def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: 
     pub_x = np.asarray(PUBLISHED["images_per_gpu"], dtype=float)
     for norm, key in (("bn_before", "bn"), ("gn", "gn")):
         fig.add_trace(go.Scatter(x=pub_x, y=np.asarray(PUBLISHED[key], dtype=float), mode="lines+markers",
-                                 name=f"{NORM_LABEL[norm]} (published, Wu & He 2018)",
+                                 name=f"{NORM_LABEL[norm]}, published",
                                  line=_line(norm, width=2),
                                  marker=_marker(norm, size=9, symbol=NORM_STYLE[norm]["symbol"] + "-open",
                                                 line={"width": 2}),
@@ -208,11 +208,13 @@ def fig_small_batches(sweep: Mapping, current_batch: int | None = None, height: 
     style_figure(fig, f"Test error vs batch size (evaluation mode; {seeds_txt})", "", "", height=height)
     if len(sizes):
         fig.update_xaxes(title_text="batch size [samples], log scale", row=1, col=1, **_log2_ticks(sizes))
-    fig.update_xaxes(title_text="images per GPU, log scale", row=1, col=2, **_log2_ticks(pub_x))
+    fig.update_xaxes(title_text="ImageNet: images per GPU", row=1, col=2, **_log2_ticks(pub_x))
     fig.update_yaxes(title_text="test error [%]", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="validation error [%]", row=1, col=2)
+    fig.update_yaxes(title_text="ResNet-50 error [%]", row=1, col=2)
+    # the legend below the axis titles; its distance is a fraction of the plot height, which
+    # shrinks when lecture mode's larger legend pushes the bottom margin out
     fig.update_layout(margin={"t": 70, "b": 115},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.3, "xanchor": "left", "x": 0.0})
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.4, "xanchor": "left", "x": 0.0})
     if not any(t.xaxis in (None, "x") for t in fig.data):
         _note(fig, "training the first batch size…", x=0.3)
     return fig
@@ -297,7 +299,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
     fig.update_yaxes(title_text="batch mean [pre-activation units]", row=1, col=1)
     fig.update_yaxes(title_text="batch variance [pre-activation units²]", row=1, col=2)
     fig.update_layout(boxmode="overlay")
-    _legend_below(fig, y=-0.3, bottom=125)
+    _legend_below(fig, bottom=125)
     return fig
 
 
@@ -354,7 +356,7 @@ def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequ
                           row=1, col=2)
         fig.update_xaxes(title_text=f"step [updates], batch {momentum.get('batch')}", row=1, col=2)
         fig.update_yaxes(title_text="test accuracy [%]", row=1, col=2)
-    _legend_below(fig, y=-0.3, bottom=150)
+    _legend_below(fig, bottom=150)
     return fig
 
 
@@ -418,7 +420,7 @@ def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str =
         fig.layout.annotations[-1].update(xanchor="right" if loss else "center")
     if not fig.data:
         _note(fig, "no run to show")
-    _legend_below(fig, y=-0.3, bottom=125)
+    _legend_below(fig, bottom=125)
     return fig
 
 
@@ -480,7 +482,7 @@ def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
     fig.update_yaxes(title_text="d [running standard deviations]", row=1, col=2)
     if not fig.data:
         _note(fig, "no Batch Renorm run to show")
-    _legend_below(fig, y=-0.3, bottom=125)
+    _legend_below(fig, bottom=125)
     return fig
 
 
@@ -521,7 +523,7 @@ def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
     fig.update_xaxes(title_text="normalization", tickangle=0)
     if not fig.data:
         _note(fig, "no timing to show")
-    _legend_below(fig, y=-0.32, bottom=130)
+    _legend_below(fig, y=-0.4, bottom=130)
     return fig
 
 
