@@ -82,8 +82,8 @@ non_iid = cu.non_iid_cached(s.sort_batch, s.scale_lr, s.sort_lr, s.width, s.grou
 sorted_rec, shuffled_rec = cu.runs_record(non_iid, "by_class"), cu.runs_record(non_iid, "shuffled")
 order_key = (s.sort_batch, s.scale_lr, s.sort_lr, s.width, s.groups)
 page.chart(cu.figure("non_iid", order_key, lambda: cf.fig_runs(
-    sorted_rec, title=f"Class-sorted batches of {s.sort_batch} (learning rate {s.sort_lr:g}): "
-                      "training loss vs test accuracy")), key="c4-non-iid")
+    sorted_rec, title=f"Class-sorted batches of {s.sort_batch}, lr {s.sort_lr:g}: loss and accuracy")),
+    key="c4-non-iid")
 page.see(cu.describe_non_iid(sorted_rec, shuffled_rec, s.sort_batch))
 page.chart(cu.figure("orders", order_key, lambda: cf.fig_orders(shuffled_rec, sorted_rec)), key="c4-orders")
 with page.more("Why: class statistics in training, mixed statistics in evaluation"):
@@ -99,7 +99,7 @@ for norm, message in online["errors"].items():
     st.error(f"**{cf.NORM_LABEL[norm]} refuses a batch of one.** The layer's own message: {message}",
              icon=":material/block:")
 page.chart(cu.figure("online", sweep_key, lambda: cf.fig_runs(
-    online, title="Online learning: test accuracy against samples seen (one pass, batch 1)", x_key="samples",
+    online, title="Online learning: one pass, batch 1", x_key="samples",
     x_title="training samples seen", loss=False)), key="c4-online")
 page.see(cu.describe_online(online))
 with page.more("Why: one sample has no batch variance"):

@@ -296,9 +296,9 @@ def test_train_vs_inference_caption_matches_the_chart(batch):
     assert m, text
     b, run, bat = int(m.group(1)), float(m.group(2)), float(m.group(3))
     t = traces(spec)
-    x, y = xy(t["BatchNorm, running statistics (evaluation mode)"])
+    x, y = xy(t["BatchNorm, running statistics"])
     assert y[list(x).index(b)] == pytest.approx(run, abs=0.051)
-    x, y = xy(t["BatchNorm, batch statistics (training mode)"])
+    x, y = xy(t["BatchNorm, batch statistics"])
     assert y[list(x).index(b)] == pytest.approx(bat, abs=0.051)
     assert "running statistics (evaluation mode)" in text
     assert f"At batch {batch}," in text

@@ -25,8 +25,8 @@ from ui import curse_figures as cf
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/4_curse-of-batch-norm.py"
 MAIN = "Test error vs batch size"
-TITLES = (MAIN, "Why: the batch statistics", "Training vs inference", "Class-sorted batches",
-          "Final test accuracy", "Online learning", "Batch Renorm's corrections", "The cost",
+TITLES = (MAIN, "Batch mean and variance of one real unit", "Training vs inference", "Class-sorted batches",
+          "Shuffled vs class-sorted", "Online learning", "Batch Renorm's corrections", "Cost per norm",
           "BatchNorm: which values")
 
 
@@ -142,7 +142,7 @@ def test_batch_size_moves_the_marker_and_retrains_the_batch_sections(default_pag
         b = next(v for t, v in before.items() if t.startswith(start))
         a = next(v for t, v in after.items() if t.startswith(start))
         assert a != b, start
-    assert any(t.startswith("The cost") and "batch 4" in t for t in after)
+    assert any(t.startswith("Cost per norm") and "batch 4" in t for t in after)
 
 
 def test_learning_rate_switch_changes_the_sweep(default_page):
@@ -291,7 +291,7 @@ def test_fixed_learning_rate_note_is_true():
 def test_class_sorted_note_is_true():
     exp = next(e for e in cu.EXPERIMENTS if e.label == "Class-sorted batches")
     at = open_page(PAGE, exp.query(cu.PARAMS), timeout=300)
-    srt = chart(at, "Final test accuracy")
+    srt = chart(at, "Shuffled vs class-sorted")
     bars = {t["name"]: dict(zip(t["x"], decode_arrays({"y": t["y"]})[0], strict=True)) for t in srt["data"]}
     sorted_acc, shuffled_acc = bars["class-sorted batches"], bars["shuffled batches"]
     assert sorted_acc["BatchNorm"] < 0.5 * shuffled_acc["BatchNorm"]  # collapses

@@ -242,7 +242,7 @@ def fig_lr_used(sweep: Mapping) -> go.Figure:
 # --------------------------------------------------------------------------- 2 noisy statistics
 
 
-def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: int = 420) -> go.Figure:
+def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: int = 480) -> go.Figure:
     """The batch mean (left) and batch variance (right) of one unit over many mini-batches.
 
     Per batch size a box of the K sampled values; the population value as a line; the
@@ -250,12 +250,11 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
     (about 68 % of the values for Gaussian data) as dashed lines.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("batch mean μ_B", "batch variance σ²_B (biased)"))
+                        subplot_titles=("batch mean of x", "batch variance of x (biased)"))
     sizes = np.asarray(stats.get("batch_sizes", []), dtype=int)
     labels = [str(int(m)) for m in sizes]
     box_colour = OKABE_ITO["blue"]
-    for col, key, pop_key, sd_key, unit in ((1, "means", "pop_mean", "se_mean", "mean"),
-                                            (2, "vars", "pop_var", "sd_var", "variance")):
+    for col, key, pop_key, sd_key in ((1, "means", "pop_mean", "se_mean"), (2, "vars", "pop_var", "sd_var")):
         values = np.asarray(stats.get(key, np.zeros((0, 0))), dtype=float)
         for i, m in enumerate(labels):
             if i >= values.shape[0]:
@@ -266,7 +265,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
             # quartiles and the central 95 % precomputed: 7 numbers per box instead of K values
             lo, q1, med, q3, hi = np.percentile(v, [2.5, 25, 50, 75, 97.5])
             fig.add_trace(go.Box(x=[m], q1=[q1], median=[med], q3=[q3], lowerfence=[lo], upperfence=[hi],
-                                 name=f"batch {unit}s over {v.size} mini-batches (box: quartiles, whiskers: 95 %)",
+                                 name=f"{v.size} mini-batches (box: quartiles, whiskers: 95 %)",
                                  legendgroup=key, showlegend=i == 0 and col == 1,
                                  marker={"color": box_colour, "size": 3, "symbol": "circle"},
                                  line={"color": box_colour, "width": 1.5}, boxpoints=False), row=1, col=col)
@@ -274,7 +273,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
         sd = np.asarray(stats.get(sd_key, []), dtype=float)
         if np.isfinite(pop) and labels:
             fig.add_trace(go.Scatter(x=labels, y=[pop] * len(labels), mode="lines",
-                                     name="population value (whole training set)", legendgroup="pop",
+                                     name="population value", legendgroup="pop",
                                      showlegend=col == 1,
                                      line={"color": OKABE_ITO["black"], "width": 2, "dash": "solid"}),
                           row=1, col=col)
@@ -283,7 +282,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
             xs = [labels[j] for j in range(n) if ok[j]]
             for sign in (1.0, -1.0):
                 fig.add_trace(go.Scatter(x=xs, y=pop + sign * sd[:n][ok], mode="lines+markers",
-                                         name="closed form: population ± one standard error",
+                                         name="closed form: ± one standard error",
                                          legendgroup="sd", showlegend=col == 1 and sign > 0,
                                          line={"color": OKABE_ITO["vermillion"], "width": 2, "dash": "dash"},
                                          marker={"color": OKABE_ITO["vermillion"], "symbol": "diamond", "size": 7}),
@@ -293,11 +292,11 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
             fig.add_vline(x=labels.index(str(int(current_batch))), line={"color": "grey", "dash": "dot"},
                           row=1, col=col)
     layer, unit = stats.get("layer", 1), stats.get("unit", 0)
-    style_figure(fig, f"Why: the batch statistics of one real unit (layer {layer}, unit {unit}) are noisy",
+    style_figure(fig, f"Batch mean and variance of one real unit x (layer {layer}, unit {unit})",
                  "", "", height=height)
     fig.update_xaxes(title_text="batch size m [samples]", type="category")
-    fig.update_yaxes(title_text="batch mean [pre-activation units]", row=1, col=1)
-    fig.update_yaxes(title_text="batch variance [pre-activation units²]", row=1, col=2)
+    fig.update_yaxes(title_text="μ_B [units of x]", row=1, col=1)
+    fig.update_yaxes(title_text="σ²_B [units of x, squared]", row=1, col=2)
     fig.update_layout(boxmode="overlay")
     _legend_below(fig, bottom=125)
     return fig
@@ -307,7 +306,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
 
 
 def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequence[str] = ("bn_before", "brn"),
-                           height: int = 420, current_batch: int | None = None) -> go.Figure:
+                           height: int = 480, current_batch: int | None = None) -> go.Figure:
     """Left: test accuracy with running statistics (evaluation mode) and with batch statistics
     per batch size (mean over seeds). Right: BatchNorm's evaluation-mode test accuracy over
     training for each running-statistics momentum at one batch size.
@@ -316,13 +315,13 @@ def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequ
     ``"test_acc_batch"`` (M, n) (mean over seeds), ``"batch"``.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, column_widths=[0.55, 0.45],
-                        subplot_titles=("running vs batch statistics, per batch size",
-                                        "BatchNorm: running-statistics momentum"))
-    style_figure(fig, "Training vs inference: which statistics BatchNorm normalizes with", "", "", height=height)
+                        subplot_titles=("running vs batch statistics",
+                                        "BN: running-statistics momentum"))
+    style_figure(fig, "Training vs inference: which statistics BN uses", "", "", height=height)
     sizes = np.asarray(sweep.get("batch_sizes", []), dtype=float)
     for norm in norms:
-        for key, suffix, open_marker in (("test_err", "running statistics (evaluation mode)", False),
-                                         ("test_err_batch", "batch statistics (training mode)", True)):
+        for key, suffix, open_marker in (("test_err", "running statistics", False),
+                                         ("test_err_batch", "batch statistics", True)):
             k = f"{norm}/{key}"
             if k not in sweep:
                 continue
@@ -350,7 +349,7 @@ def fig_train_vs_inference(sweep: Mapping, momentum: Mapping | None, norms: Sequ
             if i >= acc.shape[0]:
                 break
             x, y = finite_xy(step, 100.0 * acc[i])
-            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"momentum {m:g} (evaluation mode)",
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"BN, momentum {m:g}",
                                      line={"color": colours[i % 3], "dash": dashes[i % 3], "width": 2.2},
                                      marker={"color": colours[i % 3], "symbol": symbols[i % 3], "size": 6}),
                           row=1, col=2)
@@ -370,7 +369,7 @@ def fig_orders(shuffled: Mapping, sorted_: Mapping, height: int = 360) -> go.Fig
         ys = [100.0 * runs[n]["final_acc"] for n in NORMS if n in runs and np.isfinite(runs[n].get("final_acc", np.nan))]
         fig.add_trace(go.Bar(x=xs, y=ys, name=name, marker={"color": colour, "pattern": {"shape": pattern}},
                              hovertemplate="%{x}: %{y:.1f} %<extra>" + name + "</extra>"))
-    style_figure(fig, "Final test accuracy (evaluation mode): shuffled vs class-sorted batches",
+    style_figure(fig, "Shuffled vs class-sorted batches: final test accuracy",
                  "normalization", "test accuracy [%]", height=height)
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 102])
@@ -381,14 +380,14 @@ def fig_orders(shuffled: Mapping, sorted_: Mapping, height: int = 360) -> go.Fig
 
 
 def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str = "step [updates]",
-             loss: bool = True, height: int = 420) -> go.Figure:
+             loss: bool = True, height: int = 460) -> go.Figure:
     """Per norm: the training-mode mini-batch loss (left, if ``loss``) and the evaluation-mode
     test accuracy (right) over training. Norms that refused to train are named in a note."""
     runs = record.get("runs", {})
     if loss:
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                            subplot_titles=("mini-batch loss in training mode (smoothed)",
-                                            "test accuracy in evaluation mode"))
+                            subplot_titles=("mini-batch loss (training mode)",
+                                            "test accuracy (evaluation mode)"))
     else:
         fig = make_subplots(rows=1, cols=1)
     acc_col = 2 if loss else 1
@@ -410,7 +409,7 @@ def fig_runs(record: Mapping, *, title: str, x_key: str = "step", x_title: str =
     if loss:
         fig.update_xaxes(title_text="step [updates]", row=1, col=1)
         ticks = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
-        fig.update_yaxes(title_text="cross-entropy [nats], log scale", type="log", tickvals=ticks,
+        fig.update_yaxes(title_text="loss [nats], log scale", type="log", tickvals=ticks,
                          ticktext=[f"{t:g}" for t in ticks], row=1, col=1)
     fig.update_xaxes(title_text=x_title, row=1, col=acc_col)
     fig.update_yaxes(title_text="test accuracy [%]", range=[0, 102], row=1, col=acc_col)
@@ -443,7 +442,7 @@ def smooth(values, window: int = 25) -> np.ndarray:
 # --------------------------------------------------------------------------- 6 batch renorm
 
 
-def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
+def fig_renorm(renorm: Mapping, height: int = 460) -> go.Figure:
     """r (left) and d (right) over training: median and the range over the first layer's units,
     with the clipping limits [1/r_max, r_max] and [-d_max, d_max] as dashed lines."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
@@ -457,7 +456,7 @@ def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
         if len(xl) and len(xl) == len(xh):
             fig.add_trace(go.Scatter(x=np.concatenate([xl, xl[::-1]]), y=np.concatenate([yh, yl[::-1]]),
                                      fill="toself", fillcolor=_rgba(colour, 0.25), line={"width": 0},
-                                     name="range over the units of layer 1", legendgroup="range",
+                                     name="range over layer 1's units", legendgroup="range",
                                      showlegend=col == 1, hoverinfo="skip"), row=1, col=col)
         x, y = finite_xy(step, mid)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="median over the units", legendgroup="mid",
@@ -479,7 +478,7 @@ def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
                  "", "", height=height)
     fig.update_xaxes(title_text="step [updates]")
     fig.update_yaxes(title_text="r [ratio]", row=1, col=1)
-    fig.update_yaxes(title_text="d [running standard deviations]", row=1, col=2)
+    fig.update_yaxes(title_text="d [running std]", row=1, col=2)
     if not fig.data:
         _note(fig, "no Batch Renorm run to show")
     _legend_below(fig, bottom=125)
@@ -489,11 +488,11 @@ def fig_renorm(renorm: Mapping, height: int = 400) -> go.Figure:
 # --------------------------------------------------------------------------- 7 cost
 
 
-def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
+def fig_cost(cost: Mapping, height: int = 440) -> go.Figure:
     """Median measured time per training step (whiskers 25th-75th percentile) and the memory
     each network keeps for its backward pass, one bar per norm."""
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("time per step (forward, backward, update)",
+                        subplot_titles=("time per step",
                                         "kept for the backward pass"))
     norms = list(cost.get("norms", ()))
     ms, lo, hi = (np.asarray(cost.get(k, []), dtype=float) for k in ("ms", "ms_lo", "ms_hi"))
@@ -516,8 +515,8 @@ def fig_cost(cost: Mapping, height: int = 380) -> go.Figure:
                                  showlegend=False, marker=style,
                                  hovertemplate=f"{kib[i]:.1f} KiB<extra>{NORM_LABEL[norm]}</extra>"), row=1, col=2)
     w, b = cost.get("width"), cost.get("batch")
-    where = f" (width {w}, batch {b}, this machine)" if w is not None and b is not None else ""
-    style_figure(fig, "The cost: measured time per step and memory per norm" + where, "", "", height=height)
+    where = f" (width {w}, batch {b})" if w is not None and b is not None else ""
+    style_figure(fig, "Cost per norm, measured here" + where, "", "", height=height)
     fig.update_yaxes(title_text="time per step [ms]", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="memory [KiB]", rangemode="tozero", row=1, col=2)
     fig.update_xaxes(title_text="normalization", tickangle=0)
@@ -581,8 +580,8 @@ def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
     names = [str(v) for v in axes.get("filter_names", ())]
     label = {"batch": "BatchNorm", "layer": "LayerNorm", "instance": "InstanceNorm",
              "group": f"GroupNorm (G = {groups})"}.get(method, str(method))
-    style_figure(fig, f"{label}: which values share one mean and variance (N = {n} samples × C = {c} channels, "
-                 f"each an {h}×{w} map)", "channel C →", "sample N →", height=height)
+    style_figure(fig, f"{label}: which values share one mean and variance",
+                 f"channel C ({c} filters, each an {h}×{w} map) →", f"sample N ({n} digits) →", height=height)
     # white gutters between the tiles (the padding pixels hold the tensor's mean, not a gap)
     for i in range(1, n):
         shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": -0.5, "x1": img.shape[1] - 0.5,
