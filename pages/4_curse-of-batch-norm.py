@@ -13,8 +13,10 @@ from ui import curse as cu
 from ui import curse_figures as cf
 
 page.setup(4)
+from_link = "c4_groups" not in st.session_state  # restore() is about to read the groups from the link
 notices = state.restore(cu.PARAMS)
-notices += cu.reconcile(st.session_state)
+if from_link:  # a link's groups that do not divide its width (a widget change is handled by the widget)
+    notices += cu.reconcile(st.session_state)
 with page.controls():
     cu.key_controls()
     cu.other_controls(st.session_state)

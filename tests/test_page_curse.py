@@ -194,6 +194,7 @@ def test_width_change_offers_only_divisors_and_keeps_groups_valid():
     groups = at.select_slider(key="c4_groups")
     assert list(groups.options) == [str(d) for d in cu.divisors(16)]
     assert 16 % int(at.session_state["c4_groups"]) == 0
+    assert any("32 groups do not divide 16 units: GroupNorm now uses 16" in c.value for c in at.caption)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -207,10 +207,13 @@ def other_controls(ss) -> None:
         st.select_slider("Units per hidden layer", options=WIDTH_OPTIONS, key="c4_width",
                          help="Two hidden layers of ReLU units.")
         allowed = divisors(int(ss["c4_width"]))
-        if int(ss["c4_groups"]) not in allowed:  # the width just changed: keep a valid divisor
-            ss["c4_groups"] = nearest_divisor(int(ss["c4_groups"]), int(ss["c4_width"]))
+        old = int(ss["c4_groups"])
+        if old not in allowed:  # the width just changed: keep a valid divisor, and say so
+            ss["c4_groups"] = nearest_divisor(old, int(ss["c4_width"]))
         st.select_slider("GroupNorm groups", options=allowed, key="c4_groups",
                          help="Only divisors of the width: each group holds width / groups units.")
+        if old not in allowed:
+            st.caption(f"{old} groups do not divide {ss['c4_width']} units: GroupNorm now uses {ss['c4_groups']}.")
     with st.expander("Class-sorted batches"):
         st.select_slider("Batch size of the class-sorted runs", options=SORT_BATCHES, key="c4_sbatch")
         st.select_slider("Their learning rate at batch 32", options=SORT_LR_OPTIONS, key="c4_slr",
