@@ -94,7 +94,7 @@ ALL_CHAPTERS = (
             ":material/warning:",
             "Where batch norm breaks (small batches, class-sorted batches, a batch of one, the "
             "train/inference gap), measured beside LayerNorm, GroupNorm and Batch Renorm.", 25,
-            "ui.curse"),
+            "ui.curse", ("Batch size",)),
     Chapter(5, "5 · Sequence models", "pages/5_sequence-models.py", ":material/timeline:",
             "A recurrent network with batch norm per time step against layer norm, on longer "
             "sequences than it was trained on.", 20, "ui.sequence",
