@@ -1,35 +1,37 @@
-"""BatchNorm Lab: the router. One navigation call, the shared sidebar, and ``page.run()``.
+"""BatchNorm Lab: the home page (Streamlit's entry point; the chapters are in ``pages/``).
 
-The chapter files live in ``chapters/``, not ``pages/``: Streamlit treats a ``pages/`` folder
-as the legacy multipage layout, and with it present a shared deep link such as
-``/bn-step-by-step`` opened on a freshly started server shows a "Page not found" dialog over
-the right page (streamlit#9992, #8860); without the folder the link opens cleanly.
+The chapters use Streamlit's own ``pages/`` multipage layout, without ``st.navigation``: with
+that layout a shared deep link such as ``/bn-step-by-step?c2_gamma=1.5`` opens the right page
+on a freshly started server (``tests/browser/test_deep_links.py`` checks every chapter against
+a fresh server per link), where ``st.navigation`` next to a ``pages/`` folder answered the
+first request with "Page not found" (streamlit#9992). The automatic navigation is hidden
+(``client.showSidebarNavigation = false``); :func:`ui.page.setup` draws the shared sidebar.
 """
 
 import streamlit as st
 
-from ui import memory, state
+from ui import course, home, page
 
-st.set_page_config(page_title="BatchNorm Lab", page_icon=":material/insights:", layout="wide")
+page.setup(None)
+home.forward_old_chapter_links()  # "/?c1_lr=..." was chapter 1's address before the home page
+page.lead(
+    "**See why normalization makes gradient descent fast, and where batch normalization "
+    "breaks.** Every chart is computed live, as you move the sliders, by the lab's own NumPy "
+    "implementation of the layers (the same arithmetic as PyTorch's), and every setting is in "
+    "the page's link, so a teacher's link opens the same view on every student's laptop."
+)
 
-PAGES = [
-    st.Page("chapters/valley_vs_bowl.py", title="1 · Valley vs bowl", icon=":material/landscape:",
-            url_path="valley-vs-bowl", default=True),
-    st.Page("chapters/bn_step_by_step.py", title="2 · Batch norm, step by step",
-            icon=":material/stairs:", url_path="bn-step-by-step"),
-    st.Page("chapters/bn_in_network.py", title="3 · Batch norm in a network",
-            icon=":material/hub:", url_path="bn-in-network"),
-]
+st.subheader("Chapters")
+chapters = course.chapters()
+for row in range(0, len(chapters), 3):
+    for col, ch in zip(st.columns(3), chapters[row : row + 3], strict=False):
+        with col.container(border=True):
+            home.card(ch)
 
-page = st.navigation(PAGES)
+st.subheader("Lesson links")
+st.markdown("Each opens one telling view of a chapter; the note says what to point at.")
+for ch in chapters:
+    home.lesson_links(ch)
 
-with st.sidebar:
-    st.markdown("**BatchNorm Lab**: see why normalization makes gradient descent fast, "
-                "and where batch normalization breaks.")
-    st.caption("Every setting is in the page's link: copy the address bar to share this exact view.")
-    state.reset_button()
-    st.divider()
-
-page.run()
-# Once per page and process: keeps Python's full (generation-2) collections off the rerun path (ui/memory.py).
-memory.freeze_after_first_run(page.url_path)
+with page.more("Teaching with it"):
+    st.markdown(home.TEACHING)

@@ -36,7 +36,7 @@ def page_defaults() -> TrainConfig:
     """The config the page trains with its defaults (read from the page's constants)."""
     import ast
 
-    tree = ast.parse((Path(APP).parent / "chapters" / "bn_in_network.py").read_text())
+    tree = ast.parse((Path(APP).parent / "pages" / "3_bn-in-network.py").read_text())
     consts = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
               for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
     steps = consts["DEFAULT_STEPS"]
@@ -67,7 +67,7 @@ def main() -> None:
 
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()  # chapter 1, so that st.navigation has registered the pages (AppTest.switch_page docs)
-    at.switch_page("chapters/bn_in_network.py")
+    at.switch_page("pages/3_bn-in-network.py")
     t = time.perf_counter()
     at.run()
     cold = time.perf_counter() - t

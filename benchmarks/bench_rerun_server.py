@@ -79,7 +79,8 @@ def start_server() -> tuple[subprocess.Popen, int]:
 class Session:
     """One browser-like session: sends reruns, collects the widgets' ids from the deltas."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, page_name: str = "valley-vs-bowl") -> None:
+        self.page_name = page_name  # the URL path of the page this session has open (chapter 1)
         self.ws = connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
                           max_size=None, open_timeout=30, legacy=True)
         self.widget_ids: dict[str, str] = {}  # user key -> Streamlit's widget id
@@ -98,6 +99,7 @@ class Session:
         msg = BackMsg()
         rs = msg.rerun_script
         rs.query_string = self.query_string
+        rs.page_name = self.page_name
         for key, value in [*(changes or {}).items(), *(radios or {}).items()]:
             wid = self.widget_ids[key]
             # Like the browser: a widget drawn by a fragment asks for a rerun of that fragment only.

@@ -1,47 +1,37 @@
-"""Open a chapter under AppTest the way Streamlit documents it.
+"""Open a page under AppTest the way Streamlit documents it.
 
-``AppTest.switch_page`` must come after a first ``run()``: before it, Streamlit knows pages
-only by file name, and ours are registered by ``st.navigation`` with custom ``url_path``s,
-so a switch before the first run silently stays on the default page (chapter 1).
+The app uses Streamlit's ``pages/`` layout: ``app.py`` is the home page, each chapter a file
+in ``pages/``. ``AppTest.switch_page`` comes after a first ``run()`` of the home page, as a
+browser would arrive; the chapter's settings go in as URL query parameters.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from ui import course
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
+HOME = course.HOME
 
-
-def _pages() -> list[tuple[str, str, bool]]:
-    """(file, title, is_default) for every st.Page(...) call in app.py."""
-    found = []
-    for node in ast.walk(ast.parse((ROOT / "app.py").read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page" and node.args:
-            kw = {k.arg: k.value for k in node.keywords}
-            default = isinstance(kw.get("default"), ast.Constant) and kw["default"].value is True
-            found.append((node.args[0].value, kw["title"].value, default))
-    return found
-
-
-PAGES = _pages()
-TITLES = {file: title for file, title, _ in PAGES}
-DEFAULT_PAGE = next(file for file, _, default in PAGES if default)
+#: page file -> its title (the page's first heading), home page included.
+TITLES = {HOME: "BatchNorm Lab", **{c.file: c.title for c in course.chapters()}}
+PAGES = list(TITLES)
 
 
 def open_page(page: str, query: dict | None = None, timeout: float = 120) -> AppTest:
-    """Run ``app.py`` on ``page`` with URL ``query`` parameters; return the AppTest."""
+    """Run ``page`` (``app.py`` or a file in ``pages/``) with URL ``query`` parameters."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    if page != HOME:
+        at.run()
+        at.switch_page(page)
     for k, v in (query or {}).items():
         at.query_params[k] = str(v)
     at.run()
-    if page != DEFAULT_PAGE:
-        at.switch_page(page)
-        at.run()
     return at
 
 

@@ -23,3 +23,21 @@ def test_freeze_happens_once_per_page_and_moves_objects_to_the_permanent_generat
     finally:
         gc.unfreeze()
         memory._frozen_pages.clear()
+
+
+def test_pages_freeze_at_the_start_of_their_second_run_only():
+    gc.unfreeze()
+    memory._frozen_pages.clear()
+    memory._seen_pages.clear()
+    try:
+        assert memory.freeze_from_second_run("pages/x.py") is False  # first run: nothing yet
+        assert gc.get_freeze_count() == 0
+        assert memory.freeze_from_second_run("pages/x.py") is True  # second run: freeze once
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000
+        assert memory.freeze_from_second_run("pages/x.py") is False
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        memory._frozen_pages.clear()
+        memory._seen_pages.clear()

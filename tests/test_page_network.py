@@ -1,4 +1,4 @@
-"""Chapter 3 page (chapters/bn_in_network.py) under AppTest: interactions, URL state, bad input.
+"""Chapter 3 page (pages/3_bn-in-network.py) under AppTest: interactions, URL state, bad input.
 
 Runs use a few training steps set through the URL (``c3_steps``) so the whole file stays fast;
 the science itself is tested in tests/test_train.py and tests/test_experiments.py.
@@ -17,7 +17,7 @@ from tests.apptest import figure, figures, open_page
 from tests.test_network_figures import assert_all_finite, decode_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = "chapters/bn_in_network.py"
+PAGE = "pages/3_bn-in-network.py"
 
 
 def run_page(**query) -> AppTest:

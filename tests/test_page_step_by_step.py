@@ -12,7 +12,7 @@ from tests import apptest
 from tests.apptest import figure, figures
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGE = "chapters/bn_step_by_step.py"
+PAGE = "pages/2_bn-step-by-step.py"
 PIPELINE = "A mini-batch through the layer, per feature"
 RUNNING = "Running statistics converge"
 

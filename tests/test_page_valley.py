@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.apptest import open_page
 
-PAGE = "chapters/valley_vs_bowl.py"
+PAGE = "pages/1_valley-vs-bowl.py"
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st_
 from streamlit.testing.v1 import AppTest
 
+from ui import state as _state
 from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
 
 LR_OPTIONS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 3.0)
@@ -132,13 +133,13 @@ def test_leaving_a_chapter_and_coming_back_keeps_its_settings():
     the kept copy must bring chapter 2's gamma back after a visit to chapter 1."""
     from tests.apptest import open_page
 
-    at = open_page("chapters/bn_step_by_step.py")
+    at = open_page("pages/2_bn-step-by-step.py")
     assert _gamma(at) == 1.0
     at.slider(key="c2_gamma").set_value(1.5).run()
-    at.switch_page("chapters/valley_vs_bowl.py").run()
+    at.switch_page("pages/1_valley-vs-bowl.py").run()
     assert not at.exception
     at.query_params.clear()  # what following the sidebar link does in the browser
-    at.switch_page("chapters/bn_step_by_step.py").run()
+    at.switch_page("pages/2_bn-step-by-step.py").run()
     assert not at.exception
     assert _gamma(at) == 1.5
     assert at.query_params["c2_gamma"] in ("1.5", ["1.5"])
@@ -147,13 +148,44 @@ def test_leaving_a_chapter_and_coming_back_keeps_its_settings():
 def test_a_link_beats_the_kept_copy_and_reset_forgets_it():
     from tests.apptest import open_page
 
-    at = open_page("chapters/bn_step_by_step.py")
+    at = open_page("pages/2_bn-step-by-step.py")
     at.slider(key="c2_gamma").set_value(1.5).run()
-    at.switch_page("chapters/valley_vs_bowl.py").run()
+    at.switch_page("pages/1_valley-vs-bowl.py").run()
     at.query_params.clear()
     at.query_params["c2_gamma"] = "0.5"  # a link that names the value
-    at.switch_page("chapters/bn_step_by_step.py").run()
+    at.switch_page("pages/2_bn-step-by-step.py").run()
     assert _gamma(at) == 0.5
     at.button[0].click().run()  # the sidebar's "Reset this page to defaults"
     assert not at.exception
     assert _gamma(at) == 1.0
+
+
+# --------------------------------------------------------------- item 4 of the truth issue
+
+
+
+def test_a_very_long_url_value_is_quoted_short():
+    p = _state.FloatParam("c1_lr", 0.01, lo=1e-6, hi=3.0, label="learning rate")
+    value, msg = p.parse("x" * 5000)
+    assert value == 0.01 and msg is not None
+    assert len(msg) < 200 and "x" * (_state.ECHO_CHARS - 1) + "…" in msg and "x" * _state.ECHO_CHARS not in msg
+
+
+def test_unknown_and_other_chapters_keys_are_named():
+    notes = _state.unknown_keys(["c1_lr", "c2_gamma", "foo", "lecture", "k" * 300], ["c1_lr", "c1_frac"])
+    assert len(notes) == 2
+    assert "'c2_gamma' (chapter 2)" in notes[0] and "another chapter" in notes[0]
+    assert "'foo'" in notes[1] and "not a setting of this page" in notes[1]
+    assert "k" * _state.ECHO_CHARS not in notes[1]
+    assert _state.unknown_keys(["c1_lr", "lecture"], ["c1_lr"]) == []
+
+
+def test_a_link_with_unknown_keys_drops_them_and_says_so():
+    from tests.apptest import open_page
+
+    at = open_page("pages/2_bn-step-by-step.py", {"c2_gamma": "1.5", "c1_lr": "0.1", "zzz": "1"})
+    assert not at.exception
+    assert "c1_lr" not in at.query_params and "zzz" not in at.query_params
+    assert at.query_params["c2_gamma"] == "1.5"
+    text = " ".join(w.value for w in at.warning)
+    assert "'c1_lr' (chapter 1)" in text and "'zzz'" in text

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 
 _frozen_pages: set[str] = set()
+_seen_pages: set[str] = set()
 
 
 def freeze_after_first_run(page: str) -> bool:
@@ -38,3 +39,17 @@ def freeze_after_first_run(page: str) -> bool:
     gc.collect()
     gc.freeze()
     return True
+
+
+def freeze_from_second_run(page: str) -> bool:
+    """Call at the start of every run of ``page``: freezes once, when ``page`` starts its
+    second run in this process (i.e. after its first run, imports and caches included).
+
+    A page of Streamlit's ``pages/`` layout has no code that runs after the page, so the
+    freeze that :func:`freeze_after_first_run` does "after the first run" happens at the start
+    of the next one instead. Returns True when it froze.
+    """
+    if page not in _seen_pages:
+        _seen_pages.add(page)
+        return False
+    return freeze_after_first_run(page)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 _REGISTRY_KEY = "_url_params_of_current_page"
-_KEPT_PREFIX = "_kept_"  # non-widget copies of each value, which survive leaving the page
+KEPT_PREFIX = "_kept_"  # non-widget copies of each value, which survive leaving the page
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,16 @@ class Param:
     @property
     def name(self) -> str:
         return self.label or self.key
+
+
+#: How much of a URL value a message quotes; longer values are cut with an ellipsis.
+ECHO_CHARS = 40
+
+
+def echo(raw: object) -> str:
+    """``raw`` as a message quotes it: at most :data:`ECHO_CHARS` characters."""
+    text = str(raw)
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
 def _float_or_none(raw: str) -> float | None:
@@ -84,13 +94,13 @@ class FloatParam(Param):
     def parse(self, raw: str) -> tuple[object, str | None]:
         x = _float_or_none(raw)
         if x is None or math.isnan(x):
-            return self.default, f"{self.name}: '{raw}' is not a number; using the default {self.encode(self.default)}."
+            return self.default, f"{self.name}: '{echo(raw)}' is not a number; using the default {self.encode(self.default)}."
         clamped = min(max(x, self.lo), self.hi)
         value = self._snap(clamped)
         if clamped != x:
-            return value, f"{self.name}: {raw} is outside [{self.encode(self.lo)}, {self.encode(self.hi)}]; using {self.encode(value)}."
+            return value, f"{self.name}: {echo(raw)} is outside [{self.encode(self.lo)}, {self.encode(self.hi)}]; using {self.encode(value)}."
         if not math.isclose(value, x, rel_tol=1e-9, abs_tol=0.0):
-            return value, f"{self.name}: {raw} is not one of the offered values; using the nearest, {self.encode(value)}."
+            return value, f"{self.name}: {echo(raw)} is not one of the offered values; using the nearest, {self.encode(value)}."
         return value, None
 
     def encode(self, value: object) -> str:
@@ -107,13 +117,13 @@ class IntParam(Param):
     def parse(self, raw: str) -> tuple[object, str | None]:
         x = _float_or_none(raw)
         if x is None or math.isnan(x):
-            return self.default, f"{self.name}: '{raw}' is not a whole number; using the default {self.default}."
+            return self.default, f"{self.name}: '{echo(raw)}' is not a whole number; using the default {self.default}."
         clamped = min(max(x, self.lo), self.hi)
         value = int(round(clamped))
         if clamped != x:
-            return value, f"{self.name}: {raw} is outside [{self.lo}, {self.hi}]; using {value}."
+            return value, f"{self.name}: {echo(raw)} is outside [{self.lo}, {self.hi}]; using {value}."
         if value != x:
-            return value, f"{self.name}: {raw} is not a whole number; using {value}."
+            return value, f"{self.name}: {echo(raw)} is not a whole number; using {value}."
         return value, None
 
     def encode(self, value: object) -> str:
@@ -132,7 +142,7 @@ class ChoiceParam(Param):
             if text.lower() == c.lower():
                 return c, None
         allowed = ", ".join(self.choices)
-        return self.default, f"{self.name}: '{raw}' is not one of {allowed}; using {self.default}."
+        return self.default, f"{self.name}: '{echo(raw)}' is not one of {allowed}; using {self.default}."
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,7 @@ class BoolParam(Param):
             return True, None
         if text in {"0", "false", "no", "off"}:
             return False, None
-        return self.default, f"{self.name}: '{raw}' is not on/off; using {'on' if self.default else 'off'}."
+        return self.default, f"{self.name}: '{echo(raw)}' is not on/off; using {'on' if self.default else 'off'}."
 
     def encode(self, value: object) -> str:
         return "1" if value else "0"
@@ -165,16 +175,16 @@ class MultiChoiceParam(Param):
         unknown = [t for t in items if t.lower() not in lookup]
         value = [c for c in self.choices if c in known]
         if len(value) < self.min_count:
-            return list(self.default), f"{self.name}: '{raw}' names too few of {', '.join(self.choices)}; using the default."
+            return list(self.default), f"{self.name}: '{echo(raw)}' names too few of {', '.join(self.choices)}; using the default."
         if unknown:
-            return value, f"{self.name}: ignored unknown {', '.join(unknown)}."
+            return value, f"{self.name}: ignored unknown {echo(', '.join(unknown))}."
         return value, None
 
     def encode(self, value: object) -> str:
         return ",".join(value)
 
 
-def _stored(value: object) -> object:
+def stored(value: object) -> object:
     """A value as the session keeps it (a multiselect wants a list, not a tuple)."""
     return list(value) if isinstance(value, list | tuple) else value
 
@@ -185,9 +195,43 @@ def _fallback(p: Param) -> tuple[object, str | None]:
     raw = st.query_params.get(p.key)
     if raw is not None:
         return p.parse(raw)
-    if _KEPT_PREFIX + p.key in st.session_state:
-        return st.session_state[_KEPT_PREFIX + p.key], None
+    if KEPT_PREFIX + p.key in st.session_state:
+        return st.session_state[KEPT_PREFIX + p.key], None
     return p.default, None
+
+
+#: URL keys every page understands (not chapter settings): see ui/page.py.
+GLOBAL_KEYS = ("lecture",)
+
+
+def params_keys(params: Sequence[Param]) -> set[str]:
+    """The URL keys a page with ``params`` understands: its own and the global ones."""
+    return {p.key for p in params} | set(GLOBAL_KEYS)
+
+
+def unknown_keys(url_keys, page_keys: Sequence[str]) -> list[str]:
+    """Messages for URL keys that the page does not understand (pure; tested without a server).
+
+    A key with another chapter's prefix (``c2_gamma`` on chapter 1) is named as that chapter's;
+    anything else as unknown. Keys are quoted at most :data:`ECHO_CHARS` characters long.
+    """
+    known = set(page_keys) | set(GLOBAL_KEYS)
+    own = {k.split("_", 1)[0] for k in page_keys if "_" in k}
+    other, unknown = [], []
+    for key in url_keys:
+        if key in known:
+            continue
+        head = key.split("_", 1)[0]
+        if "_" in key and head[:1] == "c" and head[1:].isdigit() and head not in own:
+            other.append(f"'{echo(key)}' (chapter {int(head[1:])})")
+        else:
+            unknown.append(f"'{echo(key)}'")
+    notes = []
+    if other:
+        notes.append(f"ignored {', '.join(other)}: a setting of another chapter, not of this page.")
+    if unknown:
+        notes.append(f"ignored {', '.join(unknown)}: not a setting of this page.")
+    return notes
 
 
 def restore(params: Sequence[Param]) -> list[str]:
@@ -195,18 +239,21 @@ def restore(params: Sequence[Param]) -> list[str]:
 
     Per parameter, a key already in the session state (the user moved a widget) is left
     alone; else :func:`_fallback` gives the value: the URL's, parsed and clamped, else the copy
-    kept when the user last saw this page, else the default. Returns the messages for URL
-    values that were invalid and changed.
+    kept when the user last saw this page, else the default. URL keys that are not a setting
+    of this page (:func:`unknown_keys`) are dropped from the link and named. Returns the
+    messages for URL values that were invalid and changed, and for the keys dropped.
     """
     st.session_state[_REGISTRY_KEY] = [p.key for p in params]
-    notices: list[str] = []
+    notices = unknown_keys(st.query_params.keys(), [p.key for p in params])
+    for key in [k for k in st.query_params.keys() if k not in params_keys(params)]:
+        del st.query_params[key]
     for p in params:
         if p.key in st.session_state:
             continue
         value, msg = _fallback(p)
         if msg:
             notices.append(msg)
-        st.session_state[p.key] = _stored(value)
+        st.session_state[p.key] = stored(value)
     return notices
 
 
@@ -223,7 +270,7 @@ def hold(params: Sequence[Param]) -> None:
     """
     ss = st.session_state
     for p in params:
-        ss[p.key] = _stored(ss[p.key] if p.key in ss else _fallback(p)[0])
+        ss[p.key] = stored(ss[p.key] if p.key in ss else _fallback(p)[0])
 
 
 def publish(params: Sequence[Param]) -> None:
@@ -231,7 +278,7 @@ def publish(params: Sequence[Param]) -> None:
     for p in params:
         if p.key in st.session_state:
             value = st.session_state[p.key]
-            st.session_state[_KEPT_PREFIX + p.key] = _stored(value)
+            st.session_state[KEPT_PREFIX + p.key] = stored(value)
             text = p.encode(value)
             if st.query_params.get(p.key) != text:
                 st.query_params[p.key] = text
@@ -246,8 +293,9 @@ def show_notices(notices: Sequence[str]) -> None:
 def _reset_current_page() -> None:
     for key in st.session_state.get(_REGISTRY_KEY, []):
         st.session_state.pop(key, None)
-        st.session_state.pop(_KEPT_PREFIX + key, None)
-    st.query_params.clear()
+        st.session_state.pop(KEPT_PREFIX + key, None)
+    for key in [k for k in st.query_params.keys() if k not in GLOBAL_KEYS]:
+        del st.query_params[key]  # the chapter's settings go; lecture mode stays
 
 
 def reset_button() -> None:

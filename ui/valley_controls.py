@@ -17,7 +17,7 @@ import streamlit as st
 
 from bn_core import regression as R
 from bn_core.upload import MAX_MB, MAX_ROWS, is_constant_note
-from ui import state
+from ui import page, state
 from ui import valley as vs
 from ui import valley_figures as vf
 
@@ -90,7 +90,7 @@ def controls() -> Settings:
     ss = st.session_state
     errors: list[str] = []
     file_notes: list[str] = []  # about the data file, shown under their own heading
-    with st.sidebar:
+    with page.controls():
         st.subheader("Chapter 1 settings")
         st.caption("Data")
         st.radio("data", vs.SOURCES, format_func=vs.SOURCE_LABELS.get, key="c1_source")

@@ -1,37 +1,84 @@
-"""A teacher's link to any chapter opens that chapter cleanly, even on a freshly started server.
+"""A teacher's link to any page opens that page cleanly, even on a freshly started server.
 
 This is the situation of a student opening a shared link after Streamlit Community Cloud has
-woken the app: the link is the server's very first request. With a ``pages/`` folder next to
-``st.navigation`` Streamlit answered it with a "Page not found" dialog over the right page
-(streamlit#9992); the chapters live in ``chapters/`` for that reason (see app.py).
+woken the app: the link is the server's very first request. The app uses Streamlit's own
+``pages/`` layout without ``st.navigation`` for this reason (see app.py): with
+``st.navigation`` next to a ``pages/`` folder the first request showed "Page not found".
+Each link gets a server of its own, started for it.
 """
 
 import pytest
 
-from tests.apptest import PAGES
+from tests.apptest import TITLES
 from tests.browser.conftest import assert_no_exception, settle, start_server, stop_server
+from ui import course
 
-DEEP_LINKS = [("/bn-step-by-step?c2_gamma=1.5", "2 · Batch norm, step by step"),
-              ("/bn-in-network?c3_steps=200", "3 · Batch norm in a network")]
+#: One deep link per chapter, with a setting in its query string (and lecture mode once).
+DEEP_LINKS = {
+    1: "/valley-vs-bowl?c1_frac=0.9",
+    2: "/bn-step-by-step?c2_gamma=1.5",
+    3: "/bn-in-network?c3_steps=200&lecture=1",
+    4: "/curse-of-batch-norm?c4_batch=4",
+    5: "/sequence-models?lecture=1",
+}
 
 
-def test_every_non_default_chapter_has_a_deep_link_here():
-    non_default = sorted(title for _, title, default in PAGES if not default)
-    assert sorted(title for _, title in DEEP_LINKS) == non_default
+def test_every_chapter_has_a_deep_link_here():
+    assert sorted(DEEP_LINKS)[: len(course.chapters())] == [c.number for c in course.chapters()]
 
 
-@pytest.mark.parametrize(("path", "title"), DEEP_LINKS)
-def test_first_request_of_a_fresh_server_opens_the_linked_chapter(browser, path, title):
+@pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
+def test_first_request_of_a_fresh_server_opens_the_linked_chapter(browser, chapter):
+    path = DEEP_LINKS[chapter]
+    ch = course.chapter(chapter)
     proc, url = start_server()
     try:
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + path)
-        page.get_by_role("heading", name=title).wait_for(timeout=90_000)
+        page.get_by_role("heading", name=TITLES[ch.file]).wait_for(timeout=90_000)
         settle(page)
         assert page.get_by_text("Page not found").count() == 0
         assert page.get_by_role("dialog").count() == 0
-        assert path.split("?")[1] in page.url, "the link's settings were dropped"
+        for pair in path.split("?")[1].split("&"):
+            assert pair in page.url, f"the link's setting {pair} was dropped: {page.url}"
+        sidebar = page.get_by_test_id("stSidebar")
+        for c in course.chapters():  # the shared sidebar, with every chapter's link
+            assert sidebar.get_by_role("link", name=c.title).count() == 1, c.title
+        assert_no_exception(page)
+        assert not errors, errors
+        context.close()
+    finally:
+        stop_server(proc)
+
+
+def test_an_unknown_path_says_so_and_opens_the_home_page(browser):
+    proc, url = start_server()
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(url + "/no-such-chapter")
+        page.get_by_text("Page not found").wait_for(timeout=90_000)
+        page.get_by_role("heading", name="BatchNorm Lab", exact=True).wait_for(timeout=60_000)
+        settle(page)
+        assert_no_exception(page)
+        context.close()
+    finally:
+        stop_server(proc)
+
+
+def test_an_old_chapter_one_link_at_the_root_opens_chapter_one(browser):
+    """Before the home page, chapter 1 lived at ``/``: such a shared link still opens it."""
+    proc, url = start_server()
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(url + "/?c1_frac=0.9")
+        page.get_by_role("heading", name=course.chapter(1).title).wait_for(timeout=90_000)
+        settle(page)
+        assert "/valley-vs-bowl" in page.url and "c1_frac=0.9" in page.url, page.url
         assert_no_exception(page)
         context.close()
     finally:

@@ -15,7 +15,7 @@ import streamlit as st
 from bn_core import train as train_module
 from bn_core.layers import BatchNorm1d
 from bn_core.train import TrainConfig
-from ui import code, state
+from ui import code, page, state
 from ui import network as net
 
 LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -224,7 +224,7 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
 
 def _section_curves(results: dict, base: TrainConfig) -> None:
     st.header("1 · Faster training, better accuracy")
-    st.plotly_chart(net.training_curves_chart(results), key="c3_fig_curves")
+    page.chart(net.training_curves_chart(results), key="c3_fig_curves")
     st.markdown(
         "**What to look for.** Both networks start from the *same* weights and see the same "
         "mini-batches. With the defaults (3 × 100 sigmoid units, weight std 0.1, learning rate 0.3, "
@@ -256,7 +256,7 @@ def _section_percentiles(results: dict, base: TrainConfig, placement: str) -> No
     if base.depth > 1:
         st.slider("Hidden layer to probe", 1, base.depth, key="c3_layer")
     layer = min(int(ss["c3_layer"]), base.depth)
-    st.plotly_chart(net.activation_percentiles_chart(results, layer, base.activation, base.probe_unit,
+    page.chart(net.activation_percentiles_chart(results, layer, base.activation, base.probe_unit,
                                                      placement), key="c3_fig_pct")
     st.markdown(
         "**What to look for.** Each band is the middle 70 % (15th to 85th percentile) of one unit's "
@@ -333,7 +333,7 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
                 st.info(f"This sweep cannot run with these settings: {exc}")
                 continue
             current = base.lr if field == "lr" else base.init_scale
-            st.plotly_chart(net.sweep_chart(sweep_base, field, _sweep_values(field), norms, result,
+            page.chart(net.sweep_chart(sweep_base, field, _sweep_values(field), norms, result,
                                             title=title, x_title=x_title, current=current),
                             key=f"c3_fig_sweep_{field}")
     st.markdown(
@@ -371,7 +371,7 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         g = {}
-    st.plotly_chart(net.grad_norms_init_chart(deep, norms, g), key="c3_fig_ginit")
+    page.chart(net.grad_norms_init_chart(deep, norms, g), key="c3_fig_ginit")
     st.markdown(GRAD_FLOW_TEXT[deep.activation])
     with c3:
         st.toggle("Also train the deep networks", key="c3_gtrain",
@@ -389,14 +389,14 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
         for arm, res in results.items():
             if res.diverged_at is not None:
                 st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}.")
-        st.plotly_chart(net.grad_norms_training_chart(results), key="c3_fig_gtrain")
+        page.chart(net.grad_norms_training_chart(results), key="c3_fig_gtrain")
         st.caption("Dark lines are layers near the input, light ones near the output. Without BN the "
                    "lines are spread over decades; with BN they bunch together.")
 
 
 def _section_gap(results: dict) -> None:
     st.header("5 · A regularizer, as a side effect")
-    st.plotly_chart(net.generalization_gap_chart(results), key="c3_fig_gap")
+    page.chart(net.generalization_gap_chart(results), key="c3_fig_gap")
     cols = st.columns(2)
     for col, arm in zip(cols, net.ARMS, strict=True):
         if arm in results:
@@ -426,7 +426,7 @@ def _section_cost(results: dict) -> None:
     if stats.get("plain") and stats.get("bn"):
         ratio = stats["bn"][0] / stats["plain"][0] if stats["plain"][0] > 0 else float("nan")
         cols[2].metric("BN overhead per step", "—" if not np.isfinite(ratio) else f"{100 * (ratio - 1):+.0f} %")
-    st.plotly_chart(net.step_time_chart(results), key="c3_fig_time")
+    page.chart(net.step_time_chart(results), key="c3_fig_time")
     st.markdown(
         "**What to look for.** Each BN layer adds a mean, a variance and a rescale per feature on the "
         "forward pass and two more per-feature sums on the backward pass, so a step costs more. Measured on "
@@ -456,7 +456,7 @@ def _section_downloads_and_code(results: dict) -> None:
 
 
 def main() -> None:
-    st.title("3 · Batch norm in a network")
+    page.setup(3)
     st.markdown(
         "Two copies of the same network, with the same initial weights, learn to read handwritten "
         "digits (scikit-learn's 8×8 images). One is plain; the other normalizes every hidden layer's "

@@ -11,11 +11,12 @@ import numpy as np
 import streamlit as st
 
 from bn_core import regression as R
+from ui import page
 from ui import valley as vs
 from ui import valley_controls as vc
 from ui import valley_figures as vf
 
-st.title("1 · Valley vs bowl")
+page.setup(1)
 intro = st.container()  # filled below, once the data (and so its numbers) is known
 
 cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
@@ -192,10 +193,10 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
             for note in res.notes:
                 st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
     for v in variants:
-        boxes[v].plotly_chart(views[v].figure, key=f"c1_fig_{v}")
-    boxes["convergence"].plotly_chart(
+        page.chart(views[v].figure, key=f"c1_fig_{v}", where=boxes[v])
+    page.chart(
         vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch, epochs,
-                              opt, *hyper, tol), key="c1_fig_loss")
+                              opt, *hyper, tol), key="c1_fig_loss", where=boxes["convergence"])
     boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
     with boxes["coefficients"]:
@@ -214,7 +215,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
     if "map" in boxes:
         current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
         map_fig = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper, current)
-        boxes["map"].plotly_chart(map_fig, key="c1_fig_map")
+        page.chart(map_fig, key="c1_fig_map", where=boxes["map"])
     boxes["download"].download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
                                       file_name="valley_vs_bowl_history.csv", mime="text/csv")
 

@@ -7,10 +7,10 @@ import streamlit as st
 
 from bn_core import walkthrough
 from bn_core.layers import BatchNorm1d
-from ui import code, state
+from ui import code, page, state
 from ui import stepbystep as sbs
 
-st.title("2 · Batch norm, step by step")
+page.setup(2)
 st.markdown(
     "Chapter 1 showed that gradient descent is fast when the inputs are standardized. "
     "**Batch normalization** (Ioffe & Szegedy, 2015) does the same *inside* a network, for the "
@@ -106,7 +106,7 @@ elif not training:
             f"after {n_steps} training steps with momentum {momentum:g}, not with its own statistics.")
 
 fig = sbs.pipeline_figure(stages)
-st.plotly_chart(fig, key="c2_pipeline_chart")
+page.chart(fig, key="c2_pipeline_chart")
 
 used = "μ_B (batch)" if training else "running mean"
 used_var = "σ²_B (batch, biased)" if training else "running variance"
@@ -199,7 +199,7 @@ st.caption(f"{n_steps} fresh batches of {train_bs} samples from the same source 
            f"training mode. The initial values (mean 0, variance 1) still weigh (1 − m)^k; below 5 % "
            f"after k = {forget} step{'s' if forget != 1 else ''} for m = {momentum:g}."
            + (f" (Batch size 1 cannot train: this run uses batches of {train_bs}.)" if batch_size < 2 else ""))
-st.plotly_chart(sbs.running_stats_figure(run, momentum), key="c2_running_chart")
+page.chart(sbs.running_stats_figure(run, momentum), key="c2_running_chart")
 
 rv_last, pop_var = float(run["running_var"][-1][0]), float(run["pop_var"][0])
 if batch_size >= 2:
@@ -224,9 +224,9 @@ if "eval_gap" in run:
     both = sbs.cached_train_vs_eval(*batch_args, momentum, n_steps, eps, gamma, beta)
     c1, c2 = st.columns(2)
     with c1:
-        st.plotly_chart(sbs.eval_gap_figure(run), key="c2_gap_chart")
+        page.chart(sbs.eval_gap_figure(run), key="c2_gap_chart")
     with c2:
-        st.plotly_chart(sbs.train_vs_eval_scatter(both["y_train"], both["y_first"], both["y_last"],
+        page.chart(sbs.train_vs_eval_scatter(both["y_train"], both["y_first"], both["y_last"],
                                                   both["step_first"], both["step_last"]),
                         key="c2_scatter_chart")
     gap = run["eval_gap"]

@@ -1,0 +1,94 @@
+"""ui.page and ui.course: the shared sidebar, lecture mode, guided experiments, the home page."""
+
+import json
+
+import pytest
+
+from tests.apptest import HOME, open_page
+from ui import course, page, state
+
+
+def test_course_url_paths_and_prefixes_follow_the_file_names():
+    ch = course.chapter(2)
+    assert ch.url_path == "bn-step-by-step" and ch.prefix == "c2_"
+    assert [c.number for c in course.chapters()] == sorted(c.number for c in course.chapters())
+    assert course.chapter(1).exists()
+
+
+def test_experiment_config_resets_what_it_does_not_name_and_encodes_every_param():
+    params = [state.IntParam("c9_a", 3, lo=0, hi=10), state.FloatParam("c9_b", 0.5, lo=0, hi=1)]
+    e = page.Experiment("b high", "look", {"c9_b": 0.9})
+    assert e.config(params) == {"c9_a": 3, "c9_b": 0.9}
+    assert e.query(params) == {"c9_a": "3", "c9_b": "0.9"}
+
+
+def test_lecture_spec_enlarges_every_axis_and_the_title_and_keeps_the_data():
+    spec = {"data": [{"x": [1, 2]}], "layout": {"title": {"text": "T"}, "xaxis": {"title": {"text": "x"}},
+                                                  "yaxis2": {"tickfont": {"family": "mono"}}}}
+    normal, big = page.lecture_spec(spec, False), page.lecture_spec(spec, True)
+    assert big["data"] is spec["data"]
+    assert big["layout"]["font"]["size"] > normal["layout"]["font"]["size"] >= 14
+    assert big["layout"]["title"]["font"]["size"] > normal["layout"]["title"]["font"]["size"]
+    assert big["layout"]["xaxis"]["title"]["font"]["size"] == page.FONT[True][0]
+    assert big["layout"]["yaxis2"]["tickfont"] == {"family": "mono", "size": page.FONT[True][0],
+                                                    "color": page.TEXT_COLOR}
+    assert "font" not in spec["layout"]  # the cached spec is not modified
+
+
+def _chart_font_sizes(at):
+    return [json.loads(c.proto.spec)["layout"]["font"]["size"] for c in at.get("plotly_chart")]
+
+
+def test_lecture_mode_from_the_link_enlarges_chart_fonts_and_stays_in_the_link():
+    normal = open_page(course.chapter(2).file)
+    lecture = open_page(course.chapter(2).file, {"lecture": "1"})
+    assert not lecture.exception
+    assert set(_chart_font_sizes(normal)) == {page.FONT[False][0]}
+    assert set(_chart_font_sizes(lecture)) == {page.FONT[True][0]}
+    assert lecture.query_params["lecture"] == "1"
+    assert lecture.toggle(key="lecture").value is True
+
+
+def test_the_sidebar_links_home_and_every_chapter():
+    at = open_page(HOME)
+    assert not at.exception
+    links = [(el.proto.page, el.proto.label) for el in at.sidebar.get("page_link")]
+    assert links == [("", "BatchNorm Lab · home")] + [(c.url_path, c.title) for c in course.chapters()]
+
+
+@pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
+def test_every_chapter_opens_with_its_title_and_the_shared_sidebar(chapter):
+    ch = course.chapter(chapter)
+    at = open_page(ch.file)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == ch.title
+    assert at.sidebar.toggle(key="lecture") is not None
+
+
+@pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
+def test_every_guided_experiment_is_valid_and_restorable_from_its_lesson_link(chapter):
+    ch = course.chapter(chapter)
+    params = {p.key: p for p in ch.params()}
+    for e in ch.experiments():
+        assert 3 <= len(e.label) <= 40 and e.look_for.endswith("."), e
+        for key, value in e.settings.items():
+            assert key in params, f"{e.label}: {key} is not a setting of chapter {chapter}"
+            parsed, msg = params[key].parse(params[key].encode(value))
+            assert msg is None and parsed == state.stored(value), (e.label, key, value, parsed, msg)
+
+
+LESSONS = [(c.number, i) for c in course.chapters() for i in range(len(c.experiments()))]
+
+
+@pytest.mark.parametrize(("chapter", "index"), LESSONS)
+def test_every_lesson_link_opens_its_view_without_an_adjusted_setting(chapter, index):
+    """The home page's lesson link of each guided experiment restores exactly its settings."""
+    ch = course.chapter(chapter)
+    e = ch.experiments()[index]
+    query = e.query(ch.params())
+    at = open_page(ch.file, query, timeout=240)
+    assert not at.exception, [x.value for x in at.exception]
+    adjusted = [w.value for w in at.warning if "settings in the link were adjusted" in w.value]
+    assert not adjusted, f"{e.label}: {adjusted}"
+    for key, value in e.config(ch.params()).items():
+        assert at.session_state[key] == value, (e.label, key)

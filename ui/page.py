@@ -1,0 +1,250 @@
+"""Every page of the course has one shape, and this module draws its shared parts.
+
+.. code-block:: python
+
+    from ui import page, state
+    from ui import curse as cu
+
+    page.setup(4)                                   # page config, shared sidebar, the title
+    notices = state.restore(cu.PARAMS)
+    with page.controls():                           # the sidebar, below the navigation
+        ...widgets, the key control(s) first...
+    page.guided(cu.EXPERIMENTS, cu.PARAMS)          # "Try this" buttons (a table of presets)
+    state.publish(cu.PARAMS); state.show_notices(notices)
+    page.lead("One sentence on what the chapter shows.")
+    st.subheader("Small batches")
+    page.chart(fig, key="c4-small")                 # lecture mode enlarges the fonts
+    page.see(describe_small(record))                # one "what to see" line, from the chart's data
+    with page.more("The formulas"):                 # longer explanations: an expander
+        st.latex(...)
+    page.prose("...")                               # explanatory prose, hidden in lecture mode
+
+The sidebar always has the same order: the navigation (home and every chapter that exists,
+:mod:`ui.course`), the chapter's controls, its "Try this" buttons, then the lecture-mode
+switch, the reset button and a note that the link holds every setting. So a chapter's key
+control sits in the same place on every page, high enough to be on a projector's first screen.
+
+**Lecture mode** (``?lecture=1``, kept in the link) enlarges every chart's fonts and hides
+the explanatory prose (:func:`prose`); titles, the one-sentence lead, the "what to see"
+lines, the controls and the charts stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from ui import course, memory, state
+from ui.theme import FigureSpec
+
+#: The favicon: an emoji, which Streamlit turns into an inline SVG (a Material icon would be
+#: fetched from a font server by the browser, and nothing may be fetched from outside).
+ICON = "📉"
+
+#: Global (not chapter-prefixed) URL keys.
+LECTURE = state.BoolParam("lecture", False, label="lecture mode")
+GLOBAL_PARAMS = (LECTURE,)
+
+#: Chart fonts: (base, chart title) in pixels, normal and in lecture mode. The base size
+#: applies to tick labels, axis titles and legends; dark text reads on a washed-out projector.
+FONT = {False: (15, 18), True: (21, 25)}
+TEXT_COLOR = "#1a1a1a"
+
+#: Less empty space above the title and the navigation, so that a projector's 720 pixels
+#: hold the title, the lead sentence and the main chart (a style-only st.html takes no room).
+_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+[data-testid="stSidebarUserContent"] { padding-top: 0.5rem; }
+</style>"""
+
+_SLOTS = "_page_slots"
+_GUIDED_NOTE = "_guided_note"
+_LECTURE_PUBLISHED = "_lecture_published"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One guided experiment: a "Try this" button and a lesson link on the home page.
+
+    Attributes
+    ----------
+    label : str
+        The button text, e.g. ``"Batch size 2"``.
+    look_for : str
+        One sentence saying what to look for; it must hold for this configuration.
+    settings : mapping of param key to value
+        The controls this experiment sets; every other control of the chapter goes back to
+        its default, so the experiment always shows the same view.
+    """
+
+    label: str
+    look_for: str
+    settings: Mapping[str, object] = field(default_factory=dict)
+
+    def config(self, params: Sequence[state.Param]) -> dict[str, object]:
+        """The value of every param of the chapter under this experiment."""
+        return {p.key: state.stored(self.settings.get(p.key, p.default)) for p in params}
+
+    def query(self, params: Sequence[state.Param]) -> dict[str, str]:
+        """URL parameters that restore this experiment's view exactly (every param)."""
+        by_key = {p.key: p for p in params}
+        return {k: by_key[k].encode(v) for k, v in self.config(params).items()}
+
+
+def lecture() -> bool:
+    """True when lecture mode is on."""
+    return bool(st.session_state.get(LECTURE.key, False))
+
+
+def _restore_lecture() -> None:
+    """Session value of lecture mode: the link's when it changed since this page last wrote
+    it (a shared link, a lesson link), else the session's own (the toggle)."""
+    ss = st.session_state
+    raw = st.query_params.get(LECTURE.key)
+    in_url = LECTURE.parse(raw)[0] if raw is not None else None
+    if LECTURE.key not in ss:
+        ss[LECTURE.key] = bool(in_url)
+    elif in_url is not None and in_url != ss.get(_LECTURE_PUBLISHED):
+        ss[LECTURE.key] = in_url
+
+
+def _publish_lecture() -> None:
+    on = lecture()
+    st.session_state[_LECTURE_PUBLISHED] = on
+    if on:
+        if st.query_params.get(LECTURE.key) != "1":
+            st.query_params[LECTURE.key] = "1"
+    elif LECTURE.key in st.query_params:
+        del st.query_params[LECTURE.key]
+
+
+def setup(chapter: int | None) -> None:
+    """Configure the page, draw the shared sidebar and the page title.
+
+    Parameters
+    ----------
+    chapter : int or None
+        The chapter number (:data:`ui.course.ALL_CHAPTERS`), or None for the home page.
+    """
+    ch = course.chapter(chapter) if chapter is not None else None
+    title = ch.title if ch else "BatchNorm Lab"
+    st.set_page_config(page_title=f"{title} · BatchNorm Lab" if ch else title, page_icon=ICON,
+                       layout="wide", initial_sidebar_state="expanded")
+    memory.freeze_from_second_run(ch.file if ch else course.HOME)
+    _restore_lecture()
+    sidebar = st.sidebar
+    with sidebar:
+        st.page_link(course.HOME, label="BatchNorm Lab · home", icon=":material/home:")
+        for c in course.chapters():
+            st.page_link(c.file, label=c.title, icon=c.icon)
+        st.divider()
+        slots = {"controls": st.container(), "guided": st.container(), "footer": st.container()}
+    st.session_state[_SLOTS] = slots
+    with slots["footer"]:
+        if ch is not None:
+            st.divider()
+        st.toggle("Lecture mode", key=LECTURE.key,
+                  help="Larger chart text for a projector, explanations hidden. Kept in the link.")
+        if ch is not None:
+            state.reset_button()
+        st.caption("Every setting is in the page's link: copy the address bar to share this view.")
+    _publish_lecture()
+    st.html(_CSS)
+    st.title(title)
+
+
+def _slot(name: str):
+    slots = st.session_state.get(_SLOTS)
+    return slots[name] if slots else st.sidebar
+
+
+def controls():
+    """The sidebar container for the chapter's controls (use as ``with page.controls():``)."""
+    return _slot("controls")
+
+
+def _apply(experiment: Experiment, params: Sequence[state.Param]) -> None:
+    for key, value in experiment.config(params).items():
+        st.session_state[key] = value
+        st.session_state[state.KEPT_PREFIX + key] = value
+    st.session_state[_GUIDED_NOTE] = experiment.label
+
+
+def guided(experiments: Sequence[Experiment], params: Sequence[state.Param]) -> None:
+    """Draw the "Try this" buttons in the sidebar and, while the controls still match the
+    experiment last chosen, its "what to look for" sentence at the top of the page."""
+    if not experiments:
+        return
+    prefix = params[0].key.split("_", 1)[0] if params else "page"
+    with _slot("guided"):
+        st.markdown("**Try this**")
+        for i, e in enumerate(experiments):
+            st.button(e.label, key=f"_guided_{prefix}_{i}", on_click=_apply, args=(e, params),
+                      help=e.look_for, use_container_width=True)
+    chosen = st.session_state.get(_GUIDED_NOTE)
+    for e in experiments:
+        if e.label == chosen:
+            if all(st.session_state.get(k) == v for k, v in e.config(params).items()):
+                st.info(f"**{e.label}.** {e.look_for}", icon=":material/lightbulb:")
+            break
+
+
+def lead(text: str) -> None:
+    """The chapter's one sentence under its title (shown in lecture mode too)."""
+    st.markdown(text)
+
+
+def prose(text: str) -> None:
+    """Explanatory markdown, hidden in lecture mode."""
+    if not lecture():
+        st.markdown(text)
+
+
+def more(label: str, expanded: bool = False):
+    """An expander for formulas, derivations and code (collapsed unless ``expanded``)."""
+    return st.expander(label, expanded=expanded)
+
+
+def see(text: str, where=None) -> None:
+    """The one "what to see" line under a chart (computed from the chart's data)."""
+    (where or st).markdown(f":material/visibility: **What to see:** {text}")
+
+
+def lecture_spec(spec: dict, big: bool) -> dict:
+    """A copy of a Plotly spec with the house chart fonts (dark, larger in lecture mode).
+
+    Only the top-level layout and the axis dicts are copied; data and frames are shared.
+    """
+    base, title_size = FONT[big]
+    layout = dict(spec.get("layout", {}))
+    layout["font"] = {**layout.get("font", {}), "size": base, "color": TEXT_COLOR}
+    title = layout.get("title")
+    if isinstance(title, dict):
+        layout["title"] = {**title, "font": {**title.get("font", {}), "size": title_size}}
+    for k, v in list(layout.items()):
+        if isinstance(v, dict) and (k.startswith("xaxis") or k.startswith("yaxis")):
+            axis = dict(v)
+            axis["tickfont"] = {**axis.get("tickfont", {}), "size": base, "color": TEXT_COLOR}
+            t = axis.get("title")
+            if isinstance(t, dict):
+                axis["title"] = {**t, "font": {**t.get("font", {}), "size": base, "color": TEXT_COLOR}}
+            layout[k] = axis
+    if "annotations" in layout:
+        layout["annotations"] = [
+            {**a, "font": {**a.get("font", {}), "size": max(a.get("font", {}).get("size", 0), base - 2)}}
+            for a in layout["annotations"]
+        ]
+    return {**spec, "layout": layout}
+
+
+def chart(fig, *, key: str, where=None, **kwargs):
+    """``st.plotly_chart`` with the house fonts (larger in lecture mode).
+
+    ``fig`` is a :class:`ui.theme.FigureSpec` or a ``go.Figure``; ``where`` a container
+    (default: the current one). Extra keyword arguments go to ``st.plotly_chart``.
+    """
+    spec = fig.spec if isinstance(fig, FigureSpec) else fig.to_plotly_json()
+    target = where or st
+    return target.plotly_chart(FigureSpec(lecture_spec(spec, lecture())), key=key, **kwargs)
