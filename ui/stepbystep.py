@@ -17,6 +17,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from bn_core import walkthrough
+from ui.page import Experiment
 from ui.state import ChoiceParam, FloatParam, IntParam
 from ui.theme import CYCLE, OKABE_ITO, FigureSpec, style_figure
 
@@ -51,6 +52,47 @@ STEPS = IntParam("c2_steps", 200, 1, 2000, label="running-statistics steps")
 
 #: Every control of the chapter, in page order.
 PARAMS = [SOURCE, BATCH, FEATURES, SHIFT, SCALE, SEED, GAMMA, BETA, EPS, MODE, MOMENTUM, STEPS]
+
+#: Widget labels. The symbols are distinct throughout: m is the batch size, ρ the momentum
+#: of the running statistics (PyTorch's ``momentum``), μ_B and σ²_B the batch's statistics.
+BATCH_LABEL = "batch size m (samples)"
+GAMMA_LABEL = "gamma γ (scale)"
+MOMENTUM_LABEL = "momentum ρ of the running statistics"
+STEPS_LABEL = "training steps (batches)"
+#: The chapter's key controls, first in the sidebar (on a projector's first screen).
+KEY_CONTROLS = (BATCH_LABEL, GAMMA_LABEL)
+
+#: Where the layer sits: bn_after_activation -> what to say about that placement.
+PLACEMENTS = {
+    False: "**Before the activation** (Ioffe & Szegedy's choice). The linear transform's output "
+           "u = W·h + b is roughly Gaussian, so standardizing it is natural; the activation then "
+           "sees inputs with a stable mean and spread (a sigmoid is not pushed into saturation). "
+           "The bias b becomes redundant: β takes its place.",
+    True: "**After the activation** (a common alternative). Normalizes what the next layer "
+          "actually receives; in practice it often works as well. Chapter 3 trains both "
+          "placements on digits.",
+}
+
+#: Guided experiments ("Try this"; the home page's lesson links). Each note is checked against
+#: the page's own numbers in tests/test_page_step_by_step.py.
+EXPERIMENTS = [
+    Experiment("A batch of 2",
+               "With m = 2 each feature's x̂ takes just two values, +a and −a (a ≤ 1), one sample on each "
+               "side of the batch mean, whatever came in: of the two inputs only their order is left.",
+               {BATCH.key: 2}),
+    Experiment("ε = 10",
+               "ε = 10 is larger than every batch variance here (about 4 and 1), so x̂'s variance "
+               "σ²_B/(σ²_B + ε) falls far below 1: ε is meant to be tiny next to the variance.",
+               {EPS.key: 10.0}),
+    Experiment("Evaluation mode after 5 steps",
+               "After 5 steps the running statistics still carry (1 − 0.1)^5 = 0.59 of their initial 0 and 1, "
+               "so in evaluation mode this batch's x̂ is far from mean 0 and variance 1.",
+               {MODE.key: "evaluation", STEPS.key: 5}),
+    Experiment("Real activations, shifted and scaled",
+               "The digits' pre-activations shifted by 20 and scaled by 10 land far from 0, yet x̂ is the "
+               "same as for the unshifted, unscaled batch (up to ε): batch norm undoes any shift and scale.",
+               {SOURCE.key: "digits", SHIFT.key: 20.0, SCALE.key: 10.0}),
+]
 
 #: Colour, histogram pattern and dash per pipeline stage (pattern = redundancy for colour).
 STAGE_STYLE = {
@@ -557,7 +599,7 @@ def describe_pipeline(stages: dict, eps: float, gamma: float, beta: float) -> st
     if training:
         var_b = np.asarray(stages["var"], dtype=np.float64)
         if np.all(np.abs(var_hat - 1.0) <= UNIT_VARIANCE_TOL):
-            pm = "; with m = 2 every x̂ is ±1: one sample on each side of the mean" if m == 2 else ""
+            pm = "; with m = 2 every x̂ is ±1 (to two digits): one sample on each side of the mean" if m == 2 else ""
             return ("Whatever came in, x̂ has mean 0 and variance 1 (to two digits) in every feature"
                     f"{pm}. " + y_part)
         return (f"x̂ has mean 0 but variance {_span(var_hat)}, not 1: ε = {_g(eps)} is not small next to "
