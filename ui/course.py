@@ -90,7 +90,8 @@ ALL_CHAPTERS = (
             ("batch size m (samples)", "gamma γ (scale)")),
     Chapter(3, "3 · Batch norm in a network", "pages/3_bn-in-network.py", ":material/hub:",
             "Two copies of one network learn the digits side by side, with and without batch "
-            "norm: faster, higher, and stable at large learning rates.", 20, "ui.network"),
+            "norm: faster, higher, and stable at large learning rates.", 20, "ui.network",
+            ("Learning rate",)),
     Chapter(4, "4 · The curse of batch norm", "pages/4_curse-of-batch-norm.py",
             ":material/warning:",
             "Where batch norm breaks (small batches, class-sorted batches, a batch of one, the "
