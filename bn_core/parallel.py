@@ -20,10 +20,13 @@ Pure Python and NumPy (no Streamlit): usable from a notebook too::
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -49,6 +52,27 @@ def train_for_page(config: TrainConfig) -> TrainResult:
     result = replace(result, model=None)
     result.history["wall_time_s"] = np.array([time.perf_counter() - start])
     return result
+
+
+@contextlib.contextmanager
+def _bare_main():
+    """Hide the parent's ``__main__`` while workers are spawned.
+
+    ``spawn`` re-imports the parent's main module in every child; under ``streamlit run``
+    that is Streamlit's command line, which would load all of Streamlit (memory, and "missing
+    ScriptRunContext" warnings) into processes that only need NumPy and the core.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
+def _noop() -> None:
+    return None
 
 
 def _warm_up() -> None:
@@ -87,6 +111,9 @@ class TrainPool:
             try:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                      initializer=_warm_up)
+                with _bare_main():  # every worker starts now (one per submit while none is idle)
+                    for _ in range(self.workers):
+                        self._executor.submit(_noop)
             except (OSError, ValueError, NotImplementedError):  # pragma: no cover - no processes here
                 self._executor = None
                 self.workers = 0
@@ -126,7 +153,11 @@ class TrainPool:
         while self._prefetch and self._in_flight < self.workers:
             config, _ = self._prefetch.popitem(last=False)
             if config not in self._futures:
-                self._start(config)
+                try:
+                    self._start(config)
+                except RuntimeError:  # the executor is shutting down (server stopping): drop the rest
+                    self._prefetch.clear()
+                    return
 
     def submit(self, config: TrainConfig) -> Future:
         """The future of ``config``'s run: the existing one, or a new run started now.
