@@ -166,9 +166,10 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig, outcome: dict) 
         elif results[arm].diverged_at is not None:
             res = results[arm]
             reason = res.message.split(": ", 1)[-1]
+            shown = ("It has no record to chart." if res.diverged_at == 0 else
+                     "Its charts show the data up to there.")
             st.error(f"The network {label} **diverged at step {res.diverged_at}** and stopped: {reason}. "
-                     f"Its charts show the data up to there. {net.divergence_advice(res.diverged_at)}",
-                     icon=":material/warning:")
+                     f"{shown} {net.divergence_advice(res.diverged_at)}", icon=":material/warning:")
     if results:
         cols = st.columns(4)
         for col, arm in zip(cols, net.ARMS, strict=False):

@@ -248,10 +248,16 @@ def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
 
 
 def _panel_note(fig: go.Figure, col: int, text: str) -> None:
-    """A grey note in the middle of subplot ``col`` of a one-row figure."""
+    """A grey note in the middle of subplot ``col`` of a one-row figure.
+
+    An empty trace goes with it: Plotly draws a subplot's axes (and a shared y axis's tick
+    labels, which live on the first panel) only for subplots that hold a trace.
+    """
     x = 0.22 if col == 1 else 0.78
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=x, y=0.5,
                        font={"size": 13, "color": "grey"})
+    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", showlegend=False, hoverinfo="skip",
+                             name="(no data)"), row=1, col=col)
 
 
 def _empty_note(fig: go.Figure, text: str) -> None:

@@ -318,8 +318,13 @@ def pipeline_figure(stages: dict) -> go.Figure:
                 continue
             size = (rng[1] - rng[0]) / N_BINS
             if v.size <= DOTS_UP_TO:
+                heights = dot_heights(v, *rng)
+                top = float(heights.max()) if heights.size else 1.0
+                y_name = "yaxis" + ya[1:]  # whole counts only: no "0.5 samples" tick
+                overrides[y_name] = {**layout[y_name], "range": [0, top + 0.6], "autorange": False,
+                                     "dtick": max(1, int(np.ceil(top / 4)))}
                 data.append({
-                    "type": "scatter", "mode": "markers", "x": _arr(v), "y": _arr(dot_heights(v, *rng)),
+                    "type": "scatter", "mode": "markers", "x": _arr(v), "y": _arr(heights),
                     "marker": {"color": s["color"], "symbol": s["symbol"], "size": 9,
                                "line": {"color": "white", "width": 0.8}},
                     "hovertemplate": f"{feature_name(j)}<br>%{{x:.4g}}<extra>{s['name']}</extra>", **common,
