@@ -310,12 +310,15 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
     deep = replace(base, depth=int(ss["c3_gdepth"]), activation=ss["c3_gact"], steps=deep_steps,
                    eval_every=max(1, deep_steps // RECORDS_PER_RUN))
     norms = ("none", placement) if base.batch_size >= 2 else ("none",)  # BN needs a batch of 2+
+    # The gradient at initialization does not depend on the learning rate, the steps or the
+    # optimizer: one key for all of them, so moving the learning rate does not recompute it.
+    at_init = replace(deep, lr=net.DEFAULT_LR, steps=1, eval_every=1, optimizer="sgd")
     try:
-        g = net.init_grad_norms_cached(deep, norms)
+        g = net.init_grad_norms_cached(at_init, norms)
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         g = {}
-    page.chart(net.grad_norms_init_chart(deep, norms, g), key="c3_fig_ginit")
+    page.chart(net.grad_norms_init_chart(at_init, norms, g), key="c3_fig_ginit")
     page.see(net.describe_grad_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=False) if n in g}))
     with page.more("Why gradients vanish, and what to try"):
         st.markdown(

@@ -428,3 +428,13 @@ def test_n_train_constant_is_the_digits_training_set():
 
     assert net.N_TRAIN == digits().X_train.shape[0]
     assert {p.key for p in net.PARAMS} >= {"c3_lr", "c3_batch", "c3_steps"}
+
+
+def test_gradient_norms_at_initialization_do_not_depend_on_lr_steps_or_optimizer():
+    """The page keys the at-initialization chart without them (moving the learning rate must not
+    recompute it): the invariant that makes that key correct."""
+    from bn_core.experiments import gradient_norms_at_init
+
+    a = gradient_norms_at_init(TrainConfig(depth=4, width=20, lr=0.3, steps=1000, eval_every=50))
+    b = gradient_norms_at_init(TrainConfig(depth=4, width=20, lr=30.0, steps=1, eval_every=1, optimizer="momentum"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

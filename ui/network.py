@@ -1070,6 +1070,8 @@ def lr_neighbours(config: TrainConfig) -> list[TrainConfig]:
 
 #: Prefetch the slider's other learning rates only when a run is estimated cheaper than this [s].
 PREFETCH_MAX_S = 1.5
+#: ``BN_LAB_PREFETCH=0`` switches prefetching off (to measure on-demand training alone).
+PREFETCH = os.environ.get("BN_LAB_PREFETCH", "1") != "0"
 
 
 def train_arms(base: TrainConfig, placement: str, prefetch: bool = True) -> tuple[dict, dict]:
@@ -1092,6 +1094,6 @@ def train_arms(base: TrainConfig, placement: str, prefetch: bool = True) -> tupl
     else:
         with st.spinner(f"Training both networks on both cores ({format_seconds(estimate_seconds(base) / 2)})…"):
             results = {arm: f.result() for arm, f in futures.items()}
-    if prefetch and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
+    if prefetch and PREFETCH and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
         pool.prefetch(c for n in lr_neighbours(base) for c in (n, replace(n, norm=placement)))
     return results, errors
