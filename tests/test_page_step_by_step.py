@@ -14,7 +14,7 @@ from tests.apptest import figure, figures
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/2_bn-step-by-step.py"
 PIPELINE = "A mini-batch through the layer, per feature"
-RUNNING = "Running statistics converge"
+RUNNING = "Running statistics and the population"  # was "... converge ...": not true after 1 step
 
 
 def open_page(query: dict | None = None) -> AppTest:
@@ -342,7 +342,11 @@ def test_large_eps_page_does_not_claim_unit_variance():
 def test_xhat_axis_names_the_statistics_it_was_divided_by():
     """Item 13: in evaluation mode the x̂ axis said "batch std. deviations" (fails on the old page)."""
     for mode, word in (("training", "σ²_B"), ("evaluation", "running var")):
-        fig = figure(open_page({"c2_mode": mode}), PIPELINE)
+        at = open_page({"c2_mode": mode})
+        every_axis = [v.get("title", {}).get("text", "") for f in figures(at).values()
+                      for k, v in f["layout"].items() if k.startswith(("xaxis", "yaxis"))]
+        assert not any("batch std" in t for t in every_axis), every_axis
+        fig = figure(at, PIPELINE)
         titles = [v["title"]["text"] for k, v in fig["layout"].items()
                   if k.startswith("xaxis") and v.get("title", {}).get("text", "").startswith("x̂")]
         assert titles and all(word in t for t in titles), (mode, titles)

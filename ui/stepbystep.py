@@ -395,7 +395,7 @@ def running_stats_figure(hist: dict, momentum: float) -> go.Figure:
                              "marker": {"symbol": FEATURE_SYMBOL[j % 4], "size": 8, "color": colour},
                              "xaxis": xa, "yaxis": ya})
     layout = _running_layout()
-    title = dict(layout["title"], text=f"Running statistics converge to the population (momentum {momentum:g})")
+    title = dict(layout["title"], text=f"Running statistics and the population they estimate (momentum ρ = {momentum:g})")
     return _spec(layout, data, title=title)
 
 
@@ -419,7 +419,7 @@ def eval_gap_figure(hist: dict) -> go.Figure:
                      "name": feature_name(j),
                      "line": {"color": CYCLE[j % len(CYCLE)], "dash": FEATURE_DASH[j % 4], "width": 2}})
     return _spec(_simple_layout("Same batch: train vs eval gap in x̂ per step", "step [training batches]",
-                                "mean |x̂_train − x̂_eval| [batch std. deviations]", 420), data)
+                                "mean |x̂_train − x̂_eval| [x̂ units]", 420), data)
 
 
 def train_vs_eval_scatter(y_train: np.ndarray, y_first: np.ndarray, y_last: np.ndarray,
@@ -596,8 +596,11 @@ def describe_pipeline(stages: dict, eps: float, gamma: float, beta: float) -> st
     m = x_hat.shape[0]
     training = bool(stages.get("training", True))
     if m < 2:
-        return (f"One sample, in evaluation mode: x̂ = {_span(x_hat[0])} and y = γ·x̂ + β = "
-                f"{_span(np.asarray(stages['y'])[0])}; a single sample has no spread to show.")
+        per = "feature" if x_hat.shape[1] == 1 else "features 1 to " + str(x_hat.shape[1])
+        xs = ", ".join(_g(v) for v in x_hat[0])
+        ys = ", ".join(_g(v) for v in np.asarray(stages["y"])[0])
+        return (f"One sample, in evaluation mode: x̂ = {xs} and y = γ·x̂ + β = {ys} ({per}); "
+                "a single sample has no spread to show.")
     var_hat = x_hat.var(axis=0)
     y_std = np.asarray(stages["y"], dtype=np.float64).std(axis=0)
     y_part = f"y = γ·x̂ + β then has mean β = {_g(beta)} and standard deviation {_span(y_std)} (|γ| times x̂'s)."
