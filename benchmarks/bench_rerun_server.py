@@ -29,7 +29,7 @@ not run Streamlit's garbage collection after each run, which a real server does 
 
 Between reruns the client waits ``--pause`` seconds, as between a person's slider moves; back
 to back, the server is still finishing the previous run when the next request arrives.
-``tests/browser/test_fragment_protocol.py`` uses the same client to check, without timing, that a
+``tests/browser/test_fragment_protocol.py`` uses the same client (``benchmarks/st_client.py``) to check, without timing, that a
 step-size change reruns only the fragment.
 """
 
@@ -37,120 +37,41 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from streamlit.proto.BackMsg_pb2 import BackMsg
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from websockets.sync.client import connect
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import st_client
+
 TARGET_MS = 30.0
 FRACS = [0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95, 0.2, 0.1, 0.05]
 LRS = [1e-5, 2e-5, 3e-5, 5e-5, 7e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 5e-4]
 
 
-def start_server() -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
+def start_server():
+    try:
+        return st_client.start_server()
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from e
 
 
-class Session:
-    """One browser-like session: sends reruns, collects the widgets' ids from the deltas."""
+class Session(st_client.Session):
+    """A chapter-1 session: benchmarks/st_client.py's client with chapter 1's page open."""
 
-    def __init__(self, port: int, page_name: str = "valley-vs-bowl") -> None:
-        self.page_name = page_name  # the URL path of the page this session has open (chapter 1)
-        self.ws = connect(f"ws://127.0.0.1:{port}/_stcore/stream", subprotocols=["streamlit"],
-                          max_size=None, open_timeout=30, legacy=True)
-        self.widget_ids: dict[str, str] = {}  # user key -> Streamlit's widget id
-        self.fragment_ids: dict[str, str] = {}  # user key -> id of the fragment that drew it ("" if none)
-        self.states: dict[str, object] = {}  # widget id -> WidgetState sent last
-        self.query_string = ""  # the address bar's query, as the page last set it
-        self.last_messages: list[str] = []  # what the last rerun received: message or element types
+    def __init__(self, port: int, page_name: str = "valley-vs-bowl", **kwargs) -> None:
+        super().__init__(port, page=page_name, **kwargs)
 
-    def rerun(self, changes: dict[str, str] | None = None, radios: dict[str, str] | None = None
-              ) -> tuple[float, int]:
-        """Send one rerun with new widget values; return (ms until finished, bytes received).
-
-        ``changes`` maps a select slider's key to its new (formatted) value, ``radios`` a radio's
-        key to the label of its new option: what the browser sends for each.
-        """
-        msg = BackMsg()
-        rs = msg.rerun_script
-        rs.query_string = self.query_string
-        rs.page_name = self.page_name
-        for key, value in [*(changes or {}).items(), *(radios or {}).items()]:
-            wid = self.widget_ids[key]
-            # Like the browser: a widget drawn by a fragment asks for a rerun of that fragment only.
-            rs.fragment_id = self.fragment_ids.get(key, "")
-            ws = rs.widget_states.widgets.add()
-            ws.id = wid
-            if key in (radios or {}):
-                ws.string_value = value
-            else:
-                ws.string_array_value.data[:] = [value]
-            self.states[wid] = ws
-        for wid, ws in self.states.items():  # the browser sends every widget's last value
-            if not any(w.id == wid for w in rs.widget_states.widgets):
-                rs.widget_states.widgets.add().CopyFrom(ws)
-        data = msg.SerializeToString()
-        t = time.perf_counter()
-        self.ws.send(data)
-        size = 0
-        self.last_messages = []
-        while True:
-            raw = self.ws.recv(timeout=120)
-            size += len(raw)
-            fwd = ForwardMsg()
-            fwd.ParseFromString(raw)
-            kind = fwd.WhichOneof("type")
-            if kind == "delta":
-                d = fwd.delta.WhichOneof("type")
-                self.last_messages.append(fwd.delta.new_element.WhichOneof("type") if d == "new_element" else d)
-            else:
-                self.last_messages.append(kind)
-            if kind == "script_finished":
-                elapsed = (time.perf_counter() - t) * 1e3
-                break
-            if kind == "page_info_changed":
-                self.query_string = fwd.page_info_changed.query_string
-            if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
-                el = fwd.delta.new_element
-                which = el.WhichOneof("type")
-                if which in ("slider", "radio", "selectbox"):
-                    wid = getattr(el, which).id
-                    for key in ("c1_frac", "c1_lr", "c1_mode"):
-                        if wid.endswith(key):
-                            self.widget_ids[key] = wid
-                            self.fragment_ids[key] = fwd.delta.fragment_id
-        if fwd.script_finished not in (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
-            raise SystemExit(f"the script did not finish successfully: {fwd.script_finished}")
-        self.last_was_fragment = fwd.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
-        return elapsed, size
+    def rerun(self, changes=None):
+        run = super().rerun(changes)
+        if run.status not in st_client.FINISHED_OK:
+            raise SystemExit(f"the script did not finish successfully: {run.status}")
+        return run
 
     def set_mode_same(self) -> None:
-        self.rerun(radios={"c1_mode": "same learning rate for all"})
+        self.rerun({"c1_mode": "same learning rate for all"})
         if "c1_lr" not in self.widget_ids:
             raise SystemExit("the learning-rate slider did not appear after choosing 'same learning rate for all'")
 
@@ -161,11 +82,11 @@ def fmt_value(x: float) -> str:
 
 def measure(port: int, pause: float) -> dict[str, float]:
     s = Session(port)
-    first, size = s.rerun()  # first run of a new session: imports done, caches warm from before
+    first = s.rerun().ms  # first run of a new session: imports done, caches warm from before
 
     def timed(changes=None) -> float:
         time.sleep(pause)  # a person moving a slider: reruns are not back to back
-        return s.rerun(changes)[0]
+        return s.rerun(changes).ms
 
     med = statistics.median
     out = {"first run of a session": first}
@@ -176,9 +97,9 @@ def measure(port: int, pause: float) -> dict[str, float]:
     out["lr, new values"] = med(timed({"c1_lr": fmt_value(v)}) for v in LRS)
     out["lr, revisited"] = med(timed({"c1_lr": fmt_value(v)}) for v in LRS)
     out["full rerun, no change"] = med(timed() for _ in range(10))
-    out["bytes, full rerun"] = s.rerun()[1]
+    out["bytes, full rerun"] = s.rerun().bytes
     time.sleep(pause)
-    out["bytes, lr change"] = s.rerun({"c1_lr": fmt_value(LRS[0])})[1]
+    out["bytes, lr change"] = s.rerun({"c1_lr": fmt_value(LRS[0])}).bytes
     out["kind"] = kind
     s.ws.close()
     return out
@@ -198,8 +119,7 @@ def main() -> None:
             Session(port).rerun()  # warm-up session: imports, data and stability map into the caches
             res = measure(port, args.pause)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            st_client.stop_server(proc)
         print(f"[server {r + 1}/{args.repeats}] a learning-rate change triggers {res.pop('kind')}")
         for label, v in res.items():
             unit = "" if label.startswith("bytes") else " ms"
