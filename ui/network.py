@@ -242,8 +242,10 @@ def _last_finite(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
     """Move the legend under the x axis title, clear of the (sub)plot titles."""
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
-                      margin={"b": 50 + extra_bottom})
+    # y in paper units below the axis title, clear of it in lecture mode's larger fonts too;
+    # the top margin leaves room for the title above the subplot titles at either font size.
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.27, "xanchor": "left", "x": 0.0},
+                      margin={"b": 70 + extra_bottom, "t": 80})
     return fig
 
 
