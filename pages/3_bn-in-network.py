@@ -255,7 +255,9 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     # estimate from the configuration (a pair of runs per sweep value, evaluations excluded)
     modelled = runs / 2 * net.estimate_seconds(sweep_base)
     if loops:  # per-step cost measured on the main runs (diverging runs stop earlier)
-        estimate = f", up to about {1.2 * runs * sweep_steps * float(np.mean(loops)):.0f} s the first time"
+        cores = max(1, net.trainer().workers)  # the runs train in parallel, one per worker
+        estimate = (f", up to about {1.2 * runs * sweep_steps * float(np.mean(loops)) / cores:.0f} s the first "
+                    f"time on {cores} core{'s' if cores > 1 else ''}")
     else:
         estimate = f", {net.format_seconds(modelled)} the first time"
     capped = f" (capped at {SWEEP_MAX_STEPS})" if sweep_steps < base.steps else ""

@@ -66,3 +66,16 @@ def test_in_process_fallback_gives_the_same_runs():
     p = TrainPool(workers=0)
     assert_same_run(p.submit(BASE).result(), train_for_page(BASE))
     assert p.prefetch([replace(BASE, seed=5)]) == 1 and p.pending() == 1  # nothing runs it: no workers
+
+
+def test_a_sweep_trained_in_the_pool_equals_the_sweep_in_process(pool):
+    from bn_core.experiments import sweep
+
+    base = replace(BASE, steps=20, eval_every=20)
+    values, norms = [0.1, 1.0, 30.0], ("none", "bn_before")
+    pool.submit_many([replace(base, norm=n, lr=v) for n in norms for v in values])
+    got = sweep(base, "lr", values, norms, train_fn=lambda c, data=None, progress=None: pool.submit(c).result())
+    want = sweep(base, "lr", values, norms)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert np.array_equal(got[k], want[k]), k

@@ -46,7 +46,7 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from bn_core.experiments import gradient_norms_at_init, sweep
+from bn_core.experiments import SWEEPABLE, gradient_norms_at_init, sweep
 from bn_core.parallel import TrainPool
 from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
 from ui import state
@@ -780,11 +780,27 @@ def train_cached(config: TrainConfig, label: str) -> TrainResult:
 @st.cache_data(max_entries=8, show_spinner=False)
 def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
                  norms: tuple[str, ...], label: str) -> dict[str, np.ndarray]:
-    """:func:`bn_core.experiments.sweep` with a progress bar, cached."""
+    """:func:`bn_core.experiments.sweep` with a progress bar, cached; its runs train in
+    :func:`trainer`'s worker processes, all queued at once (both cores), and the sweep
+    collects them in order."""
+    pool = trainer()
+    cast = SWEEPABLE[field]
+    try:  # queue every run first; a config that cannot train is left to sweep() to report
+        pool.submit_many([replace(base, norm=n, **{field: cast(v)}) for n in norms for v in values])
+    except ValueError:
+        pass
+
+    def from_pool(config: TrainConfig, data=None, progress=None) -> TrainResult:
+        result = pool.submit(config).result()
+        if progress is not None:
+            progress(1.0)
+        return result
+
     bar = st.progress(0.0, text=label)
     try:
         with np.errstate(all="ignore"):
-            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label))
+            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label),
+                         train_fn=from_pool)
     finally:
         bar.empty()
 
