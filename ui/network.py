@@ -781,14 +781,13 @@ def train_cached(config: TrainConfig, label: str) -> TrainResult:
 def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
                  norms: tuple[str, ...], label: str) -> dict[str, np.ndarray]:
     """:func:`bn_core.experiments.sweep` with a progress bar, cached; its runs train in
-    :func:`trainer`'s worker processes, all queued at once (both cores), and the sweep
-    collects them in order."""
+    :func:`trainer`'s worker processes (both cores), and the sweep collects them in order."""
     pool = trainer()
     cast = SWEEPABLE[field]
-    try:  # queue every run first; a config that cannot train is left to sweep() to report
-        pool.submit_many([replace(base, norm=n, **{field: cast(v)}) for n in norms for v in values])
-    except ValueError:
-        pass
+    # Queue every run as a prefetch: idle workers start them ahead of the sweep's loop, yet
+    # another session's request is never queued behind 36 sweep runs. (A config that cannot
+    # train is skipped here and reported by sweep().)
+    pool.prefetch(replace(base, norm=n, **{field: cast(v)}) for n in norms for v in values)
 
     def from_pool(config: TrainConfig, data=None, progress=None) -> TrainResult:
         result = pool.submit(config).result()
