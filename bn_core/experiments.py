@@ -84,6 +84,7 @@ def sweep(
     norms: Sequence[str] = ("none", "bn_before"),
     data: DigitsSplit | None = None,
     progress: Callable[[float], None] | None = None,
+    train_fn: Callable[..., object] = train,
 ) -> dict[str, np.ndarray]:
     """Train ``base`` for every value of ``field`` and every normalization in ``norms``.
 
@@ -101,6 +102,9 @@ def sweep(
         Default: :func:`bn_core.train.digits` for ``base.dtype``.
     progress : callable, optional
         Called with the completed fraction of the whole sweep in [0, 1].
+    train_fn : callable, optional
+        ``train_fn(config, data=..., progress=...) -> TrainResult``, default
+        :func:`bn_core.train.train`; e.g. a process pool's lookup of runs it trains in parallel.
 
     Returns
     -------
@@ -151,7 +155,7 @@ def sweep(
             sub = None
             if progress is not None:
                 sub = _scaled(progress, done_before / total, 1.0 / total)
-            result = train(configs[done_before], data=data, progress=sub)
+            result = train_fn(configs[done_before], data=data, progress=sub)
             h = result.history
             test_acc[i] = _last_finite(h["test_acc"], chance)
             train_acc[i] = _last_finite(h["train_acc"], chance)
