@@ -43,7 +43,7 @@ def test_one_future_per_config_shared_by_every_caller(pool):
 
 
 def test_a_config_that_cannot_train_raises_at_once(pool):
-    with pytest.raises(ValueError, match="batch size 1"):
+    with pytest.raises(ValueError, match="batch of 1 sample"):
         pool.submit(replace(BASE, norm="bn_before", batch_size=1))
 
 
