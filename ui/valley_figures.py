@@ -213,7 +213,7 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     marker = {"symbol": style["symbol"], "size": 6, "color": style["color"],
               "line": {"color": "white", "width": 1}}
     data = [
-        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 4),
+        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 3),
          "colorscale": SEQUENTIAL, "autocontour": False, "contours": contour_levels(z),
          "name": "log10(L - L*)", "showlegend": False,
          "colorbar": {"title": {"text": "log₁₀(L − L*) [log₁₀ (y units)²]", "side": "right"}, "len": 1.0,
