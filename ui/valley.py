@@ -720,10 +720,11 @@ def describe_stability(m: R.StabilityMap, spec: dict) -> str:
     """The stability map's "what to see" line: where its full-batch row diverges, and its markers."""
     unit = "a fraction of " if m.x_kind == "fraction" else "α = "
     edges = map_edges(m)
-    parts = [f"{vf.VARIANT_LABELS[v]} from {unit}{fmt_num(e)}" if e is not None else
-             f"{vf.VARIANT_LABELS[v]} nowhere on the map" for v, e in edges.items()]
+    parts = [f"{vf.VARIANT_LABELS[v]} from {unit}{fmt_num(e)} on" if e is not None else
+             f"{vf.VARIANT_LABELS[v]} nowhere" for v, e in edges.items()]
     marks = vf.describe_markers(spec)
-    return (f"with the full batch (batch {int(np.max(m.batch_sizes))}) the runs diverge: " + "; ".join(parts) + "."
+    return (f"in the full-batch row (batch {int(np.max(m.batch_sizes))}) the map marks divergence for "
+            + "; ".join(parts) + "."
             + (f" Markers: {marks}." if marks else ""))
 
 
