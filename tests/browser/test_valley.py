@@ -29,3 +29,55 @@ def test_learning_rate_slider_moves_the_paths(app_url, page):
     settle(page)
     page.get_by_text("diverged at step", exact=False).first.wait_for(timeout=60_000)
     assert_no_exception(page)
+
+
+def test_fraction_slider_shows_its_value_after_the_other_mode(app_url, page):
+    """Issue 10.1 in Chromium: after "same learning rate for all" and back, the fraction slider
+    showed 0.01 (its first option) while the page used 0.5; one arrow key then lost the setting."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_map=0&c1_epochs=5")
+    frac = page.get_by_role("slider", name="fraction of 2/λ_max")
+    frac.wait_for(timeout=60_000)
+    settle(page)
+    frac.focus()
+    frac.press("ArrowRight")  # 0.5 -> 0.6
+    settle(page)
+    page.wait_for_function("() => window.location.search.includes('c1_frac=0.6')", timeout=30_000)
+    sidebar = page.get_by_test_id("stSidebarUserContent")
+    sidebar.get_by_text("same learning rate for all", exact=True).click()
+    settle(page)
+    page.get_by_role("slider", name="learning rate α").wait_for(timeout=60_000)
+    sidebar.get_by_text("fraction of each variant's 2/λ_max", exact=True).click()
+    settle(page)
+    frac = page.get_by_role("slider", name="fraction of 2/λ_max")
+    frac.wait_for(timeout=60_000)
+    assert frac.get_attribute("aria-valuetext") == "0.6"
+    frac.focus()
+    frac.press("ArrowRight")  # 0.6 -> 0.7, not 0.01 -> 0.02
+    settle(page)
+    page.wait_for_function("() => window.location.search.includes('c1_frac=0.7')", timeout=30_000)
+    assert frac.get_attribute("aria-valuetext") == "0.7"
+    assert_no_exception(page)
+
+
+def test_a_refused_big_file_leaves_messages_that_name_the_file_still_held(app_url, page):
+    """Issue 10.5 as c1 fixed it: the uploader refuses a file over the limit in the browser, without a
+    rerun; the page's messages then name the file the uploader still holds, which is still listed."""
+    from bn_core.upload import MAX_MB
+
+    page.goto(f"{app_url}/valley-vs-bowl?c1_source=upload&c1_map=0&c1_epochs=3")
+    uploader = page.locator("input[type=file]")
+    uploader.wait_for(state="attached", timeout=60_000)
+    settle(page)
+    uploader.set_input_files(files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"a,b\n1,2\n"}])
+    settle(page)
+    held = page.get_by_text("The file the uploader holds, bad.csv", exact=False)
+    held.first.wait_for(timeout=60_000)
+    big = b"a,b,y\n" + b"1,2,3\n" * (MAX_MB * 2**20 // 6 + 1000)
+    uploader.set_input_files(files=[{"name": "big.csv", "mimeType": "text/csv", "buffer": big}])
+    page.get_by_test_id("stFileChipIconError").wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    names = page.get_by_test_id("stFileChipName").all_inner_texts()
+    assert "bad.csv" in names and "big.csv" in names  # the refused file is listed beside the held one
+    assert held.first.is_visible()  # ... and the message names the held one, which is true
+    assert page.get_by_text("bad.csv cannot be used").first.is_visible()  # under the uploader
+    assert_no_exception(page)
