@@ -157,3 +157,17 @@ def test_the_unbiased_variance_factor_is_n_over_n_minus_1():
     res = vs.run(key, 42, "batchnorm", 0.5 * cond.max_stable_lr, 19, 100, "gd", 0.9, 0.9, 0.999)
     text = vs.describe_bn_modes(vs.bn_modes_facts(key, res))
     assert "m/(m − 1)" not in text
+
+
+AFFINE = ("a,b,y\n" + "".join(f"{a},{2 * a + 3},{5 * a + (a % 3)}\n" for a in range(1, 30))).encode()
+
+
+@pytest.mark.xfail(strict=True, reason="c1-defects D7: b = 2a + 3: the warning says every variant's κ is infinite, "
+                                       "but raw (no intercept) has a finite κ")
+def test_affine_upload_warning_matches_each_variants_kappa():
+    at = _upload(_app(c1_source="upload", c1_map=0, c1_epochs=5, c1_variants="raw,standardized"), "aff.csv", AFFINE)
+    key = vs.register_upload(AFFINE)[0]
+    conds = vs.data_facts(key).conds
+    assert np.isfinite(conds["raw"].kappa) and np.isinf(conds["standardized"].kappa)
+    warn = next(w.value for w in at.warning if "carry the same information" in w.value)
+    assert "every variant's condition number is infinite" not in warn
