@@ -355,3 +355,91 @@ def test_animation_speed_sets_the_play_button(speed):
     assert play["args"][1]["frame"]["duration"] == vf.SPEEDS[speed]
     n_frames = len(raw["frames"])
     assert n_frames <= vf.N_FRAMES + 2 and n_frames * vf.SPEEDS["normal"] >= 4000  # 24 frames took 1.9 s
+
+
+# ---- issue 9: the guided experiments run, change what is drawn, and their notes hold ----------
+
+def _experiment(label):
+    return next(i for i, e in enumerate(vs.EXPERIMENTS) if e.label == label)
+
+
+def _click(label):
+    at = _app()
+    before = {t: s["data"] for t, s in ((s["layout"]["title"]["text"], s) for s in _specs(at))}
+    at.button(key=f"_guided_c1_{_experiment(label)}").click().run()
+    assert not at.exception, at.exception
+    after = {s["layout"]["title"]["text"]: s["data"] for s in _specs(at)}
+    assert after != before, "the experiment must change what is drawn"
+    assert any(label in i.value for i in at.info)  # its note is shown on the page
+    return at
+
+
+def _run_of(e, variant):
+    cfg = e.config(vs.PARAMS)
+    facts = vs.data_facts(SEED)
+    lr = vs.variant_lr(facts.conds[variant], cfg["c1_mode"], cfg["c1_lr"], cfg["c1_frac"])
+    view = vs.variant_view(SEED, 42, variant, lr, min(cfg["c1_batch"], 100), cfg["c1_epochs"], cfg["c1_opt"],
+                           cfg["c1_mom"], cfg["c1_beta1"], cfg["c1_beta2"])
+    return view.result, vs.path_facts(SEED, variant, view.result, view.figure.spec, cfg["c1_tol"])
+
+
+def test_there_are_three_to_five_experiments_with_one_sentence_each():
+    assert 3 <= len(vs.EXPERIMENTS) <= 5
+    for e in vs.EXPERIMENTS:
+        assert e.look_for.count(". ") == 0 and e.look_for.endswith(".")
+        assert set(e.settings) <= {p.key for p in vs.PARAMS}
+
+
+def test_experiment_valley_at_0_9():
+    e = vs.EXPERIMENTS[_experiment("The valley at 0.9 of 2/λ_max")]
+    _click(e.label)
+    _, raw = _run_of(e, "raw")
+    _, std = _run_of(e, "standardized")
+    assert raw["reversals"] >= 3 and raw["to_tol"] is None and raw["left"] > 0.3  # zigzags, still far
+    assert std["to_tol"] is not None and std["to_tol"] < 30
+
+
+def test_experiment_past_the_edge():
+    e = vs.EXPERIMENTS[_experiment("Past the edge: 1.01 of 2/λ_max")]
+    at = _click(e.label)
+    for v in ("raw", "standardized"):
+        res, f = _run_of(e, v)
+        lam = vs.data_facts(SEED).conds[v].lambda_max
+        assert abs(1 - res.lr * lam) == pytest.approx(1.02)
+        assert f["left"] > 1  # ends farther from the star than it started
+    assert _run_of(e, "raw")[1]["leaves_at"] is not None
+    assert "leaves the chart" in _landscapes(at)["raw"]["layout"]["title"]["text"]
+
+
+def test_experiment_adam_at_one_learning_rate():
+    e = vs.EXPERIMENTS[_experiment("Adam at one learning rate")]
+    _click(e.label)
+    raw_res, raw = _run_of(e, "raw")
+    std_res, std = _run_of(e, "standardized")
+    assert raw["to_tol"] is not None  # the valley no longer slows it
+    assert std["left"] < 0.01  # next to the star too
+    ratio = np.linalg.norm(std_res.theta_star) / np.linalg.norm(raw_res.theta_star)
+    assert 50 <= ratio <= 200  # "about 100 times farther from the start"
+
+
+def test_experiment_mini_batches_of_10():
+    e = vs.EXPERIMENTS[_experiment("Mini-batches of 10")]
+    _click(e.label)
+    std_res, std = _run_of(e, "standardized")
+    _, raw = _run_of(e, "raw")
+    assert std["to_tol"] is not None and std["to_tol"] <= 20  # near the star within a few steps
+    rel = vs.relative_suboptimality(std_res)
+    assert np.median(rel[-100:]) > 1e-12  # then jitters (full batch reaches ~1e-32)
+    assert raw["left"] > 0.1
+
+
+def test_experiment_batch_norm_training_vs_evaluation():
+    e = vs.EXPERIMENTS[_experiment("Batch norm: training vs evaluation")]
+    at = _click(e.label)
+    bn, _ = _run_of(e, "batchnorm")
+    std, _ = _run_of(e, "standardized")
+    np.testing.assert_allclose(bn.history["w1"], std.history["w1"], rtol=1e-4, atol=1e-4)  # up to eps
+    facts = vs.bn_modes_facts(SEED, bn)
+    assert facts["eval"] > 10 * facts["train"]
+    assert facts["var_ratio"] == pytest.approx([100 / 99] * 2, rel=1e-3)
+    assert any("running **variance**" in c.value for c in at.caption)

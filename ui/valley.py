@@ -790,7 +790,7 @@ def _experiment_rows():
                    "stays far away.",
                    {"c1_batch": 10}),
         Experiment("Batch norm: training vs evaluation",
-                   "Batch norm follows exactly the standardized path, yet its evaluation-mode loss is far above its "
+                   "Batch norm follows the standardized path (up to its ε), yet its evaluation-mode loss is far above its "
                    "training loss: its running variance is n/(n − 1) times the data's (PyTorch's unbiased running "
                    "estimate), as the caption under the coefficient table computes.",
                    {"c1_variants": ("standardized", "batchnorm")}),

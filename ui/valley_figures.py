@@ -143,7 +143,7 @@ SPEEDS = {"slow": 600, "normal": 300, "fast": 120}
 N_FRAMES = 16
 #: Height of a landscape: with the title, the lead sentence and the sidebar's key control it
 #: fits a projector's 720 pixels (tests/browser/test_first_screen.py).
-LANDSCAPE_HEIGHT = 470
+LANDSCAPE_HEIGHT = 500
 
 
 def frame_indices(k: int, n_frames: int) -> np.ndarray:
@@ -213,18 +213,19 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     marker = {"symbol": style["symbol"], "size": 6, "color": style["color"],
               "line": {"color": "white", "width": 1}}
     data = [
-        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 4),
+        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 3),
          "colorscale": SEQUENTIAL, "autocontour": False, "contours": contour_levels(z),
          "name": "log10(L - L*)", "showlegend": False,
-         "colorbar": {"title": {"text": "log₁₀(L − L*)<br>[log₁₀ (y units)²]"}, "len": 0.9, "thickness": 14},
+         "colorbar": {"title": {"text": "log₁₀(L − L*) [log₁₀ (y units)²]", "side": "right"}, "len": 1.0,
+                      "thickness": 14},
          "hovertemplate": "w1=%{x:.4g}<br>w2=%{y:.4g}<br>log10(L−L*)=%{z:.2f}<extra></extra>"},
-        {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": f"path ({VARIANT_LABELS[variant]})",
+        {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": "path",
          "line": line, "marker": marker, "customdata": ps.tolist(),
          "hovertemplate": "step %{customdata}<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>"},
         {"type": "scatter", "x": [xs[0]], "y": [ys[0]], "mode": "markers", "name": "start",
          "marker": {"symbol": "circle-open", "size": 14, "color": OKABE_ITO["black"], "line": {"width": 3}}},
         {"type": "scatter", "x": [float(optimum[0])], "y": [float(optimum[1])], "mode": "markers",
-         "name": "optimum (least squares)",
+         "name": "optimum", "hovertemplate": "least-squares optimum<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>",
          "marker": {"symbol": "star", "size": 16, "color": OKABE_ITO["yellow"], "line": {"color": "black", "width": 1}}},
         {"type": "scatter", "x": [x_last], "y": [y_last], "mode": "markers", "name": "current step",
          "marker": {"symbol": style["symbol"], "size": 14, "color": style["color"], "line": {"color": "black", "width": 2}}},
@@ -247,16 +248,21 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     # animatable (scatter) traces and drops the contour layer, so "play" erased the landscape.
     anim = {"frame": {"duration": SPEEDS[speed], "redraw": True}, "transition": {"duration": 0},
             "mode": "immediate"}
-    slider = {"active": len(frames) - 1, "x": 0.27, "len": 0.73, "y": -0.13, "yanchor": "top",
-              "pad": {"t": 28, "b": 0}, "font": {"size": 11},
-              "currentvalue": {"prefix": "step ", "visible": True, "xanchor": "left", "offset": 6},
+    # Below the plot: the buttons on the left, the frame label ("step k") on the right of the same
+    # row, the slider's rail under both, then the legend. (The label used to sit under the buttons.)
+    slider = {"active": len(frames) - 1, "x": 0.0, "len": 1.0, "y": -0.22, "yanchor": "top",
+              "pad": {"t": 36, "b": 0}, "ticklen": 3, "minorticklen": 0,
+              # tick labels invisible (the frame label says the step; 16 numbers only crowd the rail)
+              "font": {"size": 10, "color": "rgba(0,0,0,0)"},
+              "currentvalue": {"prefix": "step ", "visible": True, "xanchor": "right", "offset": 4,
+                               "font": {"size": 14, "color": "#1a1a1a"}},
               "steps": [{"label": f["name"], "method": "animate",
                          "args": [[f["name"]], {**anim, "frame": {"duration": 0, "redraw": True}}]}
                         for f in frames]}
     # "pause" interrupts the running animation; Plotly rejects the interrupted animation's
     # promise, which its buttons do not catch (see ui.valley.ANIMATION_GUARD).
-    buttons = {"type": "buttons", "direction": "left", "x": 0.0, "y": -0.13, "xanchor": "left", "yanchor": "top",
-               "pad": {"t": 34, "r": 4}, "showactive": False,
+    buttons = {"type": "buttons", "direction": "left", "x": 0.0, "y": -0.22, "xanchor": "left", "yanchor": "top",
+               "pad": {"t": 0, "r": 4}, "showactive": False,
                "buttons": [{"label": "play", "method": "animate", "args": [None, {**anim, "fromcurrent": False}]},
                            {"label": "pause", "method": "animate",
                             "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
@@ -271,8 +277,9 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
         title += f"<br><sup>{note}</sup>"
     fa, fb = feature_names
     layout = _layout(title, f"w1 [{units.format(f=fa)}]", f"w2 [{units.format(f=fb)}]", height,
-                     updatemenus=[buttons], sliders=[slider], margin={"t": 64, "b": 150, "l": 64, "r": 10},
-                     legend={"y": -0.52, "yanchor": "top", "font": {"size": 12}},
+                     updatemenus=[buttons], sliders=[slider], margin={"t": 64, "b": 190, "l": 64, "r": 10},
+                     legend={"y": -0.6, "yanchor": "top", "font": {"size": 12}, "entrywidth": 0.5,
+                             "entrywidthmode": "fraction"},
                      xaxis={"range": [float(x0), float(x1)], "constrain": "domain"},
                      yaxis={"range": [float(y0), float(y1)], "scaleanchor": "x", "scaleratio": 1,
                             "constrain": "domain"})
