@@ -165,3 +165,44 @@ def test_the_fraction_slider_shows_its_value_after_a_mode_round_trip(app_url, pa
     settle(page)
     page.wait_for_function("() => window.location.search.includes('c1_frac=0.95')", timeout=30_000)
     assert slider.get_attribute("aria-valuetext") == "0.95"  # one key from 0.9, not from 0.01
+
+
+def test_momentum_slider_shows_its_value_after_another_optimizer(app_url, page):
+    """Issue 10.1 for the optimizer's own controls, in Chromium (momentum showed 0.0 after GD and back)."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_map=0&c1_epochs=5&c1_opt=momentum&c1_mom=0.5")
+    mom = page.get_by_role("slider", name="momentum μ")
+    mom.wait_for(timeout=60_000)
+    settle(page)
+    assert mom.get_attribute("aria-valuetext") == "0.5"
+    sidebar = page.get_by_test_id("stSidebarUserContent")
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="optimizer").click()
+    page.get_by_role("option", name="Gradient descent / SGD").click()
+    settle(page)
+    mom.wait_for(state="detached", timeout=30_000)
+    sidebar.get_by_test_id("stSelectbox").filter(has_text="optimizer").click()
+    page.get_by_role("option", name="Momentum (heavy ball)").click()
+    settle(page)
+    mom = page.get_by_role("slider", name="momentum μ")
+    mom.wait_for(timeout=60_000)
+    assert mom.get_attribute("aria-valuetext") == "0.5"
+    assert_no_exception(page)
+
+
+def test_batch_slider_keys_pressed_quickly_all_count(app_url, page):
+    """The batch slider is re-assigned on every run (its range follows n): quick arrow keys must not be
+    undone by a rerun sending an older value back."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_map=0&c1_epochs=2&c1_batch=50")
+    page.get_by_test_id("stSidebarUserContent").get_by_text("Batches, epochs, tolerance").click()
+    batch = page.get_by_role("slider", name="batch size (n = full-batch gradient descent)")
+    batch.wait_for(timeout=60_000)
+    settle(page)
+    batch.focus()
+    for _ in range(5):
+        batch.press("ArrowRight")
+        page.wait_for_timeout(60)
+    settle(page)
+    page.wait_for_timeout(1500)
+    settle(page)
+    assert batch.get_attribute("aria-valuetext") == "55"
+    page.wait_for_function("() => window.location.search.includes('c1_batch=55')", timeout=30_000)
+    assert_no_exception(page)
