@@ -52,8 +52,8 @@ if "batchnorm" in variants and cfg.batch < 2:
     variants = [v for v in variants if v != "batchnorm"]
     if not variants:
         st.stop()
-if cfg.optimizer == "adam" and cfg.mode == "fraction":
-    st.info(vs.adam_note(cfg.data_key))
+if cfg.optimizer == "adam":
+    st.info(vs.adam_note(cfg.data_key, cfg.mode))
 boxes = {}
 
 # ---- landscapes (the main chart) ------------------------------------------------------------
@@ -170,7 +170,9 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
                   for v in variants}
     page.see(vs.describe_landscapes(path_facts, tol), where=boxes["see_landscapes"])
     with boxes["status"]:
-        st.caption(f"{cfg.n} samples, batch size {batch}, {epochs} epochs → **{cfg.n_steps} steps for every "
+        asked = (f" (**{cfg.batch_asked} asked for**, more than the n = {cfg.n} samples: full batch)"
+                 if cfg.batch_asked > cfg.n else "")
+        st.caption(f"{cfg.n} samples, batch size {batch}{asked}, {epochs} epochs → **{cfg.n_steps} steps for every "
                    f"variant** ({R.steps_per_epoch(cfg.n, batch)} per epoch); optimizer: "
                    f"{R.OPTIMIZER_LABELS[opt]}; step sizes: "
                    + ", ".join(f"{vf.VARIANT_LABELS[v]} α = {vs.fmt_num(lrs[v])}" for v in variants) + ".")

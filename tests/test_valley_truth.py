@@ -156,7 +156,7 @@ def test_full_batch_batch_norm_gap_is_the_unbiased_variance_not_lagging_statisti
     at = _app(c1_variants="standardized,batchnorm", c1_map=0)
     cap = next(c.value for c in at.caption if "Evaluation mode" in c.value)
     assert "not caught up" not in cap  # the old caption's explanation, false after 100 full-batch steps
-    assert "running **variance**" in cap and "m/(m − 1) = 1.01" in cap
+    assert "running **variance**" in cap and "n/(n − 1) = 1.01" in cap
 
 
 # ---- item 7: the intro and the raw caption describe the data shown -----------------------------

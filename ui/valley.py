@@ -210,7 +210,7 @@ def steepness_text(facts: DataFacts) -> str:
         parts.append(f"its steepest direction is **κ = {fmt_num(kappa)} times** steeper than its flattest (the "
                      "ratio of the Hessian's eigenvalues, which also counts how w₁ and w₂ are coupled)")
     std = facts.conds["standardized"].kappa
-    return ("; ".join(parts) + f". Standardized, the bowl has κ = {fmt_num(std)}.")
+    return ("; ".join(parts) + f". Standardized: κ = {fmt_num(std)}.")
 
 
 def collinear_note(data: tuple) -> str | None:
@@ -232,11 +232,16 @@ def collinear_note(data: tuple) -> str | None:
     a, b = feature_names(data)
     rel = f"{b} = {slope:.4g} × {a}" + (f" {'+' if icpt >= 0 else '−'} {abs(icpt):.4g}" if abs(icpt) > 1e-9 * max(
         abs(X[:, 1]).max(), 1e-300) else "")
-    return (f"**The two features carry the same information:** {rel} on every row (correlation {r:.6f}). One "
-            "combination of the weights leaves every prediction unchanged, so the loss has a perfectly flat "
-            "direction: every variant's condition number is infinite (κ = ∞), gradient descent never moves along "
-            "that direction, and the least-squares weights are not unique (the minimum-norm ones are shown). "
-            "Drop one of the two columns to get a well-posed fit.")
+    facts = data_facts(data)
+    flat = [vf.VARIANT_LABELS[v] for v in R.VARIANTS if math.isinf(facts.conds[v].kappa)]
+    finite = [f"{vf.VARIANT_LABELS[v]} κ = {fmt_num(facts.conds[v].kappa)}" for v in R.VARIANTS
+              if not math.isinf(facts.conds[v].kappa)]
+    return (f"**The two features carry the same information:** {rel} on every row (correlation {r:.6f}). "
+            f"For {', '.join(flat)} one combination of the weights (with the intercept) leaves every prediction "
+            "unchanged, so the loss has a perfectly flat direction: κ = ∞, gradient descent never moves along it, "
+            "and the least-squares weights are not unique (the minimum-norm ones are shown)"
+            + (f"; {', '.join(finite)} (no intercept to trade with)" if finite else "")
+            + ". Drop one of the two columns to get a well-posed fit.")
 
 
 def stability_limit_text(optimizer: str, mode: str, momentum: float, facts: DataFacts, variants: tuple) -> str:
@@ -277,6 +282,23 @@ def problem(data: tuple, variant: str) -> tuple[R.Problem, T.Conditioning]:
     d = dataset(data)
     p = R.make_problem(d.X, d.y, variant)
     return p, T.conditioning(p.hessian)
+
+
+def same_mode_opening_lr(facts: DataFacts, variants: tuple, optimizer: str, momentum: float,
+                         lr: float) -> float | None:
+    """The learning rate "same learning rate for all" should open on, or None to keep ``lr``.
+
+    None when ``lr`` is below every shown variant's full-batch limit (2/lambda_max, times
+    1 + mu with momentum; Adam has none), else the largest offered rate below 0.9 of the
+    smallest limit (issue 10, item 11: the mode must not open on a divergence, whatever the data).
+    """
+    factor = {"gd": 1.0, "momentum": 1.0 + momentum}.get(optimizer)
+    limits = [factor * facts.conds[v].max_stable_lr for v in variants if factor is not None]
+    limits = [x for x in limits if math.isfinite(x)]
+    if not limits or lr < min(limits):
+        return None
+    below = [o for o in LR_OPTIONS if o < 0.9 * min(limits)]
+    return below[-1] if below else LR_OPTIONS[0]
 
 
 def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float:
@@ -536,13 +558,30 @@ def constant_features(names, constant_flags) -> list:
 # record the chart is drawn from (issue 10: "every caption true"); tests run them over the grid
 # of settings the page allows.
 
+def raw_shape(facts: DataFacts) -> str:
+    """What the raw loss looks like, from its kappa (a valley, a flat-floored valley, or a bowl)."""
+    k = facts.conds["raw"].kappa
+    return ("a valley with a perfectly flat floor (κ = ∞)" if math.isinf(k) else
+            f"a long, narrow **valley** (κ = {fmt_num(k)})" if k >= 10 else f"a bowl (κ = {fmt_num(k)})")
+
+
+def standardized_shape(facts: DataFacts) -> str:
+    """What standardizing makes of it, from the standardized kappa (scale and centering only:
+    what remains is the features' correlation r, kappa = (1 + |r|)/(1 - |r|))."""
+    k = facts.conds["standardized"].kappa
+    if math.isinf(k):
+        return ("still has a flat direction (κ = ∞): standardizing rescales and centers each feature but cannot "
+                "separate two features that carry the same information")
+    if k >= 10:
+        return (f"is still a valley (κ = {fmt_num(k)}): standardizing removes the features' scales and offsets, "
+                "not their correlation")
+    return f"is a round **bowl** (κ = {fmt_num(k)}) where the same number of steps reaches the bottom"
+
+
 def intro_text(data: tuple, source: str, facts: DataFacts) -> str:
     """The chapter's introduction, describing the data actually shown (issue 10, item 7)."""
     d = dataset(data)
     a, b = facts.names
-    kappa = facts.conds["raw"].kappa
-    shape = ("a long, narrow **valley**" if kappa >= 10 else
-             "only a mildly stretched bowl" if math.isfinite(kappa) else "a valley with a perfectly flat floor")
     if source == "seed" or data[0] == "seed":
         what = ("the classic data set $y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and "
                 "$B \\sim U[1, 200]$")
@@ -552,12 +591,17 @@ def intro_text(data: tuple, source: str, facts: DataFacts) -> str:
     X = np.asarray(d.X, float)
     lo, hi = X.min(axis=0), X.max(axis=0)
     spans = (f"{a} spans {lo[0]:.4g} … {hi[0]:.4g} and {b} spans {lo[1]:.4g} … {hi[1]:.4g}")
-    return (f"Fit $\\hat y = w_1 {_tex_name(a)} + w_2 {_tex_name(b)}\\,(+\\,b)$ to {what}, by gradient descent. "
-            f"On the **raw** inputs ({spans}) the loss is {shape}: the curvature along a weight grows with the "
-            "*square* of its feature's size, so any step small enough not to blow up along the steep direction "
-            "crawls along the flat one. **Standardizing** the inputs turns it into a round **bowl** where the same "
-            "number of steps reaches the bottom. Batch normalization does the standardizing inside a network, one "
-            "mini-batch at a time.")
+    h1, h2 = facts.diag
+    ratio = max(h1, h2) / max(min(h1, h2), 1e-300)
+    why = ("the curvature along a weight grows with the *square* of its feature's size, so any step small enough "
+           "not to blow up along the steep direction crawls along the flat one" if ratio >= 10 else
+           "the features are not centered, so w₁ and w₂ are coupled and one combination of them is much steeper "
+           "than the other" if facts.conds["raw"].kappa >= 10 else
+           "neither the features' sizes nor their coupling stretch it much")
+    return (f"Fit $\\hat y = w_1 {_tex_name(a)} + w_2 {_tex_name(b)}\\,(+\\,\\text{{intercept}})$ to {what}, by "
+            f"gradient descent. On the **raw** inputs ({spans}) the loss is {raw_shape(facts)}: {why}. "
+            f"**Standardized**, it {standardized_shape(facts)}. Batch normalization does the standardizing inside "
+            "a network, one mini-batch at a time.")
 
 
 def _tex_name(name: str) -> str:
@@ -676,10 +720,11 @@ def describe_stability(m: R.StabilityMap, spec: dict) -> str:
     """The stability map's "what to see" line: where its full-batch row diverges, and its markers."""
     unit = "a fraction of " if m.x_kind == "fraction" else "α = "
     edges = map_edges(m)
-    parts = [f"{vf.VARIANT_LABELS[v]} from {unit}{fmt_num(e)}" if e is not None else
-             f"{vf.VARIANT_LABELS[v]} nowhere on the map" for v, e in edges.items()]
+    parts = [f"{vf.VARIANT_LABELS[v]} from {unit}{fmt_num(e)} on" if e is not None else
+             f"{vf.VARIANT_LABELS[v]} nowhere" for v, e in edges.items()]
     marks = vf.describe_markers(spec)
-    return (f"with the full batch (batch {int(np.max(m.batch_sizes))}) the runs diverge: " + "; ".join(parts) + "."
+    return (f"in the full-batch row (batch {int(np.max(m.batch_sizes))}) the map marks divergence for "
+            + "; ".join(parts) + "."
             + (f" Markers: {marks}." if marks else ""))
 
 
@@ -688,7 +733,8 @@ def bn_modes_facts(data: tuple, res: R.RunResult) -> dict:
 
     Evaluation mode standardizes with the running mean and variance instead of the data's own.
     The gap has two possible sources: the running mean (an average of batch means that started
-    at 0) and the running variance (an average of *unbiased* batch variances, ``m/(m-1)`` times
+    at 0) and the running variance (an average of *unbiased* batch variances, whose expectation
+    for batches drawn without replacement from n samples is ``n/(n-1)`` times
     the biased variance training mode uses, started at 1). Recomputing the evaluation loss
     with each one replaced by the data's own statistic tells how much each contributes.
     """
@@ -709,7 +755,7 @@ def bn_modes_facts(data: tuple, res: R.RunResult) -> dict:
     return {"train": float(res.history["loss"][-1]), "eval": float(res.eval_loss),
             "mean_gap": float(np.max(np.abs(rm - mean) / std)),
             "var_ratio": [float(x) for x in rv / np.maximum(var, 1e-300)],
-            "unbiased": res.batch_size / (res.batch_size - 1), "start_weight": 0.9 ** k,
+            "unbiased": len(p.y) / (len(p.y) - 1), "start_weight": 0.9 ** k,
             "eval_true_mean": eval_loss(mean, rv), "eval_true_var": eval_loss(rm, var),
             "batch": res.batch_size, "n": len(p.y)}
 
@@ -729,7 +775,8 @@ def describe_bn_modes(f: dict) -> str:
     if f["start_weight"] > 1e-3:
         mean_part += f" (its starting value still weighs {f['start_weight']:.2g}: it has not caught up yet)"
     var_part = (f"; the running variance is {ratio} × the data's variance"
-                + (f", close to the unbiased factor m/(m − 1) = {f['unbiased']:.4g} for batches of {f['batch']}"
+                + (f", close to n/(n − 1) = {f['unbiased']:.4g}, the expected unbiased variance of batches drawn "
+                   "without replacement from the n samples"
                    if f["batch"] > 1 and all(abs(r - f["unbiased"]) < 0.25 * (f["unbiased"] - 1) + 1e-3
                                              for r in f["var_ratio"]) else ""))
     gap_mean = abs(f["eval_true_var"] - f["train"])  # what is left when only the mean is the running one
@@ -741,26 +788,25 @@ def describe_bn_modes(f: dict) -> str:
 
 
 def lead_text(facts: DataFacts) -> str:
-    """The chapter's one sentence under its title, with the valley's and the bowl's kappa."""
-    raw, std = facts.conds["raw"].kappa, facts.conds["standardized"].kappa
-    shape = "a long, narrow valley" if raw >= 10 else "a bowl"
-    return (f"On raw inputs the loss is {shape} (κ = {fmt_num(raw)}), standardized it is a rounder bowl "
-            f"(κ = {fmt_num(std)}): move the step size in the sidebar and watch the same gradient descent crawl or "
-            "converge." if std < raw else
-            f"On this data raw inputs already give a bowl as round as standardizing does (κ = {fmt_num(raw)} vs "
-            f"{fmt_num(std)}): move the step size in the sidebar and compare.")
+    """The chapter's one sentence under its title, from the raw and standardized kappas."""
+    return (f"On raw inputs the loss is {raw_shape(facts).replace('**', '')}; standardized it "
+            f"{standardized_shape(facts).split(':')[0].split(' where')[0].replace('**', '')}. Move the step size in the sidebar and "
+            "watch the same gradient descent on both.")
 
 
-def adam_note(data: tuple) -> str:
+def adam_note(data: tuple, mode: str = "fraction") -> str:
     """Why Adam's learning rate is compared in weight units (issue 10, item 10), from the optima."""
     raw = problem(data, "raw")[0]
     std = problem(data, "standardized")[0]
     t_raw = R.least_squares(raw.design, raw.y)
     t_std = R.least_squares(std.design, std.y)
     fmt = lambda t: "(" + ", ".join(f"{x:.3g}" for x in t) + ")"  # noqa: E731
-    return ("2/λ_max is the stability limit of plain gradient descent; Adam has none: it moves every weight by about "
-            "α per step whatever the curvature, so α is a step **in weight units**. Compare variants with *same "
-            "learning rate for all*, and mind the distance: from the start at 0, the standardized optimum "
+    first = ("2/λ_max is the stability limit of plain gradient descent; Adam has none: it moves every weight by "
+             "about α per step whatever the curvature, so α is a step **in weight units**. Compare variants with "
+             "*same learning rate for all*, and mind the distance" if mode == "fraction" else
+             "Adam moves every weight by about α per step whatever the curvature: α is a step **in weight units**, "
+             "so a fair comparison minds the distance")
+    return (first + ": from the start at 0, the standardized optimum "
             f"(w₁, w₂, b) = {fmt(t_std)} is {np.linalg.norm(t_std) / max(np.linalg.norm(t_raw), 1e-300):.3g} times "
             f"farther away than the raw one {fmt(t_raw)}, so at the same α it needs more steps. The guided experiment "
             "*Adam at one learning rate* gives both enough steps.")

@@ -45,6 +45,7 @@ class Settings:
     facts: vs.DataFacts  # names, n and every variant's conditioning, computed from the data
     step_box: object = None  # the sidebar container that :func:`step_size_control` fills
     speed: str = "normal"  # the landscapes' animation speed (a key of ui.valley_figures.SPEEDS)
+    batch_asked: int = 0  # the batch size asked for (``batch`` is what runs: min(asked, n))
 
     @property
     def n_steps(self) -> int:
@@ -164,6 +165,19 @@ def controls() -> Settings:
             st.radio("learning-rate mode", vs.MODES, format_func=vs.MODE_LABELS.get, key="c1_mode",
                      help="One learning rate cannot serve every variant: on this data full-batch gradient descent "
                           f"is stable for {vs.stable_lr_text(facts)} (2/λ_max of each).")
+            switched = ss.get("_c1_prev_mode") == "fraction" and ss["c1_mode"] == "same"
+            ss["_c1_prev_mode"] = ss["c1_mode"]
+            shown = tuple(v for v in R.VARIANTS if v in ss["c1_variants"])
+            # Only the default is replaced: a rate the user (or a link) chose is kept, as every
+            # other hidden control is (issue 10, item 1); the page then says where it diverges.
+            untouched = float(ss["c1_lr"]) == vs.P["c1_lr"].default
+            opening = (vs.same_mode_opening_lr(facts, shown, ss["c1_opt"], float(ss["c1_mom"]), float(ss["c1_lr"]))
+                       if switched and untouched else None)
+            if opening is not None:
+                # Not drawn yet in this run (the fragment draws it), so it may still be assigned.
+                old, ss["c1_lr"] = float(ss["c1_lr"]), opening
+                st.caption(f"Learning rate set to {opening:g} (it was {old:g}): the largest offered step below every "
+                           "shown variant's full-batch stability limit, so this mode opens without a divergence.")
         with opt_box:
             st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
             opt = ss["c1_opt"]
@@ -232,7 +246,7 @@ def controls() -> Settings:
         hyper=(float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"])), mode=ss["c1_mode"],
         lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]), batch=min(int(ss["c1_batch"]), n),
         epochs=int(ss["c1_epochs"]), tol=float(ss["c1_tol"]), show_map=bool(ss["c1_map"]), facts=facts,
-        step_box=step_box, speed=ss["c1_speed"],
+        step_box=step_box, speed=ss["c1_speed"], batch_asked=int(ss["c1_batch"]),
     )
 
 
