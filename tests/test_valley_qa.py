@@ -100,10 +100,8 @@ def test_batch_norm_caption_names_the_cause_computed_independently(n, batch_kind
         assert f"comes from the running **{'variance' if d_var > d_mean else 'mean'}**" in text
 
 
-# ---- defects (see /work/c1-defects.md) ---------------------------------------------------------
+# ---- defects found by this QA (see /work/c1-defects.md); D1-D7 fixed by c1 in a5851cc ---------
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D1: collinear upload: 'a bowl as round as standardizing does "
-                                       "(κ = ∞ vs ∞)', 'long, narrow valley', 'round bowl'")
 def test_collinear_upload_prose_does_not_call_an_infinite_kappa_a_bowl():
     at = _upload(_app(c1_source="upload", c1_map=0, c1_epochs=5, c1_variants="raw,standardized"), "col.csv",
                  COLLINEAR)
@@ -113,8 +111,6 @@ def test_collinear_upload_prose_does_not_call_an_infinite_kappa_a_bowl():
     assert "flat" in next(m.value for m in at.markdown if "Fit $" in m.value)  # the intro's own flat-floor branch
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D2: strongly correlated upload: intro promises a round bowl "
-                                       "while standardized κ is in the thousands")
 def test_correlated_upload_intro_does_not_promise_a_round_bowl():
     at = _upload(_app(c1_source="upload", c1_map=0, c1_epochs=5, c1_variants="raw,standardized"), "corr.csv",
                  CORRELATED)
@@ -124,23 +120,17 @@ def test_correlated_upload_intro_does_not_promise_a_round_bowl():
     assert "round **bowl**" not in intro
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D3: Adam with the same learning rate (the issue's alpha = 0.3) "
-                                       "gets no explanation; the weight-units note is shown in fraction mode only")
 def test_adam_same_rate_at_0_3_is_explained():
     at = _app(c1_opt="adam", c1_mode="same", c1_lr=0.3, c1_map=0)
     assert any("weight units" in i.value for i in at.info)
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D4: with n = 2 the default alpha = 5e-5 diverges on raw when "
-                                       "switching to the same learning rate")
 def test_switching_to_the_same_learning_rate_with_two_samples_runs():
     at = _app(c1_map=0, c1_n=2, c1_variants="raw,batchnorm")
     at.radio(key="c1_mode").set_value("same").run()
     assert not any("diverged" in e.value for e in at.error)
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D5: the batch clamp by n is said only inside the collapsed "
-                                       "'Batches, epochs, tolerance' expander")
 def test_the_batch_clamp_is_said_where_it_can_be_seen():
     at = _app(c1_n=20, c1_map=0, c1_epochs=2)
     in_main = any("asked for" in el.value for el in [*at.main.warning, *at.main.info, *at.main.caption])
@@ -149,8 +139,6 @@ def test_the_batch_clamp_is_said_where_it_can_be_seen():
     assert in_main or in_open_expander
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D6: the caption explains the running variance by m/(m - 1) for "
-                                       "mini-batches; the expected factor is n/(n - 1) for any batch size")
 def test_the_unbiased_variance_factor_is_n_over_n_minus_1():
     key = ("seed", 42, 20, 0.1)
     p, cond = vs.problem(key, "batchnorm")
@@ -162,8 +150,6 @@ def test_the_unbiased_variance_factor_is_n_over_n_minus_1():
 AFFINE = ("a,b,y\n" + "".join(f"{a},{2 * a + 3},{5 * a + (a % 3)}\n" for a in range(1, 30))).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="c1-defects D7: b = 2a + 3: the warning says every variant's κ is infinite, "
-                                       "but raw (no intercept) has a finite κ")
 def test_affine_upload_warning_matches_each_variants_kappa():
     at = _upload(_app(c1_source="upload", c1_map=0, c1_epochs=5, c1_variants="raw,standardized"), "aff.csv", AFFINE)
     key = vs.register_upload(AFFINE)[0]
@@ -180,3 +166,13 @@ def test_batch_norm_caption_after_a_divergence_says_so():
     assert any("batch-normalized: diverged" in e.value for e in at.error)
     cap = next(c.value for c in at.caption if "Evaluation mode" in c.value)
     assert "diverged" in cap and "agree to within 1%" not in cap
+
+
+@pytest.mark.xfail(strict=True, reason="c1-defects D10: with momentum and mini-batches the same-rate mode opens "
+                                       "below the full-batch limit only, and raw diverges")
+@pytest.mark.parametrize("query", [{"c1_mom": 0.99, "c1_batch": 1, "c1_epochs": 2},
+                                   {"c1_mom": 0.99, "c1_batch": 5, "c1_epochs": 20}])
+def test_switching_to_the_same_rate_with_momentum_and_mini_batches_runs(query):
+    at = _app(c1_map=0, c1_opt="momentum", **query)
+    at.radio(key="c1_mode").set_value("same").run()
+    assert not any("diverged" in e.value for e in at.error)
