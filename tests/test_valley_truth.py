@@ -159,6 +159,13 @@ def test_full_batch_batch_norm_gap_is_the_unbiased_variance_not_lagging_statisti
     assert "running **variance**" in cap and "n/(n − 1) = 1.01" in cap
 
 
+def test_batch_norm_caption_after_a_divergence_says_so_instead_of_comparing_the_modes():
+    at = _app(c1_variants="standardized,batchnorm", c1_frac=1.5, c1_epochs=200, c1_map=0)
+    assert any("batch-normalized: diverged at step" in e.value for e in at.error)
+    cap = next(c.value for c in at.caption if c.value.startswith("Batch norm"))
+    assert "diverged at step" in cap and "agree" not in cap and "most of the gap" not in cap
+
+
 # ---- item 7: the intro and the raw caption describe the data shown -----------------------------
 
 @pytest.mark.parametrize("source", ["example", "upload"])

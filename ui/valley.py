@@ -757,13 +757,17 @@ def bn_modes_facts(data: tuple, res: R.RunResult) -> dict:
             "var_ratio": [float(x) for x in rv / np.maximum(var, 1e-300)],
             "unbiased": len(p.y) / (len(p.y) - 1), "start_weight": 0.9 ** k,
             "eval_true_mean": eval_loss(mean, rv), "eval_true_var": eval_loss(rm, var),
-            "batch": res.batch_size, "n": len(p.y)}
+            "batch": res.batch_size, "n": len(p.y), "diverged_at": res.diverged_at}
 
 
 def describe_bn_modes(f: dict) -> str:
     """The caption under the coefficient table for batch norm, from :func:`bn_modes_facts`."""
     with_own = ("training mode (the full batch's own statistics)" if f["batch"] >= f["n"] else
                 "normalized with the whole data set's own statistics (as the landscape is drawn)")
+    if f.get("diverged_at") is not None:
+        return (f"Batch norm diverged at step {f['diverged_at']}: its weights blew up, so its training- and "
+                "evaluation-mode losses (both huge) say nothing about the running statistics; lower the step size "
+                "to compare the two modes.")
     head = (f"Batch norm, {with_own}: loss {fmt_num(f['train'])}. Evaluation mode (running mean and variance, "
             f"momentum 0.1): loss {fmt_num(f['eval'])}. ")
     if abs(f["eval"] - f["train"]) <= 0.01 * max(f["train"], 1e-12):
