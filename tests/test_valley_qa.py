@@ -175,3 +175,13 @@ def test_switching_to_the_same_rate_with_momentum_and_mini_batches_runs(query):
     at = _app(c1_map=0, c1_opt="momentum", **query)
     at.radio(key="c1_mode").set_value("same").run()
     assert not any("diverged" in e.value for e in at.error)
+
+
+def test_reset_after_a_clamp_restores_the_default_batch_and_n():
+    at = _app(c1_n=20, c1_batch=50, c1_map=0, c1_epochs=2)
+    assert at.slider(key="c1_batch_slider").value == 20
+    next(b for b in at.sidebar.button if b.label == "Reset this page to defaults").click().run()
+    assert not at.exception
+    assert at.session_state["c1_n"] == 100 and at.session_state["c1_batch"] == 100
+    assert at.slider(key="c1_batch_slider").value == 100
+    assert not any("asked for" in x.value for x in [*at.main.warning, *at.main.caption, *at.sidebar.caption])
