@@ -206,3 +206,20 @@ def test_batch_slider_keys_pressed_quickly_all_count(app_url, page):
     assert batch.get_attribute("aria-valuetext") == "55"
     page.wait_for_function("() => window.location.search.includes('c1_batch=55')", timeout=30_000)
     assert_no_exception(page)
+
+
+def test_the_same_rate_mode_shows_the_rate_it_opened_on(app_url, page):
+    """Item 11 as c1 fixed it (n = 2: alpha = 5e-5 would diverge): the slider shows the value the page set."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_map=0&c1_n=2&c1_variants=raw,batchnorm")
+    page.get_by_role("slider", name="fraction of 2/λ_max").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_test_id("stSidebarUserContent").get_by_text("same learning rate for all", exact=True).click()
+    settle(page)
+    lr = page.get_by_role("slider", name="learning rate α")
+    lr.wait_for(timeout=60_000)
+    page.wait_for_function("() => window.location.search.includes('c1_lr=')", timeout=30_000)
+    shown = lr.get_attribute("aria-valuetext")
+    in_link = page.evaluate("() => new URLSearchParams(window.location.search).get('c1_lr')")
+    assert float(shown) == float(in_link) < 5e-5
+    assert page.get_by_text("diverged at step").count() == 0
+    assert_no_exception(page)
