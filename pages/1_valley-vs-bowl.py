@@ -52,8 +52,6 @@ if "batchnorm" in variants and cfg.batch < 2:
     variants = [v for v in variants if v != "batchnorm"]
     if not variants:
         st.stop()
-if cfg.optimizer == "adam":
-    st.info(vs.adam_note(cfg.data_key, cfg.mode))
 boxes = {}
 
 # ---- landscapes (the main chart) ------------------------------------------------------------
@@ -62,6 +60,8 @@ cols = st.columns(min(len(variants), 2))
 for i, v in enumerate(variants):
     boxes[v] = cols[i % len(cols)].container()
 boxes["see_landscapes"] = st.container()
+if cfg.optimizer == "adam":  # below the landscapes, so the first screen still shows them
+    st.info(vs.adam_note(cfg.data_key, cfg.mode))
 boxes["status"] = st.container()
 with page.more("What exactly is drawn, and the update rule"):
     st.markdown("Colours: log₁₀(L − L*), the loss above its least-squares minimum. Both axes use the same scale, "

@@ -285,20 +285,31 @@ def problem(data: tuple, variant: str) -> tuple[R.Problem, T.Conditioning]:
 
 
 def same_mode_opening_lr(facts: DataFacts, variants: tuple, optimizer: str, momentum: float,
-                         lr: float) -> float | None:
+                         lr: float, diverges=None, tries: int = 12) -> float | None:
     """The learning rate "same learning rate for all" should open on, or None to keep ``lr``.
 
-    None when ``lr`` is below every shown variant's full-batch limit (2/lambda_max, times
-    1 + mu with momentum; Adam has none), else the largest offered rate below 0.9 of the
-    smallest limit (issue 10, item 11: the mode must not open on a divergence, whatever the data).
+    Start from ``lr`` if it is below every shown variant's full-batch limit (2/lambda_max,
+    times 1 + mu with momentum; Adam has none), else from the largest offered rate below 0.9 of
+    the smallest limit. The full-batch bound does not hold for mini-batches with heavy momentum,
+    so ``diverges(alpha) -> bool`` (run the shown variants at the page's settings) steps the
+    candidate down the offered rates until nothing diverges, at most ``tries`` times (issue 10,
+    item 11: the mode must not open on a divergence, whatever the data and settings).
     """
     factor = {"gd": 1.0, "momentum": 1.0 + momentum}.get(optimizer)
     limits = [factor * facts.conds[v].max_stable_lr for v in variants if factor is not None]
     limits = [x for x in limits if math.isfinite(x)]
-    if not limits or lr < min(limits):
-        return None
-    below = [o for o in LR_OPTIONS if o < 0.9 * min(limits)]
-    return below[-1] if below else LR_OPTIONS[0]
+    cand = lr
+    if limits and lr >= min(limits):
+        below = [o for o in LR_OPTIONS if o < 0.9 * min(limits)]
+        cand = below[-1] if below else LR_OPTIONS[0]
+    if diverges is not None:
+        i = min(range(len(LR_OPTIONS)), key=lambda j: abs(math.log(LR_OPTIONS[j] / cand)))
+        for _ in range(tries):
+            if i == 0 or not diverges(LR_OPTIONS[i]):
+                break
+            i -= 1
+        cand = LR_OPTIONS[i]
+    return None if cand == lr else cand
 
 
 def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float:

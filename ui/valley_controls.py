@@ -171,13 +171,25 @@ def controls() -> Settings:
             # Only the default is replaced: a rate the user (or a link) chose is kept, as every
             # other hidden control is (issue 10, item 1); the page then says where it diverges.
             untouched = float(ss["c1_lr"]) == vs.P["c1_lr"].default
-            opening = (vs.same_mode_opening_lr(facts, shown, ss["c1_opt"], float(ss["c1_mom"]), float(ss["c1_lr"]))
-                       if switched and untouched else None)
+            opening = None
+            if switched and untouched:
+                hyper = (float(ss["c1_mom"]), float(ss["c1_beta1"]), float(ss["c1_beta2"]))
+                runs = dict(seed=int(ss["c1_seed"]), batch=min(int(ss["c1_batch"]), len(vs.dataset(data_key).y)),
+                            epochs=int(ss["c1_epochs"]))
+                runnable = [v for v in shown if not (v == "batchnorm" and runs["batch"] < 2)]
+
+                def diverges(alpha: float) -> bool:  # the runs the page is about to show (cached)
+                    return any(vs.variant_view(data_key, runs["seed"], v, alpha, runs["batch"], runs["epochs"],
+                                               ss["c1_opt"], *hyper).result.diverged for v in runnable)
+
+                opening = vs.same_mode_opening_lr(facts, shown, ss["c1_opt"], hyper[0], float(ss["c1_lr"]),
+                                                  diverges)
             if opening is not None:
                 # Not drawn yet in this run (the fragment draws it), so it may still be assigned.
                 old, ss["c1_lr"] = float(ss["c1_lr"]), opening
-                st.caption(f"Learning rate set to {opening:g} (it was {old:g}): the largest offered step below every "
-                           "shown variant's full-batch stability limit, so this mode opens without a divergence.")
+                st.caption(f"Learning rate set to {opening:g} (it was {old:g}): the largest offered step at which "
+                           "every shown variant runs without diverging at these settings, so this mode opens on a "
+                           "working run.")
         with opt_box:
             st.selectbox("optimizer", tuple(R.OPTIMIZERS), format_func=R.OPTIMIZER_LABELS.get, key="c1_opt")
             opt = ss["c1_opt"]
