@@ -429,7 +429,10 @@ def stats_record(core: Mapping) -> dict:
             "means": np.asarray(core["batch_means"], dtype=float), "vars": np.asarray(core["batch_vars"], dtype=float),
             "pop_mean": float(core["pop_mean"]), "pop_var": pop_var,
             "se_mean": np.asarray(core["se_mean"], dtype=float),
-            "sd_var": pop_var * np.asarray(core["var_rel_sd_gaussian"], dtype=float),
+            # the biased batch variance BN uses has mean (m - 1)/m sigma^2: its band is centred there
+            "centre_var": np.asarray(core["expected_var"], dtype=float),
+            "sd_var": np.asarray(core["expected_var"], dtype=float) * np.asarray(core["var_rel_sd_gaussian"],
+                                                                                 dtype=float),
             "sd_mean_measured": np.asarray(core["sd_mean_measured"], dtype=float),
             "var_rel_sd_measured": np.asarray(core["var_rel_sd_measured"], dtype=float),
             "var_rel_sd_gaussian": np.asarray(core["var_rel_sd_gaussian"], dtype=float),
@@ -917,8 +920,9 @@ PROSE = {
         "are estimates from m samples: the smaller the batch, the more every sample's normalized value depends on "
         "which other samples happened to share its batch. The unit is a real one: the pre-activation of unit 0 of "
         "the first hidden layer of a ReLU network trained for 300 steps without normalization, over the training "
-        "set; batches are drawn the way training draws them. The dashed band is the closed form around the "
-        "population value; for the variance it uses the Gaussian approximation √(2/(m−1)), which this unit's "
+        "set; batches are drawn the way training draws them. The dashed band is the closed form: around the "
+        "population mean for the mean; for the (biased) variance around its expected value (m−1)/m σ², "
+        "below the population value at small m, using the Gaussian approximation √(2/(m−1)), which this unit's "
         "distribution need not follow (the sentence above compares it with the measured spread and with the "
         "formula corrected for the unit's measured kurtosis)."
     ),
