@@ -171,10 +171,6 @@ class Settings:
         """Batch Renorm's section trains class-sorted batches at the batch-order runs' rate."""
         return self.sort_lr if self.r_order == "by_class" else self.base_lr
 
-    def lr_at(self, batch: int) -> float:
-        """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` when scaling."""
-        return self.base_lr * batch / BASE_BATCH if self.scale_lr else self.base_lr
-
 
 def settings(ss) -> Settings:
     """:class:`Settings` from the session state (after :func:`ui.state.restore`)."""
@@ -338,8 +334,11 @@ def axes_cached(method: str, groups: int, n: int, c: int) -> dict:
 
 
 def lr_for(batch: int, scale_lr: bool, base_lr: float) -> float:
-    """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` with scaling."""
-    return float(base_lr) * batch / BASE_BATCH if scale_lr else float(base_lr)
+    """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` with scaling
+    (:func:`bn_core.experiments.scaled_lr`, the rule the core's sweeps apply)."""
+    from bn_core.experiments import scaled_lr
+
+    return scaled_lr(batch, base_lr, BASE_BATCH, bool(scale_lr))
 
 
 def run_sweep(s: Settings, on_partial: Callable[[dict, int, int], None] | None = None) -> dict:
