@@ -30,6 +30,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import numpy as np
@@ -117,15 +118,20 @@ class TrainPool:
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 0:
             try:
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_receive_data,
-                                                     initargs=({d: digits(d) for d in ("float32", "float64")},))
-                with _bare_main():  # every worker starts now (one per submit while none is idle)
-                    for _ in range(self.workers):
-                        self._executor.submit(_noop)
+                self._executor = self._new_executor()
             except (OSError, ValueError, NotImplementedError):  # pragma: no cover - no processes here
                 self._executor = None
                 self.workers = 0
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        """A ``spawn`` pool of ``workers`` processes holding the digits, all started now."""
+        executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_receive_data,
+                                       initargs=({d: digits(d) for d in ("float32", "float64")},))
+        with _bare_main():  # every worker starts now (one per submit while none is idle)
+            for _ in range(self.workers):
+                executor.submit(_noop)
+        return executor
 
     # ------------------------------------------------------------------ submitting
 
@@ -138,7 +144,15 @@ class TrainPool:
             except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
                 future.set_exception(exc)
         else:
-            future = self._executor.submit(train_for_page, config)
+            try:
+                future = self._executor.submit(train_for_page, config)
+            except BrokenProcessPool:
+                # a worker died (e.g. killed for memory): the executor refuses all work from now
+                # on, for every session; its pending futures already hold the error (so they are
+                # started again when asked for). Replace it once, then submit again.
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+                future = self._executor.submit(train_for_page, config)
             self._in_flight += 1
             future.add_done_callback(self._finished)
         self._futures[config] = future
