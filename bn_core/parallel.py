@@ -77,6 +77,14 @@ def _bare_main():
             sys.modules["__main__"] = main
 
 
+def _failed(future: Future) -> bool:
+    """True if ``future`` ended without a result: it raised, or was cancelled (at shutdown).
+
+    (``Future.exception()`` itself raises ``CancelledError`` on a cancelled future.)
+    """
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
 def _noop() -> None:
     return None
 
@@ -185,13 +193,13 @@ class TrainPool:
     def submit(self, config: TrainConfig) -> Future:
         """The future of ``config``'s run: the existing one, or a new run started now.
 
-        A run that failed is started again. Raises ``ValueError`` at once if the config
+        A run that failed (or was cancelled) is started again. Raises ``ValueError`` at once if the config
         cannot train.
         """
         validate_config(config, int(digits(config.dtype).X_train.shape[0]))
         with self._lock:
             future = self._futures.get(config)
-            if future is not None and not (future.done() and future.exception() is not None):
+            if future is not None and not _failed(future):
                 self._futures.move_to_end(config)
                 return future
             self._prefetch.pop(config, None)
@@ -230,7 +238,7 @@ class TrainPool:
         """True if ``config``'s result is ready (no waiting)."""
         with self._lock:
             future = self._futures.get(config)
-        return future is not None and future.done() and future.exception() is None
+        return future is not None and future.done() and not _failed(future)
 
     def pending(self) -> int:
         """Runs started and not finished, plus prefetch configs still queued."""

@@ -103,3 +103,16 @@ def test_a_dead_worker_does_not_break_the_pool_for_good():
         again.result(timeout=300)
     finally:
         p.shutdown()
+
+
+def test_a_cancelled_run_counts_as_not_done_and_is_started_again():
+    from concurrent.futures import Future
+
+    p = TrainPool(workers=0)
+    cancelled = Future()
+    assert cancelled.cancel()  # what shutdown(cancel_futures=True) leaves behind
+    p._futures[BASE] = cancelled
+    assert not p.done(BASE)
+    again = p.submit(BASE)
+    assert again is not cancelled
+    assert_same_run(again.result(), train_for_page(BASE))
