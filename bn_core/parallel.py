@@ -77,6 +77,11 @@ def _bare_main():
             sys.modules["__main__"] = main
 
 
+def _validate(config: TrainConfig) -> None:
+    """:func:`bn_core.train.validate_config` against the digits the workers train on."""
+    validate_config(config, int(digits(config.dtype).X_train.shape[0]))
+
+
 def _failed(future: Future) -> bool:
     """True if ``future`` ended without a result: it raised, or was cancelled (at shutdown).
 
@@ -196,7 +201,7 @@ class TrainPool:
         A run that failed (or was cancelled) is started again. Raises ``ValueError`` at once if the config
         cannot train.
         """
-        validate_config(config, int(digits(config.dtype).X_train.shape[0]))
+        _validate(config)
         with self._lock:
             future = self._futures.get(config)
             if future is not None and not _failed(future):
@@ -221,7 +226,7 @@ class TrainPool:
                 if config in self._futures or config in self._prefetch:
                     continue
                 try:
-                    validate_config(config)
+                    _validate(config)
                 except ValueError:
                     continue
                 self._prefetch[config] = None

@@ -116,3 +116,11 @@ def test_a_cancelled_run_counts_as_not_done_and_is_started_again():
     again = p.submit(BASE)
     assert again is not cancelled
     assert_same_run(again.result(), train_for_page(BASE))
+
+
+def test_prefetch_skips_what_submit_refuses():
+    p = TrainPool(workers=0)
+    too_big = replace(BASE, batch_size=100_000)
+    with pytest.raises(ValueError):
+        p.submit(too_big)
+    assert p.prefetch([too_big]) == 0 and p.pending() == 0
