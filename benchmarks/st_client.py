@@ -65,7 +65,8 @@ def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[s
     """Start ``streamlit run app.py`` on 127.0.0.1 (a free port unless given); return (process, port).
 
     ``log`` is where the server's output goes (a file object, ``subprocess.PIPE`` or DEVNULL).
-    Raises ``RuntimeError`` if it is not healthy within 90 s.
+    Raises ``RuntimeError`` if it is not healthy within 90 s (with the end of the server's
+    output when ``log`` is ``subprocess.PIPE``).
     """
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", *SERVER_FLAGS,
@@ -73,8 +74,9 @@ def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[s
                             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     if not wait_healthy(f"http://{HOST}:{port}", proc=proc):
         proc.kill()
-        proc.wait(timeout=10)
-        raise RuntimeError(f"streamlit did not start on port {port}")
+        out, _ = proc.communicate(timeout=10)
+        tail = out.decode(errors="replace")[-3000:] if out else ""
+        raise RuntimeError(f"streamlit did not start on port {port}" + (f":\n{tail}" if tail else ""))
     return proc, port
 
 

@@ -23,6 +23,7 @@ from bn_core.train import (
     TrainConfig,
     batch_schedule,
     digits,
+    evaluation_steps,
     initial_grad_norms,
     make_model,
     steps_per_epoch,
@@ -564,7 +565,7 @@ def momentum_effect(
     from bn_core.stacked import train_many
 
     results = train_many(cfgs, data=data, progress=progress)
-    steps_rec = np.array(sorted(set(range(0, steps + 1, base.eval_every)) | {steps}))
+    steps_rec = np.array(evaluation_steps(steps, base.eval_every))
     n_rec = len(steps_rec)
     M, R = len(momenta), len(seeds)
     acc = np.full((M, R, n_rec), np.nan)
@@ -639,7 +640,7 @@ def non_iid(
     for p, (o, base, cfgs) in enumerate(plans):
         sub = None if progress is None else _scaled(progress, p / len(plans), 1 / len(plans))
         results = train_many(cfgs, data=data, progress=sub)
-        rec = np.array(sorted(set(range(0, base.steps + 1, base.eval_every)) | {base.steps}))
+        rec = np.array(evaluation_steps(base.steps, base.eval_every))
         out[f"{o}/step"] = rec
         out[f"{o}/steps"] = np.array(base.steps)
         R = len(seeds)
@@ -709,7 +710,7 @@ def online_learning(
         else:
             validate_config(cfg, steps)
             trained.append(n)
-    rec = np.array(sorted(set(range(0, steps + 1, base.eval_every)) | {steps}))
+    rec = np.array(evaluation_steps(steps, base.eval_every))
     out["samples_seen"] = rec
     out["trained"], out["refused"] = np.array(trained, dtype=str), np.array(refused, dtype=str)
     if trained:

@@ -30,6 +30,7 @@ import types
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 import numpy as np
@@ -76,6 +77,19 @@ def _bare_main():
             sys.modules["__main__"] = main
 
 
+def _validate(config: TrainConfig) -> None:
+    """:func:`bn_core.train.validate_config` against the digits the workers train on."""
+    validate_config(config, int(digits(config.dtype).X_train.shape[0]))
+
+
+def _failed(future: Future) -> bool:
+    """True if ``future`` ended without a result: it raised, or was cancelled (at shutdown).
+
+    (``Future.exception()`` itself raises ``CancelledError`` on a cancelled future.)
+    """
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
 def _noop() -> None:
     return None
 
@@ -117,15 +131,20 @@ class TrainPool:
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 0:
             try:
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                     initializer=_receive_data,
-                                                     initargs=({d: digits(d) for d in ("float32", "float64")},))
-                with _bare_main():  # every worker starts now (one per submit while none is idle)
-                    for _ in range(self.workers):
-                        self._executor.submit(_noop)
+                self._executor = self._new_executor()
             except (OSError, ValueError, NotImplementedError):  # pragma: no cover - no processes here
                 self._executor = None
                 self.workers = 0
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        """A ``spawn`` pool of ``workers`` processes holding the digits, all started now."""
+        executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_receive_data,
+                                       initargs=({d: digits(d) for d in ("float32", "float64")},))
+        with _bare_main():  # every worker starts now (one per submit while none is idle)
+            for _ in range(self.workers):
+                executor.submit(_noop)
+        return executor
 
     # ------------------------------------------------------------------ submitting
 
@@ -138,7 +157,15 @@ class TrainPool:
             except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
                 future.set_exception(exc)
         else:
-            future = self._executor.submit(train_for_page, config)
+            try:
+                future = self._executor.submit(train_for_page, config)
+            except BrokenProcessPool:
+                # a worker died (e.g. killed for memory): the executor refuses all work from now
+                # on, for every session; its pending futures already hold the error (so they are
+                # started again when asked for). Replace it once, then submit again.
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._new_executor()
+                future = self._executor.submit(train_for_page, config)
             self._in_flight += 1
             future.add_done_callback(self._finished)
         self._futures[config] = future
@@ -171,13 +198,13 @@ class TrainPool:
     def submit(self, config: TrainConfig) -> Future:
         """The future of ``config``'s run: the existing one, or a new run started now.
 
-        A run that failed is started again. Raises ``ValueError`` at once if the config
+        A run that failed (or was cancelled) is started again. Raises ``ValueError`` at once if the config
         cannot train.
         """
-        validate_config(config, int(digits(config.dtype).X_train.shape[0]))
+        _validate(config)
         with self._lock:
             future = self._futures.get(config)
-            if future is not None and not (future.done() and future.exception() is not None):
+            if future is not None and not _failed(future):
                 self._futures.move_to_end(config)
                 return future
             self._prefetch.pop(config, None)
@@ -199,7 +226,7 @@ class TrainPool:
                 if config in self._futures or config in self._prefetch:
                     continue
                 try:
-                    validate_config(config)
+                    _validate(config)
                 except ValueError:
                     continue
                 self._prefetch[config] = None
@@ -216,7 +243,7 @@ class TrainPool:
         """True if ``config``'s result is ready (no waiting)."""
         with self._lock:
             future = self._futures.get(config)
-        return future is not None and future.done() and future.exception() is None
+        return future is not None and future.done() and not _failed(future)
 
     def pending(self) -> int:
         """Runs started and not finished, plus prefetch configs still queued."""

@@ -73,7 +73,7 @@ import numpy as np
 
 from bn_core.layers import BatchNorm1d, LayerNorm, softmax_cross_entropy
 from bn_core.network import OPTIMIZERS
-from bn_core.train import DIVERGENCE_LOSS, digits, single_blas_thread
+from bn_core.train import DIVERGENCE_LOSS, digits, evaluation_steps, single_blas_thread
 
 __all__ = [
     "EVAL_POLICIES",
@@ -805,9 +805,7 @@ def train(config: RNNConfig, task: SequenceTask | None = None,
     X_train_eval, y_train_eval = task.X_train[:TRAIN_EVAL_SIZE], task.y_train[:TRAIN_EVAL_SIZE]
 
     steps, every = config.steps, config.eval_every
-    record_steps = list(range(0, steps + 1, every))
-    if record_steps[-1] != steps:
-        record_steps.append(steps)
+    record_steps = evaluation_steps(steps, every)
     n_max = len(record_steps)
     rec = {k: np.full(n_max, np.nan) for k in ("train_loss", "test_acc")}
     rec_step = np.zeros(n_max, dtype=np.int64)

@@ -39,6 +39,7 @@ from bn_core.train import (
     batch_schedule,
     digits,
     eval_batches,
+    evaluation_steps,
     make_model,
     single_blas_thread,
     validate_config,
@@ -545,9 +546,7 @@ def train_many(
     mu = np.array([c.momentum if c.optimizer == "momentum" else 0.0 for c in cfgs],
                   dtype=dtype)[:, None]
     neg_lr = -lr
-    record_steps = list(range(0, steps + 1, every))
-    if record_steps[-1] != steps:
-        record_steps.append(steps)
+    record_steps = evaluation_steps(steps, every)
     n_rec_max = len(record_steps)
     K = k_total
     rec_train_loss = np.zeros((K, n_rec_max))

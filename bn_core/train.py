@@ -46,6 +46,7 @@ __all__ = [
     "batch_schedule",
     "digits",
     "eval_batches",
+    "evaluation_steps",
     "initial_grad_norms",
     "make_model",
     "single_blas_thread",
@@ -224,6 +225,19 @@ def digits(dtype: str = "float64", seed: int = 0) -> DigitsSplit:
     for arr in (data.X_train, data.X_test, data.y_train, data.y_test):
         arr.setflags(write=False)
     return data
+
+
+def evaluation_steps(steps: int, every: int) -> list[int]:
+    """The steps a run of ``steps`` steps is evaluated at: 0, every ``every``-th, and the last.
+
+    ``[0, every, 2 every, ..., steps]`` (``steps`` appended when ``every`` does not divide it);
+    the ``history["step"]`` of :func:`train` (and of :func:`bn_core.stacked.train_many` and
+    :func:`bn_core.recurrent.train`) for a run that does not diverge.
+    """
+    out = list(range(0, int(steps) + 1, int(every)))
+    if out[-1] != steps:
+        out.append(int(steps))
+    return out
 
 
 def validate_config(
@@ -556,9 +570,7 @@ def train(
     batches = batch_schedule(config, y_train)
 
     steps, every, depth = config.steps, config.eval_every, config.depth
-    record_steps = list(range(0, steps + 1, every))
-    if record_steps[-1] != steps:
-        record_steps.append(steps)
+    record_steps = evaluation_steps(steps, every)
     n_rec_max = len(record_steps)
     rec_step = np.zeros(n_rec_max, dtype=np.int64)
     rec_train_loss = np.zeros(n_rec_max)

@@ -281,6 +281,28 @@ def test_batch_stats_caption_quotes_the_measured_spreads():
     assert np.allclose(decode_arrays({"m": boxes[-1]["median"]})[0], np.median(rec["vars"][-1]))
 
 
+def test_batch_variance_band_is_centred_on_the_expected_biased_variance():
+    """BN's batch variance (divisor m) has mean (m-1)/m sigma^2, not sigma^2: the closed-form
+    band of the right panel is E +- E sqrt(2/(m-1)) there, while the mean's is around mu."""
+    core = fake_batch_statistics()
+    rec = cu.stats_record(core)
+    spec = spec_of(cf.fig_batch_stats(rec, 8))
+    m = np.array(SIZES, dtype=float)
+    want_e = (m - 1) / m * core["pop_var"]
+    band = [t for t in spec["data"] if t.get("legendgroup") == "sd"]
+    assert len(band) == 4
+    for t in band:
+        y = np.asarray(decode_arrays({"y": t["y"]})[0], dtype=float)
+        if t.get("xaxis") == "x2":
+            centre, half = want_e, want_e * np.sqrt(2 / (m - 1))
+        else:
+            centre, half = np.full(len(m), core["pop_mean"]), core["se_mean"]
+        assert np.allclose(np.abs(y - centre), half)
+    # the sampled batch variances at the smallest batch sit near E, far below the population value
+    got = np.mean(rec["vars"][0])
+    assert abs(got - want_e[0]) < abs(got - core["pop_var"]) / 2
+
+
 # --------------------------------------------------------------------------- training vs inference
 
 

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import figure as chart
+from tests.apptest import figures as charts
 from tests.apptest import open_page
 from tests.test_network_figures import assert_all_finite, decode_arrays
 from ui import curse as cu
@@ -41,20 +43,6 @@ def rerun(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
-
-
-def chart(at: AppTest, start: str) -> dict:
-    found = [s for t, s in charts(at).items() if t.startswith(start)]
-    assert len(found) == 1, (start, list(charts(at)))
-    return found[0]
 
 
 def data_of(spec: dict) -> list:

@@ -79,3 +79,48 @@ def test_a_sweep_trained_in_the_pool_equals_the_sweep_in_process(pool):
     assert got.keys() == want.keys()
     for k in want:
         assert np.array_equal(got[k], want[k]), k
+
+
+def test_a_dead_worker_does_not_break_the_pool_for_good():
+    """A worker killed (e.g. for memory) breaks a ProcessPoolExecutor for every later submit;
+    the pool replaces it, and a run that failed with it trains again when asked for."""
+    import os
+    import signal
+
+    p = TrainPool(workers=1)
+    try:
+        assert p.workers == 1
+        p.submit(BASE).result(timeout=120)
+        (pid,) = list(p._executor._processes)
+        running = p.submit(replace(BASE, steps=3000, seed=21))  # killed mid-run
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(Exception):  # noqa: B017 - BrokenProcessPool, from the dead worker
+            running.result(timeout=120)
+        again = p.submit(replace(BASE, steps=3000, seed=21))
+        assert again is not running
+        cfg = replace(BASE, seed=22)
+        assert_same_run(p.submit(cfg).result(timeout=120), train(cfg))
+        again.result(timeout=300)
+    finally:
+        p.shutdown()
+
+
+def test_a_cancelled_run_counts_as_not_done_and_is_started_again():
+    from concurrent.futures import Future
+
+    p = TrainPool(workers=0)
+    cancelled = Future()
+    assert cancelled.cancel()  # what shutdown(cancel_futures=True) leaves behind
+    p._futures[BASE] = cancelled
+    assert not p.done(BASE)
+    again = p.submit(BASE)
+    assert again is not cancelled
+    assert_same_run(again.result(), train_for_page(BASE))
+
+
+def test_prefetch_skips_what_submit_refuses():
+    p = TrainPool(workers=0)
+    too_big = replace(BASE, batch_size=100_000)
+    with pytest.raises(ValueError):
+        p.submit(too_big)
+    assert p.prefetch([too_big]) == 0 and p.pending() == 0

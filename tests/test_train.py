@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from bn_core.layers import BatchNorm1d, Linear
-from bn_core.train import DIVERGENCE_LOSS, PERCENTILES, TrainConfig, digits, make_model, train
+from bn_core.train import (
+    DIVERGENCE_LOSS,
+    PERCENTILES,
+    TrainConfig,
+    digits,
+    evaluation_steps,
+    make_model,
+    train,
+)
 
 SMALL = TrainConfig(depth=2, width=16, steps=60, eval_every=20, batch_size=30, dtype="float64")
 
@@ -50,6 +58,15 @@ def test_history_shapes_and_contents():
     assert np.all((h["test_acc"] >= 0) & (h["test_acc"] <= 1))
     assert np.all(np.diff(h["act_pct"], axis=2) >= 0)  # 15th <= 50th <= 85th percentile
     assert np.all(h["grad_norm"] > 0)
+
+
+@pytest.mark.parametrize(("steps", "every", "want"), [
+    (50, 20, [0, 20, 40, 50]), (40, 20, [0, 20, 40]), (7, 50, [0, 7]), (3, 1, [0, 1, 2, 3]),
+])
+def test_evaluation_steps_are_the_steps_train_records(steps, every, want):
+    assert evaluation_steps(steps, every) == want
+    h = train(dataclasses.replace(SMALL, steps=steps, eval_every=every)).history
+    np.testing.assert_array_equal(h["step"], want)
 
 
 @pytest.mark.parametrize("norm", ["none", "bn_before", "bn_after"])

@@ -23,6 +23,7 @@ import streamlit as st
 from ui import curse_figures as cf
 from ui import state
 from ui.page import Experiment
+from ui.progress import progress_bar
 from ui.theme import FigureSpec
 
 # --------------------------------------------------------------------------- settings
@@ -170,10 +171,6 @@ class Settings:
         """Batch Renorm's section trains class-sorted batches at the batch-order runs' rate."""
         return self.sort_lr if self.r_order == "by_class" else self.base_lr
 
-    def lr_at(self, batch: int) -> float:
-        """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` when scaling."""
-        return self.base_lr * batch / BASE_BATCH if self.scale_lr else self.base_lr
-
 
 def settings(ss) -> Settings:
     """:class:`Settings` from the session state (after :func:`ui.state.restore`)."""
@@ -235,19 +232,6 @@ def other_controls(ss) -> None:
 # --------------------------------------------------------------------------- cached core calls
 
 
-def _bar(label: str) -> tuple[object, Callable[[float], None]]:
-    bar = st.progress(0.0, text=label)
-    last = [-1.0]
-
-    def update(fraction: float) -> None:
-        f = float(min(max(fraction, 0.0), 1.0)) if np.isfinite(fraction) else 0.0
-        if f - last[0] >= 0.02 or (f >= 1.0 > last[0]):
-            last[0] = f
-            bar.progress(f, text=f"{label} {100 * f:.0f} %")
-
-    return bar, update
-
-
 def _net_kwargs(width: int, groups: int | None = None) -> dict:
     out = {"width": int(width), "depth": DEPTH}
     if groups is not None:
@@ -260,14 +244,11 @@ def sweep_chunk(batch: int, scale_lr: bool, base_lr: float, width: int, groups: 
     """:func:`bn_core.experiments.batch_size_sweep` for one batch size, every norm and seed."""
     from bn_core.experiments import batch_size_sweep
 
-    bar, update = _bar(f"Training all five networks × {len(SEEDS)} seeds at batch {batch}…")
-    try:
-        with np.errstate(all="ignore"):
-            return batch_size_sweep(norms=NORMS, batch_sizes=(int(batch),), seeds=SEEDS, epochs=EPOCHS,
-                                    base_lr=float(base_lr), base_batch=BASE_BATCH, scale_lr=bool(scale_lr),
-                                    progress=update, **_net_kwargs(width, groups))
-    finally:
-        bar.empty()
+    label = f"Training all five networks × {len(SEEDS)} seeds at batch {batch}…"
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return batch_size_sweep(norms=NORMS, batch_sizes=(int(batch),), seeds=SEEDS, epochs=EPOCHS,
+                                base_lr=float(base_lr), base_batch=BASE_BATCH, scale_lr=bool(scale_lr),
+                                progress=update, **_net_kwargs(width, groups))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -284,13 +265,10 @@ def momentum_cached(batch: int, scale_lr: bool, base_lr: float, width: int) -> d
     """:func:`bn_core.experiments.momentum_effect` at one batch size."""
     from bn_core.experiments import momentum_effect
 
-    bar, update = _bar(f"Training BatchNorm with three running-statistics momenta at batch {batch}…")
-    try:
-        with np.errstate(all="ignore"):
-            return momentum_effect(batch_size=int(batch), momenta=MOMENTA, seeds=(0,), progress=update,
-                                   **_lr_kwargs(batch, scale_lr, base_lr), **_net_kwargs(width))
-    finally:
-        bar.empty()
+    label = f"Training BatchNorm with three running-statistics momenta at batch {batch}…"
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return momentum_effect(batch_size=int(batch), momenta=MOMENTA, seeds=(0,), progress=update,
+                               **_lr_kwargs(batch, scale_lr, base_lr), **_net_kwargs(width))
 
 
 def _lr_kwargs(batch: int, scale_lr: bool, base_lr: float) -> dict:
@@ -303,13 +281,10 @@ def non_iid_cached(batch: int, scale_lr: bool, base_lr: float, width: int, group
     """:func:`bn_core.experiments.non_iid`: shuffled and class-sorted batches, every norm."""
     from bn_core.experiments import non_iid
 
-    bar, update = _bar(f"Training every norm on shuffled and class-sorted batches of {batch}…")
-    try:
-        with np.errstate(all="ignore"):
-            return non_iid(norms=NORMS, batch_size=int(batch), seeds=SEEDS, progress=update,
-                           **_lr_kwargs(batch, scale_lr, base_lr), **_net_kwargs(width, groups))
-    finally:
-        bar.empty()
+    label = f"Training every norm on shuffled and class-sorted batches of {batch}…"
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return non_iid(norms=NORMS, batch_size=int(batch), seeds=SEEDS, progress=update,
+                       **_lr_kwargs(batch, scale_lr, base_lr), **_net_kwargs(width, groups))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -317,13 +292,10 @@ def online_cached(scale_lr: bool, base_lr: float, width: int, groups: int) -> di
     """:func:`bn_core.experiments.online_learning`: batch of one, one pass."""
     from bn_core.experiments import online_learning
 
-    bar, update = _bar("Training on one sample at a time…")
-    try:
-        with np.errstate(all="ignore"):
-            return online_learning(norms=NORMS, seeds=SEEDS, lr=lr_for(1, scale_lr, base_lr), progress=update,
-                                   **_net_kwargs(width, groups))
-    finally:
-        bar.empty()
+    label = "Training on one sample at a time…"
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return online_learning(norms=NORMS, seeds=SEEDS, lr=lr_for(1, scale_lr, base_lr), progress=update,
+                               **_net_kwargs(width, groups))
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -332,14 +304,11 @@ def renorm_cached(batch: int, r_max: float, d_max: float, order: str, scale_lr: 
     """:func:`bn_core.experiments.renorm_dynamics`: BN and BRN, same seed."""
     from bn_core.experiments import renorm_dynamics
 
-    bar, update = _bar(f"Training BatchNorm and Batch Renorm at batch {batch}…")
-    try:
-        with np.errstate(all="ignore"):
-            return renorm_dynamics(batch_size=int(batch), r_max=float(r_max), d_max=float(d_max),
-                                   batch_order=order, progress=update, **_lr_kwargs(batch, scale_lr, base_lr),
-                                   **_net_kwargs(width))
-    finally:
-        bar.empty()
+    label = f"Training BatchNorm and Batch Renorm at batch {batch}…"
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return renorm_dynamics(batch_size=int(batch), r_max=float(r_max), d_max=float(d_max),
+                               batch_order=order, progress=update, **_lr_kwargs(batch, scale_lr, base_lr),
+                               **_net_kwargs(width))
 
 
 @st.cache_data(max_entries=32, show_spinner=False, ttl=600)
@@ -365,8 +334,11 @@ def axes_cached(method: str, groups: int, n: int, c: int) -> dict:
 
 
 def lr_for(batch: int, scale_lr: bool, base_lr: float) -> float:
-    """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` with scaling."""
-    return float(base_lr) * batch / BASE_BATCH if scale_lr else float(base_lr)
+    """The learning rate a run at ``batch`` uses: ``base_lr * batch / 32`` with scaling
+    (:func:`bn_core.experiments.scaled_lr`, the rule the core's sweeps apply)."""
+    from bn_core.experiments import scaled_lr
+
+    return scaled_lr(batch, base_lr, BASE_BATCH, bool(scale_lr))
 
 
 def run_sweep(s: Settings, on_partial: Callable[[dict, int, int], None] | None = None) -> dict:
@@ -456,7 +428,10 @@ def stats_record(core: Mapping) -> dict:
             "means": np.asarray(core["batch_means"], dtype=float), "vars": np.asarray(core["batch_vars"], dtype=float),
             "pop_mean": float(core["pop_mean"]), "pop_var": pop_var,
             "se_mean": np.asarray(core["se_mean"], dtype=float),
-            "sd_var": pop_var * np.asarray(core["var_rel_sd_gaussian"], dtype=float),
+            # the biased batch variance BN uses has mean (m - 1)/m sigma^2: its band is centred there
+            "centre_var": np.asarray(core["expected_var"], dtype=float),
+            "sd_var": np.asarray(core["expected_var"], dtype=float) * np.asarray(core["var_rel_sd_gaussian"],
+                                                                                 dtype=float),
             "sd_mean_measured": np.asarray(core["sd_mean_measured"], dtype=float),
             "var_rel_sd_measured": np.asarray(core["var_rel_sd_measured"], dtype=float),
             "var_rel_sd_gaussian": np.asarray(core["var_rel_sd_gaussian"], dtype=float),
@@ -944,8 +919,9 @@ PROSE = {
         "are estimates from m samples: the smaller the batch, the more every sample's normalized value depends on "
         "which other samples happened to share its batch. The unit is a real one: the pre-activation of unit 0 of "
         "the first hidden layer of a ReLU network trained for 300 steps without normalization, over the training "
-        "set; batches are drawn the way training draws them. The dashed band is the closed form around the "
-        "population value; for the variance it uses the Gaussian approximation √(2/(m−1)), which this unit's "
+        "set; batches are drawn the way training draws them. The dashed band is the closed form: around the "
+        "population mean for the mean; for the (biased) variance around its expected value (m−1)/m σ², "
+        "below the population value at small m, using the Gaussian approximation √(2/(m−1)), which this unit's "
         "distribution need not follow (the sentence above compares it with the measured spread and with the "
         "formula corrected for the unit's measured kurtosis)."
     ),

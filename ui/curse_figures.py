@@ -21,8 +21,9 @@ sweep (small batches, train vs inference)
 stats (noisy batch statistics)
     ``"batch_sizes"`` int (B,); ``"means"``, ``"vars"`` float (B, K): the batch mean and the
     biased batch variance of one unit over K mini-batches per size; ``"pop_mean"``,
-    ``"pop_var"`` floats; ``"se_mean"`` (B,) = sigma / sqrt(m); ``"sd_var"`` (B,) the
-    closed-form spread of the batch variance, about ``pop_var * sqrt(2 / (m - 1))``.
+    ``"pop_var"`` floats; ``"se_mean"`` (B,) = sigma / sqrt(m); ``"centre_var"`` (B,) the
+    expected biased batch variance ``(m - 1) / m * pop_var`` and ``"sd_var"`` (B,) its
+    closed-form spread, about ``centre_var * sqrt(2 / (m - 1))``.
 running (what the running-statistics momentum does)
     ``"batch_means"`` (K,), ``"running_mean"`` (K,): the batch means a BN layer sees, one per
     step, and its running mean; ``"pop_mean"``, ``"momentum"``, ``"batch"``.
@@ -246,15 +247,17 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
     """The batch mean (left) and batch variance (right) of one unit over many mini-batches.
 
     Per batch size a box of the K sampled values; the population value as a line; the
-    closed-form band ``pop_mean ± sigma / sqrt(m)`` and ``pop_var ± pop_var * sqrt(2/(m-1))``
-    (about 68 % of the values for Gaussian data) as dashed lines.
+    closed-form band ``pop_mean ± sigma / sqrt(m)`` and ``E ± E * sqrt(2/(m-1))`` around the
+    expected biased variance ``E = (m-1)/m * pop_var`` (about 68 % of the values for Gaussian
+    data) as dashed lines.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("batch mean of x", "batch variance of x (biased)"))
     sizes = np.asarray(stats.get("batch_sizes", []), dtype=int)
     labels = [str(int(m)) for m in sizes]
     box_colour = OKABE_ITO["blue"]
-    for col, key, pop_key, sd_key in ((1, "means", "pop_mean", "se_mean"), (2, "vars", "pop_var", "sd_var")):
+    for col, key, pop_key, sd_key, centre_key in ((1, "means", "pop_mean", "se_mean", None),
+                                                  (2, "vars", "pop_var", "sd_var", "centre_var")):
         values = np.asarray(stats.get(key, np.zeros((0, 0))), dtype=float)
         for i, m in enumerate(labels):
             if i >= values.shape[0]:
@@ -278,10 +281,11 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
                                      line={"color": OKABE_ITO["black"], "width": 2, "dash": "solid"}),
                           row=1, col=col)
             n = min(len(labels), len(sd))
-            ok = np.isfinite(sd[:n])
+            centre = np.asarray(stats.get(centre_key, np.full(n, pop)), dtype=float)[:n]
+            ok = np.isfinite(sd[:n]) & np.isfinite(centre)
             xs = [labels[j] for j in range(n) if ok[j]]
             for sign in (1.0, -1.0):
-                fig.add_trace(go.Scatter(x=xs, y=pop + sign * sd[:n][ok], mode="lines+markers",
+                fig.add_trace(go.Scatter(x=xs, y=centre[ok] + sign * sd[:n][ok], mode="lines+markers",
                                          name="closed form: ± one standard error",
                                          legendgroup="sd", showlegend=col == 1 and sign > 0,
                                          line={"color": OKABE_ITO["vermillion"], "width": 2, "dash": "dash"},

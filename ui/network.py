@@ -51,6 +51,7 @@ from bn_core.parallel import TrainPool
 from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
 from ui import state
 from ui.page import Experiment
+from ui.progress import progress_bar
 from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, FigureSpec, style_figure
 
 #: The two arms of every experiment: the plain network and the batch-normalized one.
@@ -741,19 +742,6 @@ def sweep_chart(base: TrainConfig, field: str, values: tuple[float, ...], norms:
 # --------------------------------------------------------------------------- Streamlit glue
 
 
-def _bar_callback(bar, text: str) -> Callable[[float], None]:
-    """A progress callback that updates ``bar`` at most every 2 % (few replayed messages)."""
-    last = [-1.0]
-
-    def update(fraction: float) -> None:
-        f = float(min(max(fraction, 0.0), 1.0)) if np.isfinite(fraction) else 0.0
-        if f - last[0] >= 0.02 or (f >= 1.0 > last[0]):
-            last[0] = f
-            bar.progress(f, text=f"{text} {100 * f:.0f} %")
-
-    return update
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def train_cached(config: TrainConfig, label: str) -> TrainResult:
     """:func:`bn_core.train.train` on the digits with a progress bar, cached per config.
@@ -762,14 +750,10 @@ def train_cached(config: TrainConfig, label: str) -> TrainResult:
     (a config that cannot train, e.g. batch norm on a batch of one) propagates, uncached.
     """
     validate_config(config, n_train())  # a config that cannot train raises before any bar shows
-    bar = st.progress(0.0, text=label)
-    try:
+    with progress_bar(label) as update, np.errstate(all="ignore"):
         start = time.perf_counter()
-        with np.errstate(all="ignore"):
-            result = train(config, progress=_bar_callback(bar, label))
+        result = train(config, progress=update)
         wall = time.perf_counter() - start
-    finally:
-        bar.empty()
     # the trained MLP is not needed by the page; keep the cache entries small
     result = replace(result, model=None) if hasattr(result, "model") else result
     # whole run including evaluations, seconds: lets the page estimate how long a sweep takes
@@ -795,13 +779,8 @@ def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
             progress(1.0)
         return result
 
-    bar = st.progress(0.0, text=label)
-    try:
-        with np.errstate(all="ignore"):
-            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label),
-                         train_fn=from_pool)
-    finally:
-        bar.empty()
+    with progress_bar(label) as update, np.errstate(all="ignore"):
+        return sweep(base, field, list(values), norms=norms, progress=update, train_fn=from_pool)
 
 
 @st.cache_data(max_entries=1, show_spinner=False)

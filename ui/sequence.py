@@ -21,6 +21,7 @@ from bn_core import recurrent as rec
 from bn_core.recurrent import EVAL_POLICIES, RNNConfig, RNNResult
 from ui import page, state
 from ui import sequence_figures as sf
+from ui.progress import progress_bar
 from ui.sequence_figures import NORM_LABEL, NORM_ORDER, POLICY_LABEL, Comparison
 from ui.theme import FigureSpec
 
@@ -151,18 +152,6 @@ def estimate_seconds(s: Settings) -> float:
 # --------------------------------------------------------------------------- cached training
 
 
-def _bar_callback(bar, text: str) -> Callable[[float], None]:
-    last = [-1.0]
-
-    def update(fraction: float) -> None:
-        f = float(min(max(fraction, 0.0), 1.0)) if np.isfinite(fraction) else 0.0
-        if f - last[0] >= 0.04 or (f >= 1.0 > last[0]):
-            last[0] = f
-            bar.progress(f, text=f"{text} {100 * f:.0f} %")
-
-    return update
-
-
 @st.cache_data(max_entries=96, show_spinner=False)
 def train_cached(config: RNNConfig, label: str) -> RNNResult:
     """:func:`bn_core.recurrent.train` with a progress bar, cached per config (model dropped).
@@ -171,13 +160,10 @@ def train_cached(config: RNNConfig, label: str) -> RNNResult:
     before any bar is drawn, and is not cached.
     """
     rec.validate_config(config)
-    bar = st.progress(0.0, text=label)
-    try:
+    with progress_bar(label, min_step=0.04) as update:
         start = time.perf_counter()
-        result = rec.train(config, progress=_bar_callback(bar, label))
+        result = rec.train(config, progress=update)
         wall = time.perf_counter() - start
-    finally:
-        bar.empty()
     result = replace(result, model=None)
     result.history["wall_time_s"] = np.array([wall])
     return result
@@ -217,11 +203,8 @@ def variable_runs(s: Settings) -> tuple[dict, dict]:
 def sweep_cached(base: RNNConfig, batches: tuple[int, ...]) -> dict[str, np.ndarray]:
     """:func:`bn_core.recurrent.batch_sweep` on sequential digits with a progress bar."""
     label = "Batch-size sweep (18 runs)…"
-    bar = st.progress(0.0, text=label)
-    try:
-        return rec.batch_sweep(base, batches, progress=_bar_callback(bar, label))
-    finally:
-        bar.empty()
+    with progress_bar(label, min_step=0.04) as update:
+        return rec.batch_sweep(base, batches, progress=update)
 
 
 def runs_key(results: Mapping[str, RNNResult]) -> tuple:

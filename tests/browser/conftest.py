@@ -7,15 +7,13 @@ downloaded Playwright browser is never used. Every test in this folder is marked
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from benchmarks import st_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -31,35 +29,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server() -> tuple[subprocess.Popen, str]:
-    """Start ``streamlit run app.py`` headless on a free port of 127.0.0.1; return (process, URL)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py",
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            out = proc.stdout.read().decode(errors="replace")[-3000:]
-            pytest.fail(f"streamlit did not start:\n{out}")
-        time.sleep(0.2)
+    """Start ``streamlit run app.py`` headless on a free port of 127.0.0.1; return (process, URL).
+
+    The launcher of the benchmarks (:func:`benchmarks.st_client.start_server`: the same flags,
+    the same health check), with the output piped so :func:`stop_server` can check the log.
+    """
+    try:
+        proc, port = st_client.start_server(log=subprocess.PIPE)
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    return proc, f"http://{st_client.HOST}:{port}"
 
 
 def stop_server(proc: subprocess.Popen) -> str:
