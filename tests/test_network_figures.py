@@ -383,6 +383,8 @@ def test_gap_sentence_compares_only_at_a_training_accuracy_both_reach():
     level = 0.75
     i = int(np.flatnonzero(bn["train_acc"] >= level)[0])
     assert f"{level:.2f}" in text and f"{100 * (bn['train_acc'][i] - bn['test_acc'][i]):.1f} with BN" in text
+    # BN first passes 0.75 at 0.80 (a jump past the level): the sentence says where it was read.
+    assert f"with BN at {bn['train_acc'][i]:.2f}" in text and "without BN at 0.75" in text
     assert "seed" in text
 
 
@@ -410,6 +412,9 @@ def test_outcome_sentence_over_the_grid(batch, plain, bn):
     assert ("collapsed" in text) == collapsed and ("/curse-of-batch-norm" in text) == collapsed
     if batch >= 2 and bn is not None:
         assert f"{bn:.3f}" in text
+    if batch >= 2 and bn_learned != (plain is not None and plain >= net.LEARNED_ACC):
+        # "Only one learned" next to a plain curve at 0.72 and rising: the sentence names the bar.
+        assert f"test accuracy of {net.LEARNED_ACC:g} or more" in text
     if plain is None:
         assert "diverged at step 0" in text
     if batch < 2:
