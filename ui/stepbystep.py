@@ -81,7 +81,7 @@ EXPERIMENTS = [
                "side of the batch mean, whatever came in: of the two inputs only their order is left.",
                {BATCH.key: 2}),
     Experiment("ε = 10",
-               "ε = 10 is larger than every batch variance here (about 4 and 1), so x̂'s variance "
+               "ε = 10 is larger than every batch variance here (about 2.6 and 0.6), so x̂'s variance "
                "σ²_B/(σ²_B + ε) falls far below 1: ε is meant to be tiny next to the variance.",
                {EPS.key: 10.0}),
     Experiment("Evaluation mode after 5 steps",
