@@ -112,6 +112,7 @@ def test_batch_of_one_shows_the_layers_message_and_draws_the_others():
     at = run_page(c5_steps=30, c5_batch=1)
     warn = "\n".join(w.value for w in at.warning)
     assert "BatchNorm1d cannot train on a batch of 1 sample" in warn
+    assert ".." not in warn  # the layer's message ends with ".)." and the page added ". The other"
     main = figure(at, MAIN)
     assert trace(main, "BN per time step") is None
     assert any(t.get("name") == "BN per time step: cannot train on this batch" for t in main["data"])

@@ -495,7 +495,7 @@ def report_problems(cmp: Comparison) -> None:
     """Say which norm could not train (the core's message) and which run diverged where."""
     for norm, msg in cmp.errors.items():
         if norm == "bn":
-            st.warning(f"**BN per time step cannot train on this batch.** {msg}. The other two "
+            st.warning(f"**BN per time step cannot train on this batch.** {msg.rstrip('.')}. The other two "
                        "norms are shown; choose a batch of 2 or more to see it.", icon=":material/block:")
         else:
             st.error(f"{NORM_LABEL[norm]} cannot train with these settings: {msg}")
