@@ -60,7 +60,9 @@ EXPERIMENTS = [
     page.Experiment(
         "A batch of one",
         "One sequence has no batch variance, so BN per time step cannot train at all, while "
-        "the plain and the LayerNorm network still learn the digits.",
+        "the plain and the LayerNorm network still learn the digits, slowly: 400 steps of one "
+        "sequence each leave them well above chance (10 %) but far below the 90 % and more "
+        "they reach with batches of 32.",
         {"c5_batch": 1}),
     page.Experiment(
         "Variable lengths, batch 8",
