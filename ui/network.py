@@ -241,7 +241,7 @@ def _last_finite(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 
 #: Pixels between the bottom of the plot area and the top of a legend drawn below it.
-LEGEND_GAP_PX = 70
+LEGEND_GAP_PX = 80
 
 
 def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
