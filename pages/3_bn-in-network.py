@@ -282,9 +282,9 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
         return
     c1, c2 = st.columns(2)
     for col, field, title, x_title, what in (
-        (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale", "learning rate"),
-        (c2, "init_scale", "Final test accuracy vs initial weight std",
-         "initial weight std [weight units], log scale", "initial weight std"),
+        (c1, "lr", "Test accuracy vs learning rate", "learning rate [per step]", "learning rate"),
+        (c2, "init_scale", "Test accuracy vs initial std",
+         "initial weight std [weight units]", "initial weight std"),
     ):
         with col:
             try:

@@ -164,10 +164,10 @@ def test_huge_learning_rate_says_diverged_and_keeps_nan_out_of_charts():
 def test_sweeps_and_deep_training_on_request(place):
     at = run_page(c3_steps=3, c3_sweeps=1, c3_gtrain=1, c3_gdepth=8, c3_place=place)
     titles = list(figures(at))
-    assert any(t.startswith("Final test accuracy vs learning rate") for t in titles), titles
-    assert any(t.startswith("Final test accuracy vs initial weight std") for t in titles), titles
+    assert any(t.startswith("Test accuracy vs learning rate") for t in titles), titles
+    assert any(t.startswith("Test accuracy vs initial std") for t in titles), titles
     assert any(t.startswith("Gradient norm per layer during training") for t in titles), titles
-    lr_sweep = traces(figure(at, "Final test accuracy vs learning rate"))
+    lr_sweep = traces(figure(at, "Test accuracy vs learning rate"))
     assert lr_sweep["without BN"][0].size == 10 and lr_sweep["with BN"][0].size == 10
     init = traces(figure(at, "Gradient norm per layer at initialization"))
     assert init["without BN"][0].size == 9  # 8 hidden layers + output
@@ -211,7 +211,7 @@ def test_batchnorm_with_large_initial_weights_trains_and_is_not_reported_diverge
     assert float(acc["Final test accuracy with BN"]) > 0.5  # chance is 0.1
     names = traces(figure(at, CURVES))
     assert "with BN" in names and not any(n.startswith("with BN: diverged") for n in names)
-    init_sweep = figure(at, "Final test accuracy vs initial weight std")
+    init_sweep = figure(at, "Test accuracy vs initial std")
     by_name = {t["name"]: t for t in init_sweep["data"]}
     bn_diverged = decode_arrays(by_name["with BN: diverged"]["x"])[0] if "with BN: diverged" in by_name else []
     assert 3.0 not in list(bn_diverged)
@@ -314,7 +314,7 @@ def test_a_link_does_not_start_expensive_sweeps_or_deep_training(monkeypatch):
     assert "The sweeps would take" in shown and "Training the deep networks would take" in shown
     titles = list(figures(at))
     assert any(t.startswith(CURVES) for t in titles), titles  # the main runs trained
-    assert not any(t.startswith("Final test accuracy vs") for t in titles), titles
+    assert not any(t.startswith("Test accuracy vs") for t in titles), titles
     assert not any(t.startswith("Gradient norm per layer during training") for t in titles), titles
     labels = [b.label for b in at.button]
     assert any(lbl.startswith("Run the sweeps anyway") for lbl in labels), labels

@@ -233,3 +233,22 @@ def test_every_chart_has_titles_and_a_legend(grid):
         assert lay["title"]["text"]
         assert any(k.startswith("xaxis") and lay[k].get("title", {}).get("text") for k in lay)
         assert sum(1 for t in spec["data"] if t.get("showlegend", True) and t.get("name")) >= 3
+
+
+def test_unrolled_diagram_in_lecture_mode_keeps_its_box_labels_inside_the_boxes():
+    """In lecture mode at 1280 x 720 the 11 px labels inside the BN and LN boxes grew to 19 px:
+    "per sample" ran into its neighbours and "own set" out of its box, and the x-axis title ran
+    into the legend's first row."""
+    from ui import page
+
+    assert sf.BOX_LABEL == page.FIXED_SIZE
+    fig = sf.fig_unrolled(8, "last")
+    layout = page.lecture_spec(fig.to_plotly_json(), True)["layout"]
+    boxed = [a for a in layout["annotations"] if a.get("name") == sf.BOX_LABEL]
+    assert {"per sample", "own set", "reused"} <= {a["text"].rsplit(">", 1)[-1] for a in boxed}
+    assert all(a["font"]["size"] <= 12 for a in boxed)
+    others = [a for a in layout["annotations"] if a not in boxed and a.get("text")]
+    assert all(a["font"]["size"] >= page.FONT[True][0] - 2 for a in others)  # the rest still grow
+    base = page.FONT[True][0]
+    plot_h = layout["height"] - layout["margin"].get("t", 100) - layout["margin"]["b"]
+    assert -layout["legend"]["y"] * plot_h >= 2.5 * base  # below the (tick-less) axis title

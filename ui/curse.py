@@ -724,7 +724,10 @@ def describe_renorm(rec: Mapping, batch: int, order: str, lr: float | None = Non
     verdict = ("better than" if brn > bn + 0.01 else "worse than" if brn < bn - 0.01 else "about the same as")
     at_lr = "" if lr is None else (f" (learning rate {lr:g} at batch 32, scaled)" if scaled else
                                    f" (learning rate {lr:g} at every batch size)")
-    text = (f"On {ORDER_LABEL[order]} of {batch}{at_lr}, Batch Renorm's test accuracy in evaluation mode is "
+    # One seeded run of its own (renorm_dynamics), so BatchNorm's number here differs a little from
+    # the seed means of the sections above: say so, or a student sees two values for one setting.
+    text = (f"On {ORDER_LABEL[order]} of {batch}{at_lr}, in this section's own run (one seed, where the "
+            f"sections above average {len(SEEDS)}), Batch Renorm's test accuracy in evaluation mode is "
             f"{_pct(brn)}, {verdict} BatchNorm's {_pct(bn)}.")
     for arm, label in (("bn", "BatchNorm"), ("brn", "Batch Renorm")):
         k = int(rec.get(f"{arm}/diverged_at", -1))

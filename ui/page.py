@@ -50,6 +50,9 @@ GLOBAL_PARAMS = (LECTURE,)
 #: Chart fonts: (base, chart title) in pixels, normal and in lecture mode. The base size
 #: applies to tick labels, axis titles and legends; dark text reads on a washed-out projector.
 FONT = {False: (15, 18), True: (21, 25)}
+#: The ``name`` of a Plotly annotation whose font lecture mode leaves alone (a label sized to
+#: fit inside a drawn box).
+FIXED_SIZE = "fixed-size"
 TEXT_COLOR = "#1a1a1a"
 
 #: Less empty space above the title and the navigation, so that a projector's 720 pixels
@@ -243,7 +246,10 @@ def lecture_spec(spec: dict, big: bool) -> dict:
         legend["font"] = {**legend.get("font", {}), "size": base - 1, "color": TEXT_COLOR}
         layout["legend"] = legend
     if "annotations" in layout:
+        # Labels inside a diagram's boxes (named FIXED_SIZE) keep their size: enlarged, they
+        # overflowed their boxes and ran into each other (chapter 5's unrolled diagram).
         layout["annotations"] = [
+            a if a.get("name") == FIXED_SIZE else
             {**a, "font": {**a.get("font", {}), "size": max(a.get("font", {}).get("size", 0), base - 2)}}
             for a in layout["annotations"]
         ]

@@ -61,7 +61,9 @@ EXPERIMENTS = [
     page.Experiment(
         "A batch of one",
         "One sequence has no batch variance, so BN per time step cannot train at all, while "
-        "the plain and the LayerNorm network still learn the digits.",
+        "the plain and the LayerNorm network still learn the digits, slowly: 400 steps of one "
+        "sequence each leave them well above chance (10 %) but far below the 90 % and more "
+        "they reach with batches of 32.",
         {"c5_batch": 1}),
     page.Experiment(
         "Variable lengths, batch 8",
@@ -478,7 +480,7 @@ def report_problems(cmp: Comparison) -> None:
     """Say which norm could not train (the core's message) and which run diverged where."""
     for norm, msg in cmp.errors.items():
         if norm == "bn":
-            st.warning(f"**BN per time step cannot train on this batch.** {msg}. The other two "
+            st.warning(f"**BN per time step cannot train on this batch.** {msg.rstrip('.')}. The other two "
                        "norms are shown; choose a batch of 2 or more to see it.", icon=":material/block:")
         else:
             st.error(f"{NORM_LABEL[norm]} cannot train with these settings: {msg}")

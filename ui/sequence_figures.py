@@ -176,6 +176,10 @@ def bn_box_label(step: int, T: int, policy: str) -> str:
             "batch": "test batch<br>μ, σ²"}[policy]
 
 
+#: ``ui.page.FIXED_SIZE``: lecture mode leaves these labels' size alone (they fill their boxes).
+BOX_LABEL = "fixed-size"
+
+
 def fig_unrolled(T: int, policy: str, height: int = 400) -> go.Figure:
     """A time-unrolled diagram: the RNN cells, BN's per-step statistics, LN's per-sample ones."""
     cols = unrolled_columns(T)
@@ -197,12 +201,12 @@ def fig_unrolled(T: int, policy: str, height: int = 400) -> go.Figure:
                       line={"color": bn_colour, "width": 2, "dash": "solid" if not beyond else "dash"},
                       fillcolor="rgba(0,114,178,0.10)" if not beyond else "rgba(230,159,0,0.12)")
         fig.add_annotation(x=i, y=rows["bn"], text=bn_box_label(step, T, policy), showarrow=False,
-                           font={"size": 11})
+                           font={"size": 11}, name=BOX_LABEL)
         fig.add_shape(type="rect", x0=i - 0.45, x1=i + 0.45, y0=rows["ln"] - 0.45, y1=rows["ln"] + 0.45,
                       line={"color": OKABE_ITO["green"], "width": 2, "dash": "dot"},
                       fillcolor="rgba(0,158,115,0.10)")
         fig.add_annotation(x=i, y=rows["ln"], text=f"μ<sub>i,{step}</sub>, σ²<sub>i,{step}</sub><br>per sample",
-                           showarrow=False, font={"size": 11})
+                           showarrow=False, font={"size": 11}, name=BOX_LABEL)
         if i + 1 < len(cols) and cols[i + 1] != 0:
             fig.add_annotation(x=i + 0.6, y=rows["cell"], ax=i + 0.4, ay=rows["cell"], xref="x", yref="y",
                                axref="x", ayref="y", showarrow=True, arrowhead=2, text="")
@@ -227,7 +231,9 @@ def fig_unrolled(T: int, policy: str, height: int = 400) -> go.Figure:
     fig.update_yaxes(range=[-0.6, 4.0], showgrid=False, zeroline=False, tickmode="array",
                      tickvals=[rows["x"], rows["cell"], rows["bn"], rows["ln"]],
                      ticktext=["input", "state", "BN", "LN"], tickfont={"size": 14})
-    fig.update_layout(legend={"y": -0.12}, margin={"b": 110})
+    # The legend clear of the x axis title in lecture mode's larger fonts (at y = -0.12 the
+    # title ran into its first row).
+    fig.update_layout(legend={"y": -0.3}, margin={"b": 160})
     return fig
 
 

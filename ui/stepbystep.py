@@ -81,7 +81,7 @@ EXPERIMENTS = [
                "side of the batch mean, whatever came in: of the two inputs only their order is left.",
                {BATCH.key: 2}),
     Experiment("ε = 10",
-               "ε = 10 is larger than every batch variance here (about 4 and 1), so x̂'s variance "
+               "ε = 10 is larger than every batch variance here (about 2.6 and 0.6), so x̂'s variance "
                "σ²_B/(σ²_B + ε) falls far below 1: ε is meant to be tiny next to the variance.",
                {EPS.key: 10.0}),
     Experiment("Evaluation mode after 5 steps",
@@ -610,8 +610,14 @@ def describe_pipeline(stages: dict, eps: float, gamma: float, beta: float) -> st
             pm = "; with m = 2 every x̂ is ±1 (to two digits): one sample on each side of the mean" if m == 2 else ""
             return ("Whatever came in, x̂ has mean 0 and variance 1 (to two digits) in every feature"
                     f"{pm}. " + y_part)
+        # Blame ε only next to the variances it is not small against (at m = 2 one feature's
+        # σ²_B was 7.69e-05 and the other's 0.0665, where ε = 1e-05 is small).
+        off = np.abs(var_hat - 1.0) > UNIT_VARIANCE_TOL
+        which = ("the batch variance" if off.all() else
+                 "the batch variance of feature" + ("s " if off.sum() > 1 else " ")
+                 + ", ".join(str(j + 1) for j in np.flatnonzero(off)) + ",")
         return (f"x̂ has mean 0 but variance {_span(var_hat)}, not 1: ε = {_g(eps)} is not small next to "
-                f"the batch variance σ²_B = {_span(var_b)}, and x̂'s variance is σ²_B/(σ²_B + ε). " + y_part)
+                f"{which} σ²_B = {_span(var_b[off])}, and x̂'s variance is σ²_B/(σ²_B + ε). " + y_part)
     mean_hat = clean_zero(x_hat.mean(axis=0))
     return (f"Evaluation mode: normalized with the running statistics, this batch's x̂ has mean "
             f"{_span(mean_hat, 2)} and variance {_span(var_hat, 2)}, not exactly 0 and 1 (those hold for "
