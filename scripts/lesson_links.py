@@ -23,8 +23,8 @@ def markdown() -> str:
             continue
         lines.append(f"**{ch.title}**")
         lines.append("")
-        for e in experiments:
-            link = f"/{ch.url_path}?{urlencode(e.query(params, full=False))}"
+        for i, e in enumerate(experiments):
+            link = f"/{ch.url_path}?{urlencode(e.query(params, full=False, index=i))}"
             lines.append(f"- [{e.label}]({link}): {e.look_for}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

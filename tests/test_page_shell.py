@@ -85,10 +85,22 @@ def test_every_lesson_link_opens_its_view_without_an_adjusted_setting(chapter, i
     """The home page's lesson link of each guided experiment restores exactly its settings."""
     ch = course.chapter(chapter)
     e = ch.experiments()[index]
-    query = e.query(ch.params())
+    query = e.query(ch.params(), index=index)
     at = open_page(ch.file, query, timeout=240)
     assert not at.exception, [x.value for x in at.exception]
     adjusted = [w.value for w in at.warning if "settings in the link were adjusted" in w.value]
     assert not adjusted, f"{e.label}: {adjusted}"
     for key, value in e.config(ch.params()).items():
         assert at.session_state[key] == value, (e.label, key)
+    notes = [i.value for i in at.sidebar.info]
+    assert any(e.look_for in n for n in notes), f"{e.label}: the link did not show its note: {notes}"
+    assert "try" not in at.query_params  # read once; the note then follows the controls
+
+
+def test_a_bad_experiment_number_in_a_link_is_named_and_shows_no_note():
+    ch = course.chapter(2)
+    at = open_page(ch.file, {"try": "99"})
+    assert not at.exception
+    assert any("guided experiment" in w.value and "99" in w.value for w in at.warning)
+    last = ch.experiments()[-1]
+    assert not any(last.look_for in i.value for i in at.sidebar.info)  # clamped, but settings differ

@@ -189,3 +189,8 @@ def test_a_link_with_unknown_keys_drops_them_and_says_so():
     assert at.query_params["c2_gamma"] == "1.5"
     text = " ".join(w.value for w in at.warning)
     assert "'c1_lr' (chapter 1)" in text and "'zzz'" in text
+
+
+def test_control_characters_are_not_echoed():
+    msg = _state.ChoiceParam("c2_mode", "train", choices=("train", "eval")).parse("a\x00b\nc")[1]
+    assert "\x00" not in msg and "\n" not in msg and "a�b�c" in msg

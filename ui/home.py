@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import course
+from ui import course, state
 
 TEACHING = """\
 - **Project a chapter** and switch on *Lecture mode* in the sidebar: chart text gets larger and
@@ -44,10 +44,10 @@ def lesson_links(ch: course.Chapter) -> None:
     if not experiments:
         return
     st.markdown(f"**{ch.title}**")
-    for e in experiments:
+    for i, e in enumerate(experiments):
         left, right = st.columns([2, 5], vertical_alignment="center")
         left.page_link(ch.file, label=e.label, icon=":material/play_circle:",
-                       query_params=e.query(params))
+                       query_params=e.query(params, index=i))
         right.markdown(e.look_for)
 
 
@@ -56,7 +56,7 @@ def forward_old_chapter_links() -> None:
 
     A link at ``/`` whose settings all have one chapter's prefix opens that chapter with them.
     """
-    keys = [k for k in st.query_params.keys() if k != "lecture"]
+    keys = [k for k in st.query_params.keys() if k not in state.GLOBAL_KEYS]
     heads = {k.split("_", 1)[0] for k in keys}
     if len(heads) != 1:
         return

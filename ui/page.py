@@ -43,8 +43,10 @@ from ui.theme import FigureSpec
 #: fetched from a font server by the browser, and nothing may be fetched from outside).
 ICON = "📉"
 
-#: Global (not chapter-prefixed) URL keys.
+#: Global (not chapter-prefixed) URL keys: lecture mode, and ``try=<n>``, which a lesson link
+#: carries so the page shows the note of its n-th guided experiment.
 LECTURE = state.BoolParam("lecture", False, label="lecture mode")
+TRY = "try"
 GLOBAL_PARAMS = (LECTURE,)
 
 #: Chart fonts: (base, chart title) in pixels, normal and in lecture mode. The base size
@@ -90,16 +92,21 @@ class Experiment:
         """The value of every param of the chapter under this experiment."""
         return {p.key: state.stored(self.settings.get(p.key, p.default)) for p in params}
 
-    def query(self, params: Sequence[state.Param], full: bool = True) -> dict[str, str]:
+    def query(self, params: Sequence[state.Param], full: bool = True,
+              index: int | None = None) -> dict[str, str]:
         """URL parameters that restore this experiment's view.
 
         ``full`` names every param (an in-app link: the session may hold other values);
         otherwise only the ones the experiment sets (a link opened in a new session, where
-        every other control starts at its default).
+        every other control starts at its default). ``index``, the experiment's place in its
+        chapter's table (0-based), adds ``try=<index + 1>``, so the page shows its note too.
         """
         by_key = {p.key: p for p in params}
         values = self.config(params) if full else {k: state.stored(v) for k, v in self.settings.items()}
-        return {k: by_key[k].encode(v) for k, v in values.items()}
+        query = {k: by_key[k].encode(v) for k, v in values.items()}
+        if index is not None:
+            query[TRY] = str(index + 1)
+        return query
 
 
 def lecture() -> bool:
@@ -182,22 +189,36 @@ def _apply(experiment: Experiment, params: Sequence[state.Param]) -> None:
 
 
 def guided(experiments: Sequence[Experiment], params: Sequence[state.Param]) -> None:
-    """Draw the "Try this" buttons in the sidebar and, while the controls still match the
-    experiment last chosen, its "what to look for" sentence at the top of the page."""
+    """Draw the "Try this" buttons in the sidebar and, under them, the "what to look for"
+    sentence of the experiment last chosen (by its button or a lesson link's ``try=<n>``), as
+    long as the controls still match it: after any change the sentence may no longer hold.
+
+    The sentence sits in the sidebar, not above the chart, so that choosing an experiment
+    never pushes the main chart off a projector's first screen.
+    """
     if not experiments:
         return
+    raw = st.query_params.get(TRY)
+    if raw is not None:
+        del st.query_params[TRY]  # read once; the note then follows the controls
+        n, msg = state.IntParam(TRY, 0, lo=1, hi=len(experiments)).parse(raw)
+        if msg is None:
+            st.session_state[_GUIDED_NOTE] = experiments[n - 1].label
+        else:
+            st.warning(f"The link names guided experiment '{state.echo(raw)}', but this chapter has "
+                       f"experiments 1 to {len(experiments)}; no experiment's note is shown.")
     prefix = params[0].key.split("_", 1)[0] if params else "page"
     with _slot("guided"):
         st.markdown("**Try this**")
         for i, e in enumerate(experiments):
             st.button(e.label, key=f"_guided_{prefix}_{i}", on_click=_apply, args=(e, params),
                       help=e.look_for, width="stretch")
-    chosen = st.session_state.get(_GUIDED_NOTE)
-    for e in experiments:
-        if e.label == chosen:
-            if all(st.session_state.get(k) == v for k, v in e.config(params).items()):
-                st.info(f"**{e.label}.** {e.look_for}", icon=":material/lightbulb:")
-            break
+        chosen = st.session_state.get(_GUIDED_NOTE)
+        for e in experiments:
+            if e.label == chosen:
+                if all(st.session_state.get(k) == v for k, v in e.config(params).items()):
+                    st.info(f"**{e.label}.** {e.look_for}", icon=":material/lightbulb:")
+                break
 
 
 def lead(text: str) -> None:

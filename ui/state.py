@@ -60,7 +60,7 @@ ECHO_CHARS = 40
 
 def echo(raw: object) -> str:
     """``raw`` as a message quotes it: at most :data:`ECHO_CHARS` characters."""
-    text = str(raw)
+    text = "".join(c if c.isprintable() else "�" for c in str(raw))  # no NUL or newline in a message
     return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
 
 
@@ -201,7 +201,7 @@ def _fallback(p: Param) -> tuple[object, str | None]:
 
 
 #: URL keys every page understands (not chapter settings): see ui/page.py.
-GLOBAL_KEYS = ("lecture",)
+GLOBAL_KEYS = ("lecture", "try")
 
 
 def params_keys(params: Sequence[Param]) -> set[str]:
