@@ -597,8 +597,13 @@ def describe_small_batches(rec: Mapping) -> str:
     else:
         spread = {n: float(np.nanmax(err[n]) - np.nanmin(err[n])) for n in norms}
         steady = min(spread, key=spread.get)
-        parts.append(f"the steadiest is {cf.NORM_LABEL[steady]}, whose error varies by "
-                     f"{100 * spread[steady]:.1f} points over the batch sizes")
+        if spread[steady] > 0.10:
+            parts.append(f"no normalizer is steady here: even the least variable, "
+                         f"{cf.NORM_LABEL[steady]}, varies by {100 * spread[steady]:.1f} points over "
+                         "the batch sizes")
+        else:
+            parts.append(f"the steadiest is {cf.NORM_LABEL[steady]}, whose error varies by "
+                         f"{100 * spread[steady]:.1f} points over the batch sizes")
     text = "; ".join(parts) + "."
     n_div = sum(int(np.sum(rec[f"{n}/diverged"])) for n in norms)
     if n_div:

@@ -285,9 +285,14 @@ def describe_comparison(cmp: Comparison) -> str:
     have = {n: v for n, v in finals.items() if v is not None}
     if have:
         best = max(have, key=have.get)
+        if have[best] <= 0.15:  # chance on ten digits is 10 %
+            verdict = " (none learned: chance is 10 %)"
+        elif sum(v >= have[best] - 0.0005 for v in have.values()) > 1:
+            verdict = " (a tie at the top)"
+        else:
+            verdict = f" (best: {NORM_LABEL[best]})"
         parts.append("On the digits, final test accuracy: " + ", ".join(
-            f"{NORM_LABEL[n]} {_pct(v)}" for n, v in have.items())
-            + f" (best: {NORM_LABEL[best]})")
+            f"{NORM_LABEL[n]} {_pct(v)}" for n, v in have.items()) + verdict)
     T = cmp.train_length
     moves = []
     for n in NORM_ORDER:
