@@ -206,6 +206,9 @@ class Session:
             fwd = ForwardMsg()
             fwd.ParseFromString(raw)
             kind = fwd.WhichOneof("type")
+            if kind == "script_finished" and fwd.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                run.messages.append("finished_early_for_rerun")  # st.rerun(): the next run follows
+                continue
             if kind == "script_finished":
                 run.ms = (time.perf_counter() - t) * 1e3
                 run.status = fwd.script_finished
