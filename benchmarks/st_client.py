@@ -216,7 +216,9 @@ class Session:
                 break
             if kind == "new_session":
                 run.new_session = True
-                self.page_script_hash = fwd.new_session.page_script_hash
+                self.page_script_hash = self.page_script_hash or fwd.new_session.page_script_hash
+            elif kind == "navigation":  # the page that actually ran (new_session's may be the main script's)
+                self.page_script_hash = fwd.navigation.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = fwd.page_info_changed.query_string
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
@@ -242,6 +244,12 @@ class Session:
     def options(self, key: str) -> list[str]:
         """The formatted options of select slider / radio / selectbox ``key``, as last drawn."""
         return list(self.widgets[key].options)
+
+    def shown(self, key: str) -> list[str]:
+        """The option(s) select slider ``key`` showed when last drawn (the page's value or default)."""
+        w = self.widgets[key]
+        index = w.value if w.set_value else w.default
+        return [w.options[int(i)] for i in index]
 
 
 def percentile(values: list[float], q: float) -> float:
