@@ -248,8 +248,12 @@ class Session:
     def shown(self, key: str) -> list[str]:
         """The option(s) select slider ``key`` showed when last drawn (the page's value or default)."""
         w = self.widgets[key]
-        index = w.value if w.set_value else w.default
-        return [w.options[int(i)] for i in index]
+        sent = self.states.get(w.id)
+        if sent is not None:  # what this client set it to
+            return list(sent.string_array_value.data)
+        if w.set_value and len(w.raw_value):  # the page's value (from the link or the session)
+            return list(w.raw_value)
+        return [w.options[int(i)] for i in w.default]
 
 
 def percentile(values: list[float], q: float) -> float:
