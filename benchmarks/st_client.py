@@ -60,6 +60,13 @@ def wait_healthy(url: str, timeout_s: float = 90, proc: subprocess.Popen | None 
     return False
 
 
+def launch_server(port: int, log=subprocess.DEVNULL, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start ``streamlit run app.py`` on 127.0.0.1:``port`` without waiting for it."""
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", *SERVER_FLAGS,
+                             "--server.port", str(port), *extra],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[str, ...] = ()
                  ) -> tuple[subprocess.Popen, int]:
     """Start ``streamlit run app.py`` on 127.0.0.1 (a free port unless given); return (process, port).
@@ -68,9 +75,7 @@ def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[s
     Raises ``RuntimeError`` if it is not healthy within 90 s.
     """
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", *SERVER_FLAGS,
-                             "--server.port", str(port), *extra],
-                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    proc = launch_server(port, log, extra)
     if not wait_healthy(f"http://{HOST}:{port}", proc=proc):
         proc.kill()
         proc.wait(timeout=10)
@@ -112,7 +117,7 @@ class Run:
     status: int  # ForwardMsg.ScriptFinishedStatus
     messages: list[str] = field(default_factory=list)  # message or element types, in order
     exceptions: list[str] = field(default_factory=list)  # texts of exception elements (tracebacks shown)
-    new_session: bool = False  # the server started a session (a first connection or a reconnect)
+    new_session: bool = False  # a new_session message came (the server sends one per script run)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +148,7 @@ class Session:
         self.fragment_ids: dict[str, str] = {}  # user key -> id of the fragment that drew it ("" if none)
         self.states: dict[str, object] = {}  # widget id -> WidgetState sent last
         self.page_script_hash = ""
+        self.session_id = ""  # the server's id of this session (a reconnect to another server: a new id)
         self.last: Run | None = None
         self.last_messages: list[str] = []
         self.last_was_fragment = False
@@ -216,6 +222,7 @@ class Session:
                 break
             if kind == "new_session":
                 run.new_session = True
+                self.session_id = fwd.new_session.initialize.session_id or self.session_id
                 self.page_script_hash = self.page_script_hash or fwd.new_session.page_script_hash
             elif kind == "navigation":  # the page that actually ran (new_session's may be the main script's)
                 self.page_script_hash = fwd.navigation.page_script_hash
