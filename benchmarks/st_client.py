@@ -223,8 +223,11 @@ class Session:
             if kind == "new_session":
                 run.new_session = True
                 self.session_id = fwd.new_session.initialize.session_id or self.session_id
+                # new_session names the main script (app.py, the home page), not the page that
+                # ran: sending it back with a page name would run the home page instead. The
+                # navigation message names the page that ran.
                 self.page_script_hash = self.page_script_hash or fwd.new_session.page_script_hash
-            elif kind == "navigation":  # the page that actually ran (new_session's may be the main script's)
+            elif kind == "navigation":
                 self.page_script_hash = fwd.navigation.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = fwd.page_info_changed.query_string
