@@ -26,7 +26,11 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() != b'ok')"]
 # .streamlit/config.toml already says headless, no file watcher, no usage statistics; the flags
 # repeat it so the container does not depend on the file being copied. 0.0.0.0: the container's
-# port is published by `docker run -p` or reached by nginx on compose's network.
+# port is published by `docker run -p` or reached by nginx on compose's network. No welcome
+# banner: headless and on every interface, Streamlit 1.67 asks an outside service for the
+# machine's external address to print an "External URL" (nothing is fetched from outside here,
+# and inside a container the addresses it prints are not the ones users open).
 CMD ["python", "-m", "streamlit", "run", "app.py", \
      "--server.headless", "true", "--server.address", "0.0.0.0", "--server.port", "8501", \
-     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+     "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", \
+     "--logger.hideWelcomeMessage", "true"]

@@ -103,7 +103,8 @@ def test_compose_and_image_use_the_template_and_the_health_check():
     assert re.search(r"^HEALTHCHECK .*\n?.*/_stcore/health", docker, re.M)
     cmd = docker[docker.index("CMD [\"python\", \"-m\", \"streamlit\""):]
     for flag in ('"--server.headless", "true"', '"--browser.gatherUsageStats", "false"',
-                 '"--server.fileWatcherType", "none"', '"--server.port", "8501"'):
+                 '"--server.fileWatcherType", "none"', '"--server.port", "8501"',
+                 '"--logger.hideWelcomeMessage", "true"'):  # no outside lookup of the address
         assert flag in cmd, flag
 
 
