@@ -4,6 +4,7 @@ Run from the repository root (either form)::
 
     .venv/bin/python -m benchmarks.bench_classroom [--students 30] [--moves 3]
     .venv/bin/python benchmarks/bench_classroom.py --port 8501 --pid 1234   # a running server
+    .venv/bin/python -m benchmarks.bench_classroom --replicas 2   # 2 replicas behind deploy/'s nginx
 
 Each student is a :class:`benchmarks.st_client.Session`: the messages a browser tab sends (the
 page's first run, then slider moves with every widget's value), timed from sending until the
@@ -22,6 +23,10 @@ server (headless, no file watcher, no usage stats; the flags the tests use) serv
    slider has fewer values besides its default), none computed before;
 6. the server's resident memory (VmRSS and its peak VmHWM, from /proc) with the class connected.
 
+With ``--replicas N`` the students reach N replicas through nginx running deploy/'s template on
+127.0.0.1 (each WebSocket hashed to one replica, as a browser with its route cookie is); the
+memory is then the replicas' sum.
+
 Every phase prints p50 / p95 / max (linear percentiles over all students' requests). Every wait
 is bounded: each run by ``--run-timeout`` s, the whole benchmark by ``--timeout`` s. The load
 average is printed before and after: on 2 shared cores, figures move with it.
@@ -30,9 +35,11 @@ average is printed before and after: on 2 shared cores, figures move with it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -112,6 +119,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the students' slider choices")
     ap.add_argument("--port", type=int, help="a running server on 127.0.0.1 instead of a fresh one")
     ap.add_argument("--pid", type=int, help="with --port: the server's process id, for its memory")
+    ap.add_argument("--replicas", type=int, default=1,
+                    help="replicas behind a local nginx (deploy/'s template; needs nginx), default 1: no proxy")
     ap.add_argument("--run-timeout", type=float, default=120, help="seconds one run may take")
     ap.add_argument("--timeout", type=float, default=900, help="seconds the whole benchmark may take")
     args = ap.parse_args()
@@ -120,30 +129,52 @@ def main() -> None:
     deadline = time.monotonic() + args.timeout
     print(f"load average {[round(x, 2) for x in os.getloadavg()]} (before); {args.students} students, "
           f"{args.moves} moves each {args.pause:g} s apart; {os.cpu_count()} cores")
-    proc = None
-    if args.port:
-        port, pid = args.port, args.pid
-    else:
-        proc, port = st_client.start_server()
-        pid = proc.pid
     sessions: list[st_client.Session] = []
-    try:
+    with contextlib.ExitStack() as stack:
+        procs: list = []
+        stack.callback(_close, sessions, procs)
+        if args.port:
+            port, pids = args.port, [args.pid] if args.pid else []
+        elif args.replicas == 1:
+            proc, port = st_client.start_server()
+            procs.append(proc)
+            pids = [proc.pid]
+        else:  # deploy/'s nginx template in front of N replicas, each student on one of them
+            from deploy import nginx_conf
+
+            ports = [st_client.free_port() for _ in range(args.replicas)]
+            procs.extend(st_client.launch_server(p) for p in ports)
+            for p, proc in zip(ports, procs, strict=True):
+                if not st_client.wait_healthy(f"http://{st_client.HOST}:{p}", proc=proc):
+                    raise SystemExit(f"replica on port {p} did not start")
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bnlab-nginx-")))
+            port = stack.enter_context(nginx_conf.local_proxy([f"{st_client.HOST}:{p}" for p in ports], workdir))
+            pids = [proc.pid for proc in procs]
+            for p in ports:  # each replica's first visitor, directly (not part of the figures)
+                for page in (CHAPTER_1[0], CHAPTER_3[0]):
+                    with st_client.Session(p, page, timeout_s=args.run_timeout) as s:
+                        s.rerun()
+            print(f"  {args.replicas} replicas behind nginx (deploy/nginx/bnlab.conf.template) on port {port}")
         phases = measure(port, args, deadline, sessions)
         for ph in phases:
             print(ph.line())
-        if pid:
-            rss, peak = st_client.rss_mb(pid)
-            print(f"  {'server memory':<44} {rss:7.0f} MB resident with {len(sessions)} sessions open, "
-                  f"peak {peak:.0f} MB   target {TARGETS['server memory']}")
-    finally:
-        for s in sessions:
-            try:
-                s.close()
-            except Exception:  # noqa: BLE001 - a session the server already dropped
-                pass
-        if proc is not None:
-            st_client.stop_server(proc)
+        if pids:
+            mem = [st_client.rss_mb(pid) for pid in pids]
+            rss, peak = sum(m[0] for m in mem), sum(m[1] for m in mem)
+            where = "server" if len(pids) == 1 else f"{len(pids)} replicas together"
+            print(f"  {'server memory':<44} {rss:7.0f} MB resident ({where}) with {len(sessions)} sessions open, "
+                  f"peak {peak:.0f} MB   target {TARGETS['server memory']} per server")
     print(f"load average {[round(x, 2) for x in os.getloadavg()]} (after)")
+
+
+def _close(sessions: list, procs: list) -> None:
+    for s in sessions:
+        try:
+            s.close()
+        except Exception:  # noqa: BLE001 - a session the server already dropped
+            pass
+    for proc in procs:
+        st_client.stop_server(proc)
 
 
 def measure(port: int, args, deadline: float, sessions: list) -> list[Phase]:

@@ -5,16 +5,16 @@ depends on is tested for real: nginx runs ``deploy/nginx/bnlab.conf.template`` (
 ``deploy/nginx_conf.py``, as the nginx image's entrypoint fills it for ``deploy/compose.yaml``)
 in front of two ``streamlit run`` replicas on 127.0.0.1, and the classroom benchmark's client
 (``benchmarks/st_client.py``) plays the students. nginx runs in the foreground as one process
-(``master_process off``) on a free port, with its pid, logs and temp files in a temp dir: no
-system service is touched. ``scripts/run_tests.sh`` installs Debian's nginx when it is missing.
+(``master_process off``, ``deploy/nginx_conf.local_proxy``) on a free port, with its pid, logs
+and temp files in a temp dir: no system service is touched. ``scripts/run_tests.sh`` installs Debian's nginx when it is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.cookies
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -30,29 +30,9 @@ PAGE = "valley-vs-bowl"  # chapter 1: a full run, then a fragment rerun of its s
 STUDENTS = 10  # sessions opened through the proxy (more if all landed on one replica)
 MAX_STUDENTS = 24
 
-MAIN_CONF = """worker_processes 1;
-master_process off;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {d}/client_body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    access_log off;
-    include {d}/bnlab.conf;
-}}
-"""
-
-
-def _nginx() -> str:
-    exe = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-    if exe is None:
+def _nginx() -> None:
+    if nginx_conf.nginx_binary() is None:
         pytest.fail("Debian's nginx is missing: `bash scripts/run_tests.sh` installs it (apt-get install nginx)")
-    return exe
 
 
 class Student:
@@ -108,30 +88,31 @@ def test_compose_and_image_use_the_template_and_the_health_check():
         assert flag in cmd, flag
 
 
+def _stop(replicas: dict, logs: list, students: list) -> None:
+    for s in students:
+        try:
+            s.session.close()
+        except Exception:  # noqa: BLE001 - already closed by its server
+            pass
+    for proc in replicas.values():
+        if proc.poll() is None:
+            st_client.stop_server(proc)
+    for log in logs:
+        log.close()
+
+
 def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_one():
-    nginx = _nginx()
+    _nginx()
     d = Path(tempfile.mkdtemp(prefix="bnlab-nginx-"))
     ports = [st_client.free_port(), st_client.free_port()]
-    logs = [open(d / f"replica-{p}.log", "wb") for p in ports]  # noqa: SIM115 - closed below
+    logs = [open(d / f"replica-{p}.log", "wb") for p in ports]  # noqa: SIM115 - closed by _stop
     replicas = {p: st_client.launch_server(p, log) for p, log in zip(ports, logs, strict=True)}
-    proxy = None
     students: list[Student] = []
-    try:
-        proxy_port = st_client.free_port()
-        (d / "bnlab.conf").write_text(nginx_conf.render({
-            "NGINX_LISTEN": f"127.0.0.1:{proxy_port}",
-            "NGINX_UPSTREAM_SERVERS": nginx_conf.upstream_servers([f"127.0.0.1:{p}" for p in ports]),
-            "NGINX_ACCESS_LOG": str(d / "access.log"),
-        }))
-        (d / "nginx.conf").write_text(MAIN_CONF.format(d=d))
-        args = [nginx, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
-        check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        proxy = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.STDOUT)
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop, replicas, logs, students)
         for p, proc in replicas.items():
             assert st_client.wait_healthy(f"http://127.0.0.1:{p}", proc=proc), f"replica {p} did not start"
-        assert st_client.wait_healthy(f"http://127.0.0.1:{proxy_port}", timeout_s=20, proc=proxy)
+        proxy_port = stack.enter_context(nginx_conf.local_proxy([f"127.0.0.1:{p}" for p in ports], d))
 
         # Students open chapter 1 through the proxy and move the step-size slider.
         def replica_of(student: Student) -> str:
@@ -183,24 +164,6 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
         assert _wait_for(lambda: all(
             _routes(d / "access.log")[s.route][-1].endswith(f"127.0.0.1:{kept}") for s in by_replica[f"127.0.0.1:{gone}"]
         ), 10), _routes(d / "access.log")
-    finally:
-        for s in students:
-            try:
-                s.session.close()
-            except Exception:  # noqa: BLE001 - already closed by its server
-                pass
-        if proxy is not None:
-            proxy.terminate()
-            try:
-                proxy.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
-                proxy.wait(timeout=10)
-        for proc in replicas.values():
-            if proc.poll() is None:
-                st_client.stop_server(proc)
-        for log in logs:
-            log.close()
     for p in ports:
         text = (d / f"replica-{p}.log").read_text(errors="replace")
         assert "Traceback" not in text and "RuntimeWarning" not in text, text[-3000:]
