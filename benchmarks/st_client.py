@@ -132,12 +132,17 @@ class Session:
     """One browser-like session on ``ws://host:port/_stcore/stream``.
 
     ``page`` is the URL path of the page to open (``""``: the app's default page), ``query`` its
-    query string; ``headers`` go with the WebSocket handshake (e.g. a proxy's route cookie).
+    query string; ``headers`` go with the WebSocket handshake (e.g. a proxy's route cookie);
+    ``resume`` is the id of a session to reconnect to, as a browser does after a dropped connection.
     """
 
     def __init__(self, port: int, page: str = "", query: str = "", *, host: str = HOST,
-                 headers: dict[str, str] | None = None, timeout_s: float = 120) -> None:
-        self.ws = connect(f"ws://{host}:{port}/_stcore/stream", subprotocols=["streamlit"],
+                 headers: dict[str, str] | None = None, timeout_s: float = 120,
+                 resume: str | None = None) -> None:
+        # The browser repurposes the subprotocol list: "streamlit", an XSRF token, and (when it
+        # reconnects) its session's id, which the server resumes if it still holds that session.
+        protocols = ["streamlit"] + (["PLACEHOLDER_AUTH_TOKEN", resume] if resume else [])
+        self.ws = connect(f"ws://{host}:{port}/_stcore/stream", subprotocols=protocols,
                           max_size=None, open_timeout=30, proxy=None, additional_headers=headers,
                           compression=None, legacy=True)
         self.page = page.strip("/")

@@ -47,9 +47,17 @@ class Student:
         self.route = cookie["bnlab_route"].value
         self.session = self.connect()
 
-    def connect(self) -> st_client.Session:
-        return st_client.Session(self.port, PAGE, headers={"Cookie": f"bnlab_route={self.route}"},
-                                 timeout_s=60)
+    def connect(self, query: str = "", resume: str | None = None) -> st_client.Session:
+        return st_client.Session(self.port, PAGE, query, headers={"Cookie": f"bnlab_route={self.route}"},
+                                 timeout_s=60, resume=resume)
+
+    def reconnect(self) -> str:
+        """Drop the WebSocket and reconnect as the browser does (its address bar's query and its
+        session's id); return the id the session had."""
+        old = self.session
+        old.close()
+        self.session = self.connect(old.query_string, resume=old.session_id)
+        return old.session_id
 
 
 def _routes(access_log: Path) -> dict[str, list[str]]:
@@ -132,12 +140,12 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
         by_replica = {f"127.0.0.1:{p}": [s for s in students if replica_of(s) == f"127.0.0.1:{p}"] for p in ports}
         assert all(by_replica.values()), "every student landed on one replica"
 
-        # Sticky: a reconnect with the same cookie reaches the same replica (its WebSocket was
-        # logged when it closed), and the session's state lives there.
+        # Sticky: a reconnect with the same cookie reaches the same replica (its first WebSocket
+        # was logged when it closed), which still holds the session and resumes it.
         for s in students:
-            s.session.close()
-            s.session = s.connect()
+            before = s.reconnect()
             assert s.session.rerun().ok
+            assert s.session.session_id == before, "the reconnect did not reach the session's replica"
         assert _wait_for(lambda: all(len(_routes(d / "access.log")[s.route]) >= 2 for s in students), 10)
         for route, upstreams in _routes(d / "access.log").items():
             assert len(set(upstreams)) == 1, (route, upstreams)  # HTML and WebSocket: one replica
@@ -152,12 +160,12 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
         for s in by_replica[f"127.0.0.1:{gone}"]:
             with pytest.raises(Exception):  # noqa: B017 - whichever of websockets' closed errors
                 s.session.rerun({"c1_frac": "0.3"})
-            before = s.session.session_id
-            s.session = s.connect()  # what the browser does: reconnect, to the same address
+            assert "c1_frac=0.9" in s.session.query_string  # the address bar: the last setting that ran
+            before = s.reconnect()
             run = s.session.rerun()
             assert run.ok and "plotly_chart" in run.messages, run.exceptions  # a fresh page, no traceback
             assert s.session.session_id != before  # a new session, on the other replica
-            assert s.session.shown("c1_frac") == ["0.5"]  # the page's default, not the lost 0.9 / 0.3
+            assert s.session.shown("c1_frac") == ["0.9"]  # the link brought the setting back
             assert s.session.rerun({"c1_frac": "0.2"}).ok
         for s in students:
             s.session.close()
