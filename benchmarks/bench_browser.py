@@ -55,7 +55,7 @@ class Chapter:
     """One chapter's row: where it lives, its key slider, and the range the presses cover."""
 
     number: int
-    paths: tuple[str, ...]  # URL path(s) of the page: the first one the app has is used
+    path: str  # URL path of the page
     slider: str  # the slider's label (its aria-label)
     query: str  # opens the page with the slider at the start of the range
     presses: int  # ArrowRight presses from there (then as many ArrowLeft back)
@@ -63,13 +63,12 @@ class Chapter:
 
 
 CHAPTERS = [
-    # Until chapters/ moved to pages/, chapter 1 was the default page, served at "/" only.
-    Chapter(1, ("/valley-vs-bowl", "/"), "fraction of 2/λ_max", "c1_frac=0.01", 19,
+    Chapter(1, "/valley-vs-bowl", "fraction of 2/λ_max", "c1_frac=0.01", 19,
             "median <= 300 ms, none over 800 ms (issue 11)"),
-    Chapter(2, ("/bn-step-by-step",), "gamma γ (scale)", "c2_gamma=1", 20),
-    Chapter(3, ("/bn-in-network",), "Learning rate", "c3_lr=0.001", 9),
-    # Chapter(4, ("/curse-of-batch-norm",), "<slider label>", "c4_...=<start>", <presses>),
-    # Chapter(5, ("/sequence-models",), "<slider label>", "c5_...=<start>", <presses>),
+    Chapter(2, "/bn-step-by-step", "gamma γ (scale)", "c2_gamma=1", 20),
+    Chapter(3, "/bn-in-network", "Learning rate", "c3_lr=0.001", 9),
+    # Chapter(4, "/curse-of-batch-norm", "<slider label>", "c4_...=<start>", <presses>),
+    # Chapter(5, "/sequence-models", "<slider label>", "c5_...=<start>", <presses>),
 ]
 
 #: Installed once per page load: timestamps of the script state and of every chart change.
@@ -155,22 +154,20 @@ def settle_page(page, timeout_s: float = 120) -> None:
 
 
 def open_chapter(page, base: str, ch: Chapter):
-    """Open the chapter with its slider at the range's start; return (path, the slider's locator)."""
+    """Open the chapter with its slider at the range's start; return the slider's locator."""
     # Streamlit 1.67 draws a slider as <input type="range" aria-label="<label>">; older ones as a
     # div with role="slider". Its accessible name repeats the label (aria-labelledby), so the
     # exact aria-label is the robust handle.
     slider = page.locator(f':is(input[type=range], [role="slider"])[aria-label="{ch.slider}"]')
-    for path in ch.paths:
-        page.goto(f"{base}{path}?{ch.query}")
-        try:
-            slider.wait_for(timeout=90_000)
-        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: not this page
-            continue
-        settle_page(page)
-        if page.get_by_text("Page not found").count():
-            continue  # Streamlit ran the default page instead
-        return path, slider
-    raise SystemExit(f"chapter {ch.number}: none of {ch.paths} shows the slider '{ch.slider}' (edit CHAPTERS)")
+    page.goto(f"{base}{ch.path}?{ch.query}")
+    try:
+        slider.wait_for(timeout=90_000)
+    except Exception:  # noqa: BLE001 - Playwright's TimeoutError
+        raise SystemExit(f"chapter {ch.number}: {ch.path} shows no slider '{ch.slider}' (edit CHAPTERS)") from None
+    settle_page(page)
+    if page.get_by_text("Page not found").count():
+        raise SystemExit(f"chapter {ch.number}: {ch.path} is not a page of this app (edit CHAPTERS)")
+    return slider
 
 
 def press(page, slider, key: str, quiet_ms: float, timeout_s: float = 60) -> dict | None:
@@ -207,7 +204,7 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        path, slider = open_chapter(page, base, ch)
+        slider = open_chapter(page, base, ch)
         page.evaluate(INSTRUMENT_JS)
         start = slider.get_attribute("aria-valuetext")
         slider.focus()
@@ -230,7 +227,7 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
     finally:
         context.close()
     end = results["first visit"][-1]["value"] if results["first visit"] else start
-    print(f"  chapter {ch.number} ({path}), slider '{ch.slider}' from {start} to {end}"
+    print(f"  chapter {ch.number} ({ch.path}), slider '{ch.slider}' from {start} to {end}"
           + (f"; target: {ch.target}" if ch.target else ""))
     for label, rows in results.items():
         print(summary(label, rows))

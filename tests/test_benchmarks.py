@@ -50,3 +50,19 @@ def test_every_benchmark_loads_as_a_file_and_as_a_module():
         assert res.returncode == 0, res.stderr[-2000:]
         failed = json.loads(res.stdout.strip().splitlines()[-1])
         assert not failed, f"{form} form: {failed}"
+
+
+def test_the_browser_benchmark_table_names_real_pages_and_sliders():
+    """bench_browser's CHAPTERS follow the course: each row's path is its chapter's page,
+    and its slider label is one that the chapter's code draws (a renamed slider fails here, not
+    only when someone runs the benchmark)."""
+    from benchmarks.bench_browser import CHAPTERS
+    from ui import course
+
+    assert [c.number for c in CHAPTERS][:3] == [1, 2, 3]
+    sources = "\n".join(p.read_text() for p in [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")])
+    for row in CHAPTERS:
+        ch = course.chapter(row.number)
+        assert row.path == "/" + ch.url_path, (row.number, row.path, ch.url_path)
+        assert f'"{row.slider}"' in sources, f"chapter {row.number}: no slider labelled {row.slider!r}"
+        assert row.presses >= 1
