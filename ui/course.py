@@ -97,7 +97,8 @@ ALL_CHAPTERS = (
             "ui.curse"),
     Chapter(5, "5 · Sequence models", "pages/5_sequence-models.py", ":material/timeline:",
             "A recurrent network with batch norm per time step against layer norm, on longer "
-            "sequences than it was trained on.", 20, "ui.sequence"),
+            "sequences than it was trained on.", 20, "ui.sequence",
+            key_controls=("Batch size", "Training length T")),
 )
 
 

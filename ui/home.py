@@ -30,7 +30,7 @@ def card(ch: course.Chapter) -> None:
     """One chapter's card: picture of its main chart, link, what a student sees, lecture time."""
     picture = _thumbnail(str(ch.thumbnail))
     if picture is not None:
-        st.image(picture, use_container_width=True)
+        st.image(picture, width="stretch")
     st.page_link(ch.file, label=f"**{ch.title}**", icon=ch.icon)
     st.markdown(ch.sees)
     n = len(ch.experiments())

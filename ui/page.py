@@ -182,7 +182,7 @@ def guided(experiments: Sequence[Experiment], params: Sequence[state.Param]) -> 
         st.markdown("**Try this**")
         for i, e in enumerate(experiments):
             st.button(e.label, key=f"_guided_{prefix}_{i}", on_click=_apply, args=(e, params),
-                      help=e.look_for, use_container_width=True)
+                      help=e.look_for, width="stretch")
     chosen = st.session_state.get(_GUIDED_NOTE)
     for e in experiments:
         if e.label == chosen:
@@ -231,6 +231,11 @@ def lecture_spec(spec: dict, big: bool) -> dict:
             if isinstance(t, dict):
                 axis["title"] = {**t, "font": {**t.get("font", {}), "size": base, "color": TEXT_COLOR}}
             layout[k] = axis
+    legend = layout.get("legend")
+    if isinstance(legend, dict) or big:
+        legend = dict(legend or {})
+        legend["font"] = {**legend.get("font", {}), "size": base - 1, "color": TEXT_COLOR}
+        layout["legend"] = legend
     if "annotations" in layout:
         layout["annotations"] = [
             {**a, "font": {**a.get("font", {}), "size": max(a.get("font", {}).get("size", 0), base - 2)}}

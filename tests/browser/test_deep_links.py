@@ -24,7 +24,7 @@ DEEP_LINKS = {
 
 
 def test_every_chapter_has_a_deep_link_here():
-    assert sorted(DEEP_LINKS)[: len(course.chapters())] == [c.number for c in course.chapters()]
+    assert {c.number for c in course.chapters()} <= set(DEEP_LINKS)
 
 
 @pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
