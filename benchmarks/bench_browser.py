@@ -68,7 +68,7 @@ CHAPTERS = [
     Chapter(2, "/bn-step-by-step", "gamma γ (scale)", "c2_gamma=1", 20),
     Chapter(3, "/bn-in-network", "Learning rate", "c3_lr=0.001", 9),
     # Chapter(4, "/curse-of-batch-norm", "<slider label>", "c4_...=<start>", <presses>),
-    # Chapter(5, "/sequence-models", "<slider label>", "c5_...=<start>", <presses>),
+    Chapter(5, "/sequence-models", "Batch size", "c5_batch=1", 9),  # 1 -> 10: where BN breaks
 ]
 
 #: Installed once per page load: timestamps of the script state and of every chart change.
