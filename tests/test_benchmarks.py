@@ -14,29 +14,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
 
-# Each file's top level, run the way each form runs it, in a fresh interpreter with no
+# Each file's top level, run the way each form runs it, in one fresh interpreter with no
 # PYTHONPATH: as a file (sys.path[0] = benchmarks/) and as a module (sys.path[0] = the root).
+# Before each file, the path is reset and the project's modules are forgotten, so no file can
+# pass on the strength of one loaded before it.
 LOAD = """
 import json, runpy, sys
-form, root, names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-sys.path[0] = root + "/benchmarks" if form == "file" else root
-base = list(sys.path)
+root, names = sys.argv[1], json.loads(sys.argv[2])
+base = list(sys.path[1:])
 failed = {}
-for name in names:
-    # Each file on its own: the path as the form sets it, the project's modules not yet imported.
-    sys.path[:] = base
-    for mod in [m for m in sys.modules if m.split(".")[0] in ("bn_core", "ui", "benchmarks")]:
-        del sys.modules[mod]
-    try:
-        if form == "file":
-            runpy.run_path(root + "/benchmarks/" + name, run_name="benchmark_top_level")
-        else:
-            runpy.run_module("benchmarks." + name[:-3], run_name="benchmark_top_level", alter_sys=True)
-    except SystemExit as e:  # torch_parity exits 0 when PyTorch is missing
-        if e.code not in (0, None):
-            failed[name] = f"SystemExit({e.code})"
-    except Exception as e:
-        failed[name] = f"{type(e).__name__}: {e}"
+for form in ("file", "module"):
+    for name in names:
+        sys.path[:] = [root + "/benchmarks" if form == "file" else root, *base]
+        for mod in [m for m in sys.modules if m.split(".")[0] in ("bn_core", "ui", "benchmarks")]:
+            del sys.modules[mod]
+        try:
+            if form == "file":
+                runpy.run_path(root + "/benchmarks/" + name, run_name="benchmark_top_level")
+            else:
+                runpy.run_module("benchmarks." + name[:-3], run_name="benchmark_top_level", alter_sys=True)
+        except SystemExit as e:  # torch_parity exits 0 when PyTorch is missing
+            if e.code not in (0, None):
+                failed[form + " " + name] = f"SystemExit({e.code})"
+        except Exception as e:
+            failed[form + " " + name] = f"{type(e).__name__}: {e}"
 print(json.dumps(failed))
 """
 
@@ -44,12 +45,11 @@ print(json.dumps(failed))
 def test_every_benchmark_loads_as_a_file_and_as_a_module():
     assert "bench_loss_grid.py" in BENCHMARKS and "st_client.py" in BENCHMARKS
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    for form in ("file", "module"):
-        res = subprocess.run([sys.executable, "-c", LOAD, form, str(ROOT), json.dumps(BENCHMARKS)],
-                             cwd="/", env=env, capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0, res.stderr[-2000:]
-        failed = json.loads(res.stdout.strip().splitlines()[-1])
-        assert not failed, f"{form} form: {failed}"
+    res = subprocess.run([sys.executable, "-c", LOAD, str(ROOT), json.dumps(BENCHMARKS)],
+                         cwd="/", env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    failed = json.loads(res.stdout.strip().splitlines()[-1])
+    assert not failed, failed
 
 
 def test_the_browser_benchmark_table_names_real_pages_and_sliders():
