@@ -87,10 +87,16 @@ class Experiment:
         """The value of every param of the chapter under this experiment."""
         return {p.key: state.stored(self.settings.get(p.key, p.default)) for p in params}
 
-    def query(self, params: Sequence[state.Param]) -> dict[str, str]:
-        """URL parameters that restore this experiment's view exactly (every param)."""
+    def query(self, params: Sequence[state.Param], full: bool = True) -> dict[str, str]:
+        """URL parameters that restore this experiment's view.
+
+        ``full`` names every param (an in-app link: the session may hold other values);
+        otherwise only the ones the experiment sets (a link opened in a new session, where
+        every other control starts at its default).
+        """
         by_key = {p.key: p for p in params}
-        return {k: by_key[k].encode(v) for k, v in self.config(params).items()}
+        values = self.config(params) if full else {k: state.stored(v) for k, v in self.settings.items()}
+        return {k: by_key[k].encode(v) for k, v in values.items()}
 
 
 def lecture() -> bool:
