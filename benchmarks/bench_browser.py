@@ -2,7 +2,7 @@
 
 Run from the repository root (either form)::
 
-    .venv/bin/python -m benchmarks.bench_browser [--chapter 1] [--no-back] [--verbose]
+    .venv/bin/python -m benchmarks.bench_browser [--chapter 1] [--no-back] [--verbose] [--profile]
     .venv/bin/python benchmarks/bench_browser.py --url http://127.0.0.1:8501   # a running server
 
 It starts ``streamlit run app.py`` on 127.0.0.1 (headless, no usage stats, no file watcher)
@@ -27,6 +27,9 @@ Per chapter and pass it prints the median and the maximum over the presses (and 
 value the maximum happened), how many of the page's charts were redrawn, and the same clock
 until the script finished (what the server and the network add; the rest is the browser).
 The load average is printed before and after: on 2 shared cores, figures move with it.
+``--profile`` adds where the page's JavaScript spent its time over the presses (Chrome's
+sampling CPU profiler, self time per function): a guide to what to cut, not a figure to quote
+(the profiler slows the page).
 """
 
 from __future__ import annotations
@@ -198,7 +201,32 @@ def summary(label: str, rows: list[dict]) -> str:
             f"script finished (median) {script:5.0f} ms")
 
 
-def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, verbose: bool) -> None:
+def cpu_profile_summary(profile: dict, total_ms: float, top: int = 15) -> list[str]:
+    """The page's JavaScript self time by function (Chrome's CPU profile), largest first."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    dt = profile.get("timeDeltas", [])
+    self_us: dict[str, float] = {}
+    for sample, delta in zip(profile.get("samples", []), dt[1:] + [0], strict=False):
+        f = nodes[sample]["callFrame"]
+        url = f.get("url", "").rsplit("/", 1)[-1]
+        name = f"{f.get('functionName') or '(anonymous)'}  {url}:{f.get('lineNumber', 0) + 1}" if url else \
+            f"({f.get('functionName') or 'program'})"
+        self_us[name] = self_us.get(name, 0.0) + delta
+    by_file: dict[str, float] = {}
+    for name, us in self_us.items():
+        where = name.rsplit("  ", 1)[-1].split(":")[0] if "  " in name else "(browser: layout, style, GC, idle)"
+        by_file[where] = by_file.get(where, 0.0) + us
+
+    def line(name: str, us: float) -> str:
+        return f"      {us / 1e3:8.0f} ms  {us / 1e3 / max(total_ms, 1e-9) * 100:5.1f} %  {name[:110]}"
+
+    return ([line(n, us) for n, us in sorted(self_us.items(), key=lambda kv: -kv[1])[:top]]
+            + ["    by script file:"]
+            + [line(n, us) for n, us in sorted(by_file.items(), key=lambda kv: -kv[1])[:6]])
+
+
+def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, verbose: bool,
+                  profile: bool = False) -> None:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     errors: list[str] = []
@@ -210,6 +238,13 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
         slider.focus()
         passes = [("first visit", "ArrowRight")] + ([("revisited", "ArrowLeft")] if back else [])
         results = {}
+        cdp = None
+        if profile:  # Chrome's sampling profiler over the presses (it slows the page a little)
+            cdp = context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+            cdp.send("Profiler.start")
+            t_profile = time.perf_counter()
         for label, key in passes:
             rows = []
             for _ in range(ch.presses):
@@ -223,6 +258,14 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
                     print(f"      {key:<10} {r['before']:>8} -> {r['value']:<8} {r['ms']:7.0f} ms "
                           f"(script {r['script_ms']:5.0f} ms, charts {r['redrawn']}/{r['charts']})", flush=True)
             results[label] = rows
+        profile_lines = []
+        if cdp is not None:
+            prof = cdp.send("Profiler.stop")["profile"]
+            wall = (time.perf_counter() - t_profile) * 1e3
+            busy = sum(r["ms"] for rows in results.values() for r in rows)
+            profile_lines = [f"    JavaScript self time by function over the presses (wall {wall / 1e3:.1f} s, "
+                             f"{busy / 1e3:.1f} s of it inside presses; % of the wall time):",
+                             *cpu_profile_summary(prof, wall)]
         exceptions = page.locator('[data-testid="stException"]').count()
     finally:
         context.close()
@@ -231,6 +274,8 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
           + (f"; target: {ch.target}" if ch.target else ""))
     for label, rows in results.items():
         print(summary(label, rows))
+    for line in profile_lines:
+        print(line)
     if exceptions or errors:
         print(f"    WARNING: {exceptions} exception box(es), browser errors: {errors[:3]}")
 
@@ -242,6 +287,8 @@ def main() -> None:
     ap.add_argument("--no-back", dest="back", action="store_false", help="skip the way back (cache hits)")
     ap.add_argument("--quiet", type=float, default=700, help="ms without chart changes that end a press")
     ap.add_argument("--verbose", action="store_true", help="print every press")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the page's JavaScript spent its time (Chrome's CPU profiler)")
     args = ap.parse_args()
     chapters = [c for c in CHAPTERS if not args.chapter or c.number in args.chapter]
     if not chapters:
@@ -261,7 +308,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for ch in chapters:
-                    bench_chapter(browser, base, ch, args.back, args.quiet, args.verbose)
+                    bench_chapter(browser, base, ch, args.back, args.quiet, args.verbose, args.profile)
             finally:
                 browser.close()
     finally:
