@@ -36,15 +36,11 @@ WARM_RERUNS = 7
 
 
 def page_defaults() -> TrainConfig:
-    """The config the page trains with its defaults (read from the page's constants)."""
-    import ast
+    """The config the page trains with its defaults (the chapter's constants in ui/network.py)."""
+    from ui import network as net
 
-    tree = ast.parse((Path(APP).parent / "pages" / "3_bn-in-network.py").read_text())
-    consts = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-              for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)}
-    steps = consts["DEFAULT_STEPS"]
-    return TrainConfig(lr=consts["DEFAULT_LR"], steps=steps,
-                       eval_every=max(1, steps // consts["RECORDS_PER_RUN"]))
+    steps = net.DEFAULT_STEPS
+    return TrainConfig(lr=net.DEFAULT_LR, steps=steps, eval_every=max(1, steps // net.RECORDS_PER_RUN))
 
 
 def main() -> None:

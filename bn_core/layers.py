@@ -8,7 +8,8 @@ Every layer has
   is a loop over ``params`` and a gradient check is a loop over the same keys.
 
 The normalization layers reproduce ``torch.nn.BatchNorm1d``, ``torch.nn.LayerNorm`` and
-``torch.nn.GroupNorm`` with affine parameters (gamma starts at 1, beta at 0).
+``torch.nn.GroupNorm`` with affine parameters (gamma starts at 1, beta at 0);
+:class:`BatchRenorm1d` is Batch Renormalization (Ioffe 2017), which PyTorch does not ship.
 
 Arrays in ``params``, ``grads`` and the running statistics are updated **in place**, so a
 reference to them stays valid across steps; copy them if you need a snapshot (see
@@ -30,12 +31,14 @@ import numpy as np
 __all__ = [
     "ACTIVATIONS",
     "BatchNorm1d",
+    "BatchRenorm1d",
     "GroupNorm",
     "LayerNorm",
     "Linear",
     "ReLU",
     "Sigmoid",
     "Tanh",
+    "one_sample_message",
     "softmax_cross_entropy",
 ]
 
@@ -207,12 +210,25 @@ class Linear(Layer):
 # --------------------------------------------------------------------------------------
 
 _ONE_SAMPLE_MESSAGE = (
-    "BatchNorm1d cannot train on a batch of {n} sample(s): it normalizes each feature by the "
+    "{name} cannot train on a batch of {n} sample(s): it normalizes each feature by the "
     "mean and variance over the batch, and one sample has no batch variance (every feature "
     "would be normalized to 0). Use a batch of at least 2 samples, or evaluation mode, which "
     "uses the running statistics. (PyTorch: 'Expected more than 1 value per channel when "
     "training'.)"
 )
+
+
+def one_sample_message(layer_name: str = "BatchNorm1d", n: int = 1) -> str:
+    """The ``ValueError`` message a batch-statistics layer raises for a batch of ``n < 2``.
+
+    Parameters
+    ----------
+    layer_name : str
+        ``"BatchNorm1d"`` or ``"BatchRenorm1d"`` (the class that raises).
+    n : int
+        Number of samples in the offending batch (0 or 1).
+    """
+    return _ONE_SAMPLE_MESSAGE.format(name=layer_name, n=n)
 
 
 class BatchNorm1d(Layer):
@@ -374,7 +390,7 @@ class BatchNorm1d(Layer):
         n = x.shape[0]
         if training:
             if n < 2:
-                raise ValueError(_ONE_SAMPLE_MESSAGE.format(n=n))
+                raise ValueError(one_sample_message(type(self).__name__, n))
             stats = np.empty((2, self.num_features), dtype=self._running.dtype)
             mean, ssq = stats  # views: batch mean and sum of squared deviations
             np.matmul(self._averager(n), x, out=mean)  # (1/n, ..., 1/n) @ x: one BLAS call
@@ -432,7 +448,7 @@ class BatchNorm1d(Layer):
         """Fill ``grads`` from ``grad_out`` ``(n, C)``; return ``dL/dx`` ``(n, C)``."""
         xc = self._xc
         if xc is None:
-            raise RuntimeError("BatchNorm1d.backward called before forward")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         inv_std, scale = self.inv_std, self._scale
         dgamma = self.grads["gamma"]
         dbeta = self.grads["beta"]
@@ -469,6 +485,180 @@ class BatchNorm1d(Layer):
 
     def __repr__(self) -> str:
         return f"BatchNorm1d({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+
+class BatchRenorm1d(BatchNorm1d):
+    r"""Batch Renormalization (Ioffe 2017) over the batch axis; evaluation mode is BatchNorm1d's.
+
+    In training mode the batch statistics are corrected towards the running statistics by
+    two per-feature factors ``r`` and ``d`` that are treated as constants by the backward
+    pass (stop-gradient), so the output a sample gets depends less on the other samples of its
+    batch. With ``r_max = 1, d_max = 0`` it is :class:`BatchNorm1d` exactly (outputs and
+    gradients).
+
+    Parameters
+    ----------
+    num_features : int
+        Number of features ``C``; inputs have shape ``(n_samples, C)``.
+    eps : float
+        Added to the variances (default 1e-5).
+    momentum : float or None
+        Running-statistics momentum, exactly as :class:`BatchNorm1d` (default 0.1).
+    r_max : float
+        Bound of the scale correction, ``r`` in ``[1 / r_max, r_max]``; ``>= 1`` (default 3).
+    d_max : float
+        Bound of the shift correction, ``d`` in ``[-d_max, d_max]``; ``>= 0`` (default 5).
+    dtype : numpy dtype
+        Floating type of the parameters and running statistics.
+
+    Attributes
+    ----------
+    params, grads, running_mean, running_var, num_batches_tracked, last_mean, last_var,
+    inv_std, x_hat
+        As :class:`BatchNorm1d`; ``x_hat`` is the renormalized input (with ``r`` and ``d``).
+    last_r, last_d : ndarray of shape (C,) or None
+        The ``r`` and ``d`` of the last training-mode forward (``None`` after an evaluation
+        forward, which uses neither), for plotting.
+
+    Notes
+    -----
+    Training mode, per feature, with the running statistics **as they were before this
+    batch** (``mu`` and ``var`` the running mean and variance):
+
+    .. math::
+
+        \mu_B = \frac1n \sum_i x_i, \quad \sigma_B^2 = \frac1n \sum_i (x_i - \mu_B)^2, \quad
+        \sigma_B = \sqrt{\sigma_B^2 + \epsilon}, \quad \sigma = \sqrt{\mathrm{var} + \epsilon}
+
+    .. math::
+
+        r = \mathrm{clip}\!\left(\frac{\sigma_B}{\sigma}, \frac1{r_{max}}, r_{max}\right), \quad
+        d = \mathrm{clip}\!\left(\frac{\mu_B - \mu}{\sigma}, -d_{max}, d_{max}\right), \quad
+        \hat x_i = \frac{x_i - \mu_B}{\sigma_B}\, r + d, \quad y_i = \gamma \hat x_i + \beta
+
+    then the running statistics are updated exactly as :class:`BatchNorm1d`'s (momentum,
+    unbiased batch variance). When ``r`` and ``d`` are not clipped, ``x_hat`` equals
+    ``(x - mu) / sigma``: the output of a sample no longer depends on its batch. Evaluation
+    mode is BatchNorm1d's, ``y = gamma (x - mu) / sigma + beta``.
+
+    Backward with ``r`` and ``d`` held constant, ``g = dL/dy``, ``s = 1 / sigma_B`` and
+    ``z = (x - mu_B) s`` (the plain batch-normalized input):
+
+    .. math::
+
+        \frac{\partial L}{\partial \beta} = \sum_i g_i, \quad
+        \frac{\partial L}{\partial \gamma} = \sum_i g_i \hat x_i, \quad
+        \frac{\partial L}{\partial x_i} = \gamma r s \left(g_i - \frac1n \sum_k g_k
+        - z_i \frac1n \sum_k g_k z_k\right)
+
+    i.e. BatchNorm1d's input gradient with gamma replaced by ``gamma * r``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        dtype=np.float64,
+    ) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, dtype=dtype)
+        if not (math.isfinite(r_max) and r_max >= 1.0):
+            raise ValueError(f"r_max must be a finite number >= 1, got {r_max}")
+        if not (math.isfinite(d_max) and d_max >= 0.0):
+            raise ValueError(f"d_max must be a finite number >= 0, got {d_max}")
+        self.r_max = float(r_max)
+        self.d_max = float(d_max)
+        self.last_r: np.ndarray | None = None
+        self.last_d: np.ndarray | None = None
+        self._r: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """Renormalize ``x`` of shape ``(n, C)``; see the class notes for the equations.
+
+        Raises
+        ------
+        ValueError
+            In training mode with fewer than 2 samples (one sample has no batch variance).
+        """
+        if not training:
+            self.last_r = self.last_d = self._r = None
+            return super().forward(x, training=False)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(one_sample_message(type(self).__name__, n))
+        # the running statistics before this batch: sigma = sqrt(var + eps), mean
+        sigma = self._running[1] + self.eps
+        np.sqrt(sigma, out=sigma)
+        run_mean = self._running[0].copy()
+        stats = np.empty((2, self.num_features), dtype=self._running.dtype)
+        mean, ssq = stats
+        np.matmul(self._averager(n), x, out=mean)
+        xc = x - mean
+        np.einsum("ij,ij->j", xc, xc, out=ssq)
+        self._update_running(stats, n)
+        inv_std = ssq + n * self.eps
+        np.sqrt(inv_std, out=inv_std)
+        np.divide(math.sqrt(n), inv_std, out=inv_std)  # 1 / sigma_B
+        # r = sigma_B / sigma = 1 / (inv_std * sigma); d = (mean - running_mean) / sigma
+        r = inv_std * sigma
+        np.divide(1.0, r, out=r)
+        np.clip(r, 1.0 / self.r_max, self.r_max, out=r)
+        d = mean - run_mean
+        d /= sigma
+        np.clip(d, -self.d_max, self.d_max, out=d)
+        self._mean, self._var, self._ssq = mean, None, ssq
+        self.inv_std, self._xc, self._x_hat, self._n = inv_std, xc, None, n
+        self._trained_forward = True
+        self.last_r, self.last_d, self._r = r, d, r
+        gamma = self.params["gamma"]
+        scale = gamma * inv_std
+        scale *= r
+        self._scale = scale  # gamma r / sigma_B
+        shift = gamma * d
+        shift += self.params["beta"]
+        y = xc * scale
+        y += shift
+        return y
+
+    @property
+    def x_hat(self) -> np.ndarray | None:
+        """Input of the affine step of the last forward, ``(x - mu_B) / sigma_B * r + d``."""
+        if self._x_hat is None and self._xc is not None:
+            if self._r is None:  # evaluation mode: BatchNorm1d's
+                self._x_hat = self._xc * self.inv_std
+            else:
+                self._x_hat = self._xc * (self.inv_std * self._r) + self.last_d
+        return self._x_hat
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Fill ``grads`` from ``grad_out`` ``(n, C)``; return ``dL/dx`` ``(n, C)`` (r, d constant)."""
+        r = self._r
+        if r is None or self._xc is None:  # evaluation forward (or none): BatchNorm1d's
+            return super().backward(grad_out)
+        xc, inv_std, scale = self._xc, self.inv_std, self._scale
+        dgamma = self.grads["gamma"]
+        dbeta = self.grads["beta"]
+        np.add.reduce(grad_out, axis=0, out=dbeta)
+        # sum_i g_i z_i with z = xc / sigma_B (BatchNorm1d's dgamma)
+        dgamma_bn = np.einsum("ij,ij->j", grad_out, xc)
+        dgamma_bn *= inv_std
+        # dgamma = sum_i g_i (z_i r + d) = r dgamma_bn + d dbeta
+        np.multiply(dgamma_bn, r, out=dgamma)
+        dgamma += self.last_d * dbeta
+        # dx = (gamma r s) (g - dbeta / n - z dgamma_bn / n), as BatchNorm1d with gamma r
+        dx = grad_out * scale
+        scale_n = scale * (1.0 / xc.shape[0])
+        dx -= xc * (scale_n * inv_std * dgamma_bn)
+        dx -= scale_n * dbeta
+        return dx
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchRenorm1d({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"r_max={self.r_max}, d_max={self.d_max})"
+        )
 
 
 # --------------------------------------------------------------------------------------

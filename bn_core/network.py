@@ -2,13 +2,27 @@
 
 Architecture for ``depth`` hidden layers of ``width`` units (``act`` the activation)::
 
-    norm="none"       [Linear -> act]                  x depth  -> Linear
-    norm="bn_before"  [Linear -> BatchNorm1d -> act]   x depth  -> Linear   (Ioffe & Szegedy)
+    norm="none"       [Linear -> act]                    x depth  -> Linear
+    norm="bn_before"  [Linear* -> BatchNorm1d -> act]    x depth  -> Linear   (Ioffe & Szegedy)
+    norm="bn_after"   [Linear -> act -> BatchNorm1d]     x depth  -> Linear
+    norm="brn"        [Linear* -> BatchRenorm1d -> act]  x depth  -> Linear   (Ioffe 2017)
+    norm="ln"         [Linear -> LayerNorm -> act]       x depth  -> Linear   (Ba et al. 2016)
+    norm="gn"         [Linear -> GroupNorm -> act]       x depth  -> Linear   (Wu & He 2018)
 
-With ``"bn_before"`` the hidden Linear layers have no bias (``params`` holds only
-``"weight"``): batch norm subtracts the batch mean, which removes any bias exactly (its
-gradient is identically 0), and beta plays its role.
-    norm="bn_after"   [Linear -> act -> BatchNorm1d]   x depth  -> Linear
+``Linear*`` has no bias (``params`` holds only ``"weight"``). Where the bias goes:
+
+* **BatchNorm1d** subtracts each unit's batch mean; a per-unit bias ``b_j`` shifts every
+  sample of unit ``j`` alike, so the batch mean absorbs it exactly (its gradient is
+  identically 0), and beta plays its role. In evaluation mode the running mean has absorbed
+  it too.
+* **BatchRenorm1d** likewise: ``x - mu_B`` cancels ``b_j``, and the only other place it enters
+  is ``d = (mu_B - running_mean) / sigma``, which is a stop-gradient constant, so the bias's
+  gradient is exactly 0 and it would never move from its initial value.
+* **LayerNorm / GroupNorm** subtract each *sample's* mean over the units (of a group). A
+  per-unit bias is not constant over the units, so it is **not** cancelled: only its average
+  over the units of a group is (one direction per group), while its differences between
+  units change every sample's normalized values (and their variance) and have a nonzero
+  gradient. These networks keep the bias, as Transformers keep it before LayerNorm.
 
 The optimizers are loops over every layer's ``params`` / ``grads`` dicts, updating the
 parameter arrays in place.
@@ -18,17 +32,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from bn_core.layers import ACTIVATIONS, BatchNorm1d, Layer, Linear
+from bn_core.layers import (
+    ACTIVATIONS,
+    BatchNorm1d,
+    BatchRenorm1d,
+    GroupNorm,
+    Layer,
+    LayerNorm,
+    Linear,
+)
 
-__all__ = ["MLP", "NORMS", "OPTIMIZERS", "SGD", "Momentum"]
+__all__ = ["BATCH_STAT_NORMS", "BIAS_FREE_NORMS", "MLP", "NORMS", "NORM_PLACEMENT",
+           "OPTIMIZERS", "SGD", "Momentum"]
 
-#: Where batch normalization sits in each hidden layer: nowhere, before the activation
-#: (on the linear transform's output, as in Ioffe & Szegedy 2015), or after the activation.
-NORMS = ("none", "bn_before", "bn_after")
+#: Where normalization sits in each hidden layer: nowhere, batch norm before the activation
+#: (on the linear transform's output, as in Ioffe & Szegedy 2015) or after it, and Batch
+#: Renormalization, LayerNorm and GroupNorm where "bn_before" puts batch norm.
+NORMS = ("none", "bn_before", "bn_after", "ln", "gn", "brn")
+
+#: "before" or "after" the activation, for every norm but "none".
+NORM_PLACEMENT = {"bn_before": "before", "bn_after": "after", "brn": "before", "ln": "before",
+                  "gn": "before"}
+
+#: Norms whose hidden Linear layers have no bias (the normalization cancels it, see above).
+BIAS_FREE_NORMS = frozenset({"bn_before", "brn"})
+
+#: Norms that normalize by batch statistics in training mode (a batch of one cannot train).
+BATCH_STAT_NORMS = frozenset({"bn_before", "bn_after", "brn"})
+
+#: How each norm's layer is built: ``factory(width, groups, r_max, d_max, bn_momentum, dtype)``.
+_NORM_FACTORIES = {
+    "bn_before": lambda w, g, rm, dm, m, dt: BatchNorm1d(w, momentum=m, dtype=dt),
+    "bn_after": lambda w, g, rm, dm, m, dt: BatchNorm1d(w, momentum=m, dtype=dt),
+    "brn": lambda w, g, rm, dm, m, dt: BatchRenorm1d(w, momentum=m, r_max=rm, d_max=dm, dtype=dt),
+    "ln": lambda w, g, rm, dm, m, dt: LayerNorm(w, dtype=dt),
+    "gn": lambda w, g, rm, dm, m, dt: GroupNorm(g, w, dtype=dt),
+}
+
+_NORM_TYPES = (BatchNorm1d, GroupNorm)  # LayerNorm and BatchRenorm1d are subclasses
 
 
 class MLP:
-    """Fully connected classifier with optional batch normalization in every hidden layer.
+    """Fully connected classifier with an optional normalization in every hidden layer.
 
     Parameters
     ----------
@@ -40,8 +85,8 @@ class MLP:
         Units per hidden layer (>= 1).
     activation : {"sigmoid", "relu", "tanh"}
         Nonlinearity of the hidden layers (keys of :data:`bn_core.layers.ACTIVATIONS`).
-    norm : {"none", "bn_before", "bn_after"}
-        Placement of :class:`~bn_core.layers.BatchNorm1d`, see :data:`NORMS`.
+    norm : {"none", "bn_before", "bn_after", "ln", "gn", "brn"}
+        Which normalization, and where, see :data:`NORMS` and the module notes.
     init_scale : float or None
         Standard deviation of the Gaussian initial weights of every Linear layer (biases
         start at 0); ``None`` for PyTorch's default uniform initialization.
@@ -50,20 +95,26 @@ class MLP:
         gives the plain and the normalized network identical Linear layers.
     dtype : numpy dtype
         float64 (default) or float32; inputs should have the same dtype.
+    groups : int
+        Groups of :class:`~bn_core.layers.GroupNorm` (``norm="gn"``); must divide ``width``.
+    r_max, d_max : float
+        Bounds of :class:`~bn_core.layers.BatchRenorm1d` (``norm="brn"``).
+    bn_momentum : float
+        Running-statistics momentum of BatchNorm1d / BatchRenorm1d (default 0.1).
 
     Attributes
     ----------
     layers : list of Layer
-        Flat list of the layers in order (Linear, BatchNorm1d, activation objects).
+        Flat list of the layers in order (Linear, normalization, activation objects).
     flat : Layer
         A parameter-only pseudo-layer with ``params = {"all": theta}`` and
         ``grads = {"all": grad}``: every layer's parameter (gradient) arrays are views into the
         contiguous vector ``theta`` (``grad``), so an optimizer can update all of them at once.
     act_input_index : list of int
         For each hidden layer, the index in ``layers`` of the layer whose **output** is the
-        input of that hidden layer's nonlinearity: the BatchNorm1d for ``"bn_before"``, the
-        Linear layer otherwise (for ``"bn_after"`` the normalization comes after the
-        nonlinearity).
+        input of that hidden layer's nonlinearity: the normalization layer for the norms placed
+        before the activation (``"bn_before"``, ``"brn"``, ``"ln"``, ``"gn"``), the Linear layer
+        otherwise (for ``"bn_after"`` the normalization comes after the nonlinearity).
     """
 
     def __init__(
@@ -77,6 +128,11 @@ class MLP:
         init_scale: float | None = 0.1,
         seed: int | np.random.Generator = 0,
         dtype=np.float64,
+        *,
+        groups: int = 4,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        bn_momentum: float = 0.1,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(
@@ -86,6 +142,11 @@ class MLP:
             raise ValueError(f"unknown norm {norm!r}; choose one of {list(NORMS)}")
         if depth < 1 or width < 1:
             raise ValueError(f"depth and width must be at least 1, got {depth} and {width}")
+        if norm == "gn" and (groups < 1 or width % groups):
+            raise ValueError(
+                f"GroupNorm needs a number of groups that divides the width: {groups} groups "
+                f"do not divide {width} units"
+            )
         rng = np.random.default_rng(seed)
         self.n_in, self.n_out, self.depth, self.width = (
             int(n_in),
@@ -96,18 +157,23 @@ class MLP:
         self.activation, self.norm, self.dtype = activation, norm, np.dtype(dtype)
         self.layers: list[Layer] = []
         self.act_input_index: list[int] = []
+        self.groups, self.r_max, self.d_max = int(groups), float(r_max), float(d_max)
+        self.bn_momentum = bn_momentum
+        placement = NORM_PLACEMENT.get(norm)
+        factory = _NORM_FACTORIES.get(norm)
         fan_in = self.n_in
         for _ in range(self.depth):
-            # no bias before batch norm: the batch mean would cancel it exactly
+            # no bias where the normalization cancels it exactly (see the module notes)
             self.layers.append(
-                Linear(fan_in, width, init_scale, rng=rng, bias=norm != "bn_before", dtype=dtype)
+                Linear(fan_in, width, init_scale, rng=rng, bias=norm not in BIAS_FREE_NORMS,
+                       dtype=dtype)
             )
-            if norm == "bn_before":
-                self.layers.append(BatchNorm1d(width, dtype=dtype))
+            if placement == "before":
+                self.layers.append(factory(width, groups, r_max, d_max, bn_momentum, dtype))
             self.act_input_index.append(len(self.layers) - 1)
             self.layers.append(ACTIVATIONS[activation]())
-            if norm == "bn_after":
-                self.layers.append(BatchNorm1d(width, dtype=dtype))
+            if placement == "after":
+                self.layers.append(factory(width, groups, r_max, d_max, bn_momentum, dtype))
             fan_in = width
         self.layers.append(Linear(fan_in, self.n_out, init_scale, rng=rng, dtype=dtype))
         self._linears = [layer for layer in self.layers if isinstance(layer, Linear)]
@@ -161,8 +227,18 @@ class MLP:
         return list(self._linears)
 
     def batchnorm_layers(self) -> list[BatchNorm1d]:
-        """The BatchNorm1d layers in order (empty for ``norm="none"``)."""
+        """The layers with running statistics, in order: BatchNorm1d, or BatchRenorm1d for
+        ``norm="brn"`` (a subclass); empty for ``"none"``, ``"ln"`` and ``"gn"``."""
         return [layer for layer in self.layers if isinstance(layer, BatchNorm1d)]
+
+    def norm_layers(self) -> list[Layer]:
+        """Every normalization layer in order (``depth`` of them, none for ``norm="none"``)."""
+        return [layer for layer in self.layers if isinstance(layer, _NORM_TYPES)]
+
+    @property
+    def uses_batch_statistics(self) -> bool:
+        """Whether training-mode outputs depend on the other samples of the batch."""
+        return self.norm in BATCH_STAT_NORMS
 
     def param_layers(self) -> list[Layer]:
         """The layers that have parameters (what an optimizer needs to loop over)."""

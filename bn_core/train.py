@@ -6,8 +6,10 @@ One call, one seed, one :class:`TrainResult`::
     result.history["test_acc"][-1], result.diverged_at, result.message
 
 The loop is plain mini-batch training (shuffle without replacement every epoch, drop the
-incomplete last batch so batch normalization never sees a tiny batch) with evaluation of the
-whole train and test sets every ``eval_every`` steps in evaluation mode. It never raises on
+incomplete last batch so batch normalization never sees a tiny batch; or class-sorted batches,
+see :func:`batch_schedule`) with evaluation of the whole train and test sets every
+``eval_every`` steps in evaluation mode (and of the test set in training mode, with batch
+statistics, for ``history["test_acc_batch_stats"]``). It never raises on
 divergence and never emits floating-point warnings: it stops at the first non-finite or
 exploding **training-mode mini-batch loss** and says at which step.
 
@@ -32,21 +34,32 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bn_core.data import DigitsSplit, load_digits_split
-from bn_core.layers import ACTIVATIONS, softmax_cross_entropy
-from bn_core.network import MLP, NORMS, OPTIMIZERS
+from bn_core.layers import ACTIVATIONS, one_sample_message, softmax_cross_entropy
+from bn_core.network import BATCH_STAT_NORMS, MLP, NORMS, OPTIMIZERS
 
 __all__ = [
+    "BATCH_ORDERS",
     "DIVERGENCE_LOSS",
     "PERCENTILES",
     "TrainConfig",
     "TrainResult",
+    "batch_schedule",
     "digits",
+    "eval_batches",
     "initial_grad_norms",
     "make_model",
     "single_blas_thread",
+    "steps_per_epoch",
     "train",
     "validate_config",
 ]
+
+#: How mini-batches are drawn, see :func:`batch_schedule`.
+BATCH_ORDERS = ("shuffled", "by_class")
+
+#: The layer class whose ValueError a batch of one meets, per batch-statistics norm.
+_BATCH_STAT_LAYER = {"bn_before": "BatchNorm1d", "bn_after": "BatchNorm1d",
+                     "brn": "BatchRenorm1d"}
 
 #: A training-mode mini-batch loss above this counts as exploding. Chance level on
 #: 10 classes is ln 10 = 2.3; a loss of 1e4 means logits tens of thousands apart.
@@ -68,14 +81,19 @@ class TrainConfig:
     depth, width : int
         Hidden layers and units per hidden layer.
     activation : {"sigmoid", "relu", "tanh"}
-    norm : {"none", "bn_before", "bn_after"}
-        Batch-norm placement, see :data:`bn_core.network.NORMS`.
+    norm : {"none", "bn_before", "bn_after", "ln", "gn", "brn"}
+        Normalization and its placement, see :data:`bn_core.network.NORMS`: batch norm before
+        or after the activation, LayerNorm, GroupNorm or Batch Renormalization (the last three
+        where ``"bn_before"`` puts batch norm: after the linear transform, before the
+        activation).
     init_scale : float
         Standard deviation of the Gaussian initial weights.
     lr : float
         Learning rate.
     batch_size : int
-        Mini-batch size (>= 2 with batch norm; <= number of training samples).
+        Mini-batch size (>= 2 with batch statistics, i.e. ``"bn_before"``, ``"bn_after"``,
+        ``"brn"``; 1 trains ``"none"``, ``"ln"`` and ``"gn"`` sample by sample; <= number of
+        training samples, and <= the smallest class with ``batch_order="by_class"``).
     steps : int
         Number of parameter updates.
     optimizer : {"sgd", "momentum"}
@@ -92,6 +110,18 @@ class TrainConfig:
         take about half the time of float64 ones, and on the default run the recorded curves
         and final accuracies agree with float64 (0.789 without, 0.982 with batch norm). Use
         float64 for exact checks (the gradient checks do).
+    groups : int
+        Number of groups of GroupNorm (``norm="gn"``, default 4); must divide ``width``.
+    r_max, d_max : float
+        Bounds of Batch Renormalization's corrections (``norm="brn"``): ``r`` in
+        ``[1/r_max, r_max]`` (``r_max >= 1``), ``d`` in ``[-d_max, d_max]`` (``d_max >= 0``);
+        ``r_max=1, d_max=0`` is batch norm exactly.
+    bn_momentum : float
+        Running-statistics momentum of BatchNorm1d / BatchRenorm1d, in (0, 1] (default 0.1,
+        PyTorch's).
+    batch_order : {"shuffled", "by_class"}
+        How mini-batches are drawn (:func:`batch_schedule`): ``"shuffled"`` (i.i.d.-like, the
+        default) or ``"by_class"`` (every batch holds one class only: the non-i.i.d. case).
     """
 
     depth: int = 3
@@ -108,6 +138,11 @@ class TrainConfig:
     eval_every: int = 50
     probe_unit: int = 0
     dtype: str = "float32"
+    groups: int = 4
+    r_max: float = 3.0
+    d_max: float = 5.0
+    bn_momentum: float = 0.1
+    batch_order: str = "shuffled"
 
 
 @dataclass
@@ -131,6 +166,14 @@ class TrainResult:
             Mean cross-entropy on the whole training set, evaluation mode.
         ``"train_acc"``, ``"test_acc"`` (n_rec,)
             Accuracy on the training / test set, evaluation mode.
+        ``"test_acc_batch_stats"`` (n_rec,)
+            Test accuracy in **training mode**: the test set (in its stored order) goes
+            through the network in consecutive mini-batches of ``batch_size``
+            (:func:`eval_batches`: a last batch of a single sample joins the previous one),
+            each normalized by its own batch statistics (Batch Renorm: with r and d from the
+            current running statistics); the running statistics are left as they were. For
+            ``"none"``, ``"ln"`` and ``"gn"``, whose outputs do not depend on the batch, it
+            equals ``test_acc``.
         ``"act_pct"`` (n_rec, depth, 3)
             15th, 50th and 85th percentiles over the test set (evaluation mode) of the probe
             unit's **input to the nonlinearity** in each hidden layer: the BatchNorm1d output
@@ -148,6 +191,9 @@ class TrainResult:
         ``"step_time"`` (n_done,)
             Wall-clock seconds of every step: forward, backward and update (evaluation,
             recording and progress reporting excluded).
+        ``"brn_r"``, ``"brn_d"`` (n_done, depth, 3), only for ``norm="brn"``
+            Minimum, mean and maximum over the units of hidden layer ``l`` of the ``r``
+            (``d``) that Batch Renormalization used at each completed step.
     diverged_at : int or None
         First step whose **training-mode mini-batch loss** was non-finite or above
         :data:`DIVERGENCE_LOSS` (step ``k``'s loss is computed after ``k - 1`` updates, before
@@ -180,7 +226,9 @@ def digits(dtype: str = "float64", seed: int = 0) -> DigitsSplit:
     return data
 
 
-def validate_config(config: TrainConfig, n_train: int | None = None) -> None:
+def validate_config(
+    config: TrainConfig, n_train: int | None = None, min_class_count: int | None = None
+) -> None:
     """Raise ``ValueError`` with a sentence for people if ``config`` cannot train.
 
     Parameters
@@ -188,6 +236,15 @@ def validate_config(config: TrainConfig, n_train: int | None = None) -> None:
     config : TrainConfig
     n_train : int, optional
         Number of training samples, to check ``batch_size <= n_train``.
+    min_class_count : int, optional
+        Training samples of the smallest class, to check that ``batch_order="by_class"``
+        batches fit in every class.
+
+    Notes
+    -----
+    A batch of one with a batch-statistics norm (``"bn_before"``, ``"bn_after"``,
+    ``"brn"``) is refused with the layer's own message
+    (:func:`bn_core.layers.one_sample_message`), the one its forward pass would raise.
     """
     c = config
     problems = []
@@ -214,16 +271,34 @@ def validate_config(config: TrainConfig, n_train: int | None = None) -> None:
     if not (isinstance(c.batch_size, int | np.integer) and c.batch_size >= 1):
         problems.append(f"batch_size must be a whole number >= 1, got {c.batch_size!r}")
     else:
-        if c.batch_size < 2 and c.norm != "none":
-            problems.append(
-                "batch norm cannot train with batch size 1: it normalizes each unit by the "
-                "mean and variance over the mini-batch, and one sample has no batch variance "
-                "(every unit would be normalized to 0). Use a batch of at least 2 samples"
-            )
+        if c.batch_size < 2 and c.norm in BATCH_STAT_NORMS:
+            # the layer's own message, the one its forward pass raises
+            problems.append(one_sample_message(_BATCH_STAT_LAYER[c.norm], 1))
         if n_train is not None and c.batch_size > n_train:
             problems.append(
                 f"batch_size {c.batch_size} is larger than the {n_train} training samples"
             )
+        if (c.batch_order == "by_class" and min_class_count is not None
+                and c.batch_size > min_class_count):
+            problems.append(
+                f"class-sorted batches of {c.batch_size} do not fit in the smallest class "
+                f"({min_class_count} training samples): that class would never be trained on"
+            )
+    if c.batch_order not in BATCH_ORDERS:
+        problems.append(f"unknown batch_order {c.batch_order!r} (choose one of {list(BATCH_ORDERS)})")
+    if c.norm == "gn" and isinstance(c.width, int | np.integer) and c.width >= 1:
+        if not (isinstance(c.groups, int | np.integer) and c.groups >= 1 and c.width % c.groups == 0):
+            divisors = [g for g in range(1, int(c.width) + 1) if c.width % g == 0]
+            problems.append(
+                f"GroupNorm's groups ({c.groups!r}) must divide the width ({c.width} units); "
+                f"choose one of {divisors}"
+            )
+    if not (isinstance(c.r_max, int | float) and math.isfinite(c.r_max) and c.r_max >= 1):
+        problems.append(f"r_max must be a finite number >= 1, got {c.r_max!r}")
+    if not (isinstance(c.d_max, int | float) and math.isfinite(c.d_max) and c.d_max >= 0):
+        problems.append(f"d_max must be a finite number >= 0, got {c.d_max!r}")
+    if not (isinstance(c.bn_momentum, int | float) and 0 < c.bn_momentum <= 1):
+        problems.append(f"bn_momentum must be in (0, 1], got {c.bn_momentum!r}")
     if isinstance(c.width, int) and not (
         isinstance(c.probe_unit, int | np.integer) and 0 <= c.probe_unit < max(c.width, 1)
     ):
@@ -244,6 +319,10 @@ def make_model(config: TrainConfig, n_in: int = 64, n_out: int = 10) -> MLP:
         init_scale=config.init_scale,
         seed=config.seed,
         dtype=_DTYPES[config.dtype],
+        groups=config.groups,
+        r_max=config.r_max,
+        d_max=config.d_max,
+        bn_momentum=config.bn_momentum,
     )
 
 
@@ -273,6 +352,92 @@ def _batches(n_train: int, batch_size: int, rng: np.random.Generator):
         perm = rng.permutation(n_train)
         for b in range(per_epoch):
             yield perm[b * batch_size : (b + 1) * batch_size]
+
+
+def _class_batches(labels: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Yield class-pure index arrays, see :func:`batch_schedule`."""
+    labels = np.asarray(labels)
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    if not any(len(m) >= batch_size for m in members):
+        raise ValueError(f"no class has {batch_size} training samples for one batch")
+    while True:
+        epoch = []
+        for idx in members:
+            perm = idx[rng.permutation(len(idx))]
+            per_class = len(idx) // batch_size
+            epoch.extend(perm[b * batch_size : (b + 1) * batch_size] for b in range(per_class))
+        for b in rng.permutation(len(epoch)):
+            yield epoch[b]
+
+
+def batch_schedule(config: TrainConfig, labels: np.ndarray):
+    """The mini-batches :func:`train` uses for ``config``, in order (an endless iterator).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Its ``batch_size``, ``batch_order`` and ``seed`` (the shuffling stream is
+        ``np.random.default_rng([seed, 1])``, independent of the weight initialization).
+    labels : ndarray of shape (n_train,)
+        Training labels (only their count matters for ``"shuffled"``).
+
+    Yields
+    ------
+    ndarray of int, shape (batch_size,)
+        Row indices into the training set.
+
+    Notes
+    -----
+    ``"shuffled"``: every epoch is a new random permutation of the training set cut into
+    ``n_train // batch_size`` batches; the incomplete tail is dropped (a different random
+    subset each epoch, so no sample is left out for good).
+
+    ``"by_class"``: every epoch, each class's samples are permuted and cut into
+    ``n_c // batch_size`` batches of that class only; the ``n_c mod batch_size`` leftover
+    samples of each class sit out that epoch (again a different random subset each epoch,
+    so over epochs every sample is used; a batch never mixes classes to absorb them). All
+    batches of the epoch are then visited in a new random order. An epoch has
+    ``sum_c n_c // batch_size`` steps (:func:`steps_per_epoch`).
+    """
+    rng = _shuffle_rng(config.seed)
+    if config.batch_order == "by_class":
+        return _class_batches(labels, config.batch_size, rng)
+    return _batches(len(labels), config.batch_size, rng)
+
+
+def steps_per_epoch(batch_size: int, batch_order: str = "shuffled",
+                    data: DigitsSplit | None = None) -> int:
+    """Training steps in one pass over the training set, as :func:`batch_schedule` cuts it.
+
+    ``n_train // batch_size`` for ``"shuffled"``, ``sum_c n_c // batch_size`` over the
+    classes for ``"by_class"``; ``data`` defaults to :func:`digits`.
+    """
+    if data is None:
+        data = digits()
+    y = np.asarray(data.y_train)
+    if batch_order == "by_class":
+        return int(sum(int(n) // batch_size for n in np.bincount(y) if n))
+    if batch_order != "shuffled":
+        raise ValueError(f"unknown batch_order {batch_order!r} (choose one of {list(BATCH_ORDERS)})")
+    return int(len(y) // batch_size)
+
+
+def eval_batches(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``batch_size`` rows covering ``range(n)``, for training-mode tests.
+
+    The last slice holds the remainder; for ``batch_size >= 2`` a remainder of a single row
+    (which batch statistics cannot normalize) joins the previous slice instead. With
+    ``batch_size == 1`` (only per-sample norms train so) every slice is one row.
+    """
+    bounds = list(range(0, n, batch_size)) + [n]
+    if batch_size > 1 and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _min_class_count(labels: np.ndarray) -> int:
+    counts = np.bincount(np.asarray(labels))
+    return int(counts[counts > 0].min())
 
 
 def _weight_grad_norms(linears, out: np.ndarray) -> None:
@@ -316,9 +481,9 @@ def initial_grad_norms(config: TrainConfig, data: DigitsSplit | None = None) -> 
     if data is None:
         data = digits(config.dtype if config.dtype in _DTYPES else "float64")
     n_train = int(data.X_train.shape[0])
-    validate_config(config, n_train)
+    validate_config(config, n_train, _min_class_count(data.y_train))
     dtype = _DTYPES[config.dtype]
-    idx = next(_batches(n_train, config.batch_size, _shuffle_rng(config.seed)))
+    idx = next(batch_schedule(config, np.asarray(data.y_train)))
     xb = np.asarray(data.X_train[idx], dtype=dtype)
     yb = np.asarray(data.y_train[idx], dtype=np.intp)
     n_out = int(max(data.y_train.max(), data.y_test.max())) + 1
@@ -376,7 +541,7 @@ def train(
     if data is None:
         data = digits(config.dtype if config.dtype in _DTYPES else "float64")
     n_train = int(data.X_train.shape[0])
-    validate_config(config, n_train)
+    validate_config(config, n_train, _min_class_count(data.y_train))
     dtype = _DTYPES[config.dtype]
     X_train = np.ascontiguousarray(data.X_train, dtype=dtype)
     X_test = np.ascontiguousarray(data.X_test, dtype=dtype)
@@ -388,7 +553,7 @@ def train(
     optimizer = OPTIMIZERS[config.optimizer](config.lr, momentum=config.momentum)
     param_layers = model.flat_layers()  # one vector update instead of one per array
     linears = model.linear_layers()
-    batches = _batches(n_train, config.batch_size, _shuffle_rng(config.seed))
+    batches = batch_schedule(config, y_train)
 
     steps, every, depth = config.steps, config.eval_every, config.depth
     record_steps = list(range(0, steps + 1, every))
@@ -399,10 +564,16 @@ def train(
     rec_train_loss = np.zeros(n_rec_max)
     rec_train_acc = np.zeros(n_rec_max)
     rec_test_acc = np.zeros(n_rec_max)
+    rec_test_acc_bs = np.zeros(n_rec_max)
     rec_pct = np.zeros((n_rec_max, depth, 3))
     rec_grad = np.zeros((n_rec_max, depth + 1))
     batch_loss = np.zeros(steps)
     step_time = np.zeros(steps)
+    renorm = model.batchnorm_layers() if config.norm == "brn" else []
+    rec_r = np.zeros((steps, depth, 3)) if renorm else None
+    rec_d = np.zeros((steps, depth, 3)) if renorm else None
+    test_slices = eval_batches(len(X_test), config.batch_size)
+    running_layers = model.batchnorm_layers()
     probe = config.probe_unit
     q = np.array(PERCENTILES)
 
@@ -434,7 +605,24 @@ def train(
         rec_test_acc[n_rec] = _accuracy(logits, y_test)
         probes = np.stack([a[n_tr:, probe] for a in act_inputs], axis=1)  # (n_test, depth)
         rec_pct[n_rec] = np.percentile(probes, q, axis=0).T  # a NaN input gives NaN
+        rec_test_acc_bs[n_rec] = _accuracy(batch_stats_logits(), y_test)
         n_rec += 1
+
+    def batch_stats_logits() -> np.ndarray:
+        """Test logits in training mode, mini-batch by mini-batch; running stats untouched."""
+        if not model.uses_batch_statistics:  # per-sample norms: the batching cannot matter
+            return model.forward(X_test, training=True)
+        saved = [(la._running.copy(), la.num_batches_tracked) for la in running_layers]
+        parts = []
+        for sl in test_slices:
+            for la, (buf, count) in zip(running_layers, saved, strict=True):
+                la._running[...] = buf  # every batch sees the model as it is now
+                la.num_batches_tracked = count
+            parts.append(model.forward(X_test[sl], training=True))
+        for la, (buf, count) in zip(running_layers, saved, strict=True):
+            la._running[...] = buf
+            la.num_batches_tracked = count
+        return np.concatenate(parts)
 
     done = 0
     with np.errstate(all="ignore"), single_blas_thread():
@@ -458,6 +646,11 @@ def train(
                 break
             model.backward(grad, need_input_grad=False)
             t1 = perf()
+            if renorm:
+                for j, la in enumerate(renorm):
+                    rd = np.stack((la.last_r, la.last_d))
+                    rec_r[step - 1, j] = rd[0].min(), rd[0].mean(), rd[0].max()
+                    rec_d[step - 1, j] = rd[1].min(), rd[1].mean(), rd[1].max()
             if step == 1:  # record 0: the first mini-batch's gradient at initialization, before any update
                 _weight_grad_norms(linears, rec_grad[0])
             if step == record_steps[next_rec]:
@@ -477,7 +670,7 @@ def train(
         progress(1.0)
     if diverged_at == 0:
         n_rec = 0  # nothing the initial network produced is worth a record
-    for arr in (rec_train_loss, rec_train_acc, rec_test_acc, rec_pct, rec_grad):
+    for arr in (rec_train_loss, rec_train_acc, rec_test_acc, rec_test_acc_bs, rec_pct, rec_grad):
         arr[~np.isfinite(arr)] = np.nan  # inf -> NaN: one marker for "not a number"
 
     history = {
@@ -485,11 +678,15 @@ def train(
         "train_loss": rec_train_loss[:n_rec],
         "train_acc": rec_train_acc[:n_rec],
         "test_acc": rec_test_acc[:n_rec],
+        "test_acc_batch_stats": rec_test_acc_bs[:n_rec],
         "act_pct": rec_pct[:n_rec],
         "grad_norm": rec_grad[:n_rec],
         "batch_loss": batch_loss[:done],
         "step_time": step_time[:done],
     }
+    if renorm:
+        history["brn_r"] = rec_r[:done]
+        history["brn_d"] = rec_d[:done]
     if diverged_at is None:
         message = f"trained {steps} steps"
     else:

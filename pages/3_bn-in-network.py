@@ -18,49 +18,12 @@ from bn_core.train import TrainConfig
 from ui import code, page, state
 from ui import network as net
 
-LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
-INIT_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-# widget choices (named so they do not shadow bn_core's ACTIVATIONS / OPTIMIZERS tables)
-ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu")
-OPTIMIZER_CHOICES = ("sgd", "momentum")
-PLACEMENTS = ("bn_before", "bn_after")
-PLACEMENT_LABEL = {"bn_before": "before the activation (Ioffe & Szegedy)",
-                   "bn_after": "after the activation"}
-OPTIMIZER_LABEL = {"sgd": "SGD", "momentum": "SGD + momentum 0.9"}
-MAX_DEPTH = 10
-MAX_STEPS = 5000
-DEFAULT_STEPS = 1000  # both arms in about 2 s; the paper-like reference run is 3000 steps at lr 0.1
-DEFAULT_LR = 0.3
-RECORDS_PER_RUN = 30  # evaluations per run: the x resolution of every "vs step" chart
-SWEEP_MAX_STEPS = 1000  # per sweep run (36 runs)
-DEEP_MAX_STEPS = 1000  # per deep-network run
+LR_OPTIONS, INIT_OPTIONS, MAX_DEPTH = net.LR_OPTIONS, net.INIT_OPTIONS, net.MAX_DEPTH
+SWEEP_MAX_STEPS, DEEP_MAX_STEPS, RECORDS_PER_RUN = net.SWEEP_MAX_STEPS, net.DEEP_MAX_STEPS, net.RECORDS_PER_RUN
 # session-state keys (not URL params) remembering that the user asked to run an expensive config
 APPROVED_TRAIN = "_c3_approved_train"
 APPROVED_SWEEPS = "_c3_approved_sweeps"
 APPROVED_DEEP = "_c3_approved_deep"
-
-
-def make_params(n_train: int) -> list[state.Param]:
-    """Every control of this chapter, mirrored in the URL (keys prefixed ``c3_``)."""
-    return [
-        state.IntParam("c3_depth", 3, label="hidden layers", lo=1, hi=MAX_DEPTH),
-        state.IntParam("c3_width", 100, label="units per layer", lo=2, hi=256),
-        state.ChoiceParam("c3_act", "sigmoid", label="activation", choices=ACTIVATION_CHOICES),
-        state.FloatParam("c3_init", 0.1, label="initial weight std", lo=INIT_OPTIONS[0], hi=INIT_OPTIONS[-1],
-                         options=INIT_OPTIONS),
-        state.FloatParam("c3_lr", DEFAULT_LR, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1],
-                         options=LR_OPTIONS),
-        state.IntParam("c3_batch", 60, label="batch size", lo=1, hi=n_train),
-        state.IntParam("c3_steps", DEFAULT_STEPS, label="steps", lo=1, hi=MAX_STEPS),
-        state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZER_CHOICES),
-        state.ChoiceParam("c3_place", "bn_before", label="BN placement", choices=PLACEMENTS),
-        state.IntParam("c3_seed", 0, label="seed", lo=0, hi=10_000),
-        state.IntParam("c3_layer", 3, label="probed layer", lo=1, hi=MAX_DEPTH),
-        state.BoolParam("c3_sweeps", False, label="robustness sweeps"),
-        state.IntParam("c3_gdepth", 10, label="deep network's hidden layers", lo=2, hi=12),
-        state.ChoiceParam("c3_gact", "sigmoid", label="deep network's activation", choices=("sigmoid", "tanh")),
-        state.BoolParam("c3_gtrain", False, label="train the deep networks"),
-    ]
 
 
 BN_LATEX = r"""
@@ -110,33 +73,52 @@ BATCH_ONE_TEXT = (
 )
 
 
-def _settings_widgets(n_train: int) -> None:
-    """The chapter's main controls (values live in session state; see ui.state)."""
-    with st.container(border=True):
-        c1, c2, c3, c4 = st.columns(4)
-        with c1:
+def _probe_layer_widget(ss) -> None:
+    """The probed-layer slider: it shows the layer the chart uses; a request deeper than the
+    network is kept (for a deeper network later) and shown as the deepest layer, disabled."""
+    depth, asked = int(ss["c3_depth"]), int(ss["c3_layer"])
+    if depth > 1 and asked <= depth:
+        st.slider("Hidden layer to probe", 1, depth, key="c3_layer")
+        return
+    state.hold([PARAM["c3_layer"]])
+    if depth > 1:
+        st.slider("Hidden layer to probe", 1, depth, value=depth, disabled=True,
+                  help=f"The link asks for layer {asked}; this network has {depth}, so its last one is probed.")
+    else:
+        st.caption("Probed hidden layer: 1, the network's only one.")
+
+
+def _settings_widgets() -> None:
+    """The chapter's controls, in the sidebar: the key control first, the rest in groups."""
+    ss = st.session_state
+    with page.controls():
+        st.select_slider(net.LR_LABEL, options=LR_OPTIONS, key="c3_lr",
+                         help="Log-spaced: from 0.001 (slow for everyone) to 30 (only a normalized "
+                              "network copes).")
+        st.number_input("Batch size", min_value=1, max_value=net.N_TRAIN, step=1, key="c3_batch",
+                        help=f"1 to {net.N_TRAIN} (the whole training set). Try 2.")
+        with st.expander("Network"):
             st.slider("Hidden layers (depth)", 1, MAX_DEPTH, key="c3_depth")
             st.slider("Units per hidden layer (width)", 2, 256, key="c3_width")
-        with c2:
-            st.selectbox("Activation", ACTIVATION_CHOICES, key="c3_act")
+            st.selectbox("Activation", net.ACTIVATION_CHOICES, key="c3_act")
             st.select_slider("Initial weight std", options=INIT_OPTIONS, key="c3_init",
                              help="Weights start as N(0, std²); biases at 0. Log-spaced values.")
-        with c3:
-            st.select_slider("Learning rate", options=LR_OPTIONS, key="c3_lr",
-                             help="Log-spaced: from 0.001 (slow for everyone) to 30 (only a "
-                                  "normalized network copes).")
-            st.radio("Optimizer", OPTIMIZER_CHOICES, key="c3_opt", horizontal=True,
-                     format_func=OPTIMIZER_LABEL.get)
-        with c4:
-            st.number_input("Batch size", min_value=1, max_value=n_train, step=1, key="c3_batch",
-                            help=f"1 to {n_train} (the whole training set).")
-            st.number_input("Training steps", min_value=1, max_value=MAX_STEPS, step=100, key="c3_steps")
-        c5, c6 = st.columns([3, 1])
-        with c5:
-            st.radio("Where batch norm sits in the BN network", PLACEMENTS, key="c3_place",
-                     horizontal=True, format_func=PLACEMENT_LABEL.get)
-        with c6:
+            st.radio("Where batch norm sits in the BN network", net.PLACEMENTS, key="c3_place",
+                     format_func=net.PLACEMENT_LABEL.get)
+        with st.expander("Training"):
+            st.number_input("Training steps", min_value=1, max_value=net.MAX_STEPS, step=100, key="c3_steps")
+            st.radio("Optimizer", net.OPTIMIZER_CHOICES, key="c3_opt", horizontal=True,
+                     format_func=net.OPTIMIZER_LABEL.get)
             st.number_input("Seed", min_value=0, max_value=10_000, step=1, key="c3_seed")
+        with st.expander("Probe, sweeps and the deep network"):
+            _probe_layer_widget(ss)
+            st.toggle("Run the robustness sweeps", key="c3_sweeps",
+                      help="36 training runs (both networks at every learning rate and initial weight std).")
+            st.slider("Hidden layers of the deep network", 2, 12, key="c3_gdepth")
+            st.radio("Its activation", ("sigmoid", "tanh"), key="c3_gact", horizontal=True)
+            st.toggle("Also train the deep networks", key="c3_gtrain",
+                      help=f"Trains both deep networks with the settings above (at most {DEEP_MAX_STEPS} "
+                           "steps) and plots every layer's gradient norm during training.")
 
 
 def _base_config(ss) -> TrainConfig:
@@ -147,17 +129,6 @@ def _base_config(ss) -> TrainConfig:
         steps=steps, optimizer=ss["c3_opt"], seed=int(ss["c3_seed"]),
         eval_every=max(1, steps // RECORDS_PER_RUN),
     )
-
-
-def _train_arms(base: TrainConfig, placement: str) -> tuple[dict, dict]:
-    """Train the plain and the BN arm (cached). Returns ``(results, errors)`` keyed by arm."""
-    results, errors = {}, {}
-    for arm, cfg in (("plain", base), ("bn", replace(base, norm=placement))):
-        try:
-            results[arm] = net.train_cached(cfg, f"Training the network {net.ARM_LABEL[arm]}…")
-        except ValueError as exc:  # a config that cannot train: the core says why
-            errors[arm] = str(exc)
-    return results, errors
 
 
 def _cost_guard(what: str, seconds: float, threshold: float, drivers: str, approved_key: str,
@@ -183,7 +154,7 @@ def _cost_guard(what: str, seconds: float, threshold: float, drivers: str, appro
     return False
 
 
-def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
+def _report_runs(results: dict, errors: dict, base: TrainConfig, outcome: dict) -> None:
     for arm in net.ARMS:
         label = net.ARM_LABEL[arm]
         if arm in errors:
@@ -195,9 +166,10 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
         elif results[arm].diverged_at is not None:
             res = results[arm]
             reason = res.message.split(": ", 1)[-1]
+            shown = ("It has no record to chart." if res.diverged_at == 0 else
+                     "Its charts show the data up to there.")
             st.error(f"The network {label} **diverged at step {res.diverged_at}** and stopped: {reason}. "
-                     "Its charts show the data up to there. Try a smaller learning rate or initial "
-                     "weight std.", icon=":material/warning:")
+                     f"{shown} {net.divergence_advice(res.diverged_at)}", icon=":material/warning:")
     if results:
         cols = st.columns(4)
         for col, arm in zip(cols, net.ARMS, strict=False):
@@ -205,16 +177,19 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
                 col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "—")
                 continue
             acc = net.final_value(results[arm].history, "test_acc")
-            delta = None
             if results[arm].diverged_at is not None:
                 col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "diverged",
                            f"at step {results[arm].diverged_at}", delta_color="off", delta_arrow="off")
                 continue
+            delta, colour = None, "normal"
             if arm == "bn" and "plain" in results and acc is not None:
                 plain = net.final_value(results["plain"].history, "test_acc")
-                delta = None if plain is None else f"{100 * (acc - plain):+.1f} points vs plain"
-            col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}",
-                       "—" if acc is None else f"{acc:.3f}", delta)
+                if plain is not None and outcome["delta_ok"]:
+                    delta = f"{100 * (acc - plain):+.1f} points vs plain"
+                elif outcome["bn_collapsed"]:  # a collapse never reads as a gain
+                    delta, colour = "collapsed: see chapter 4", "inverse"
+            col.metric(f"Final test accuracy {net.ARM_LABEL[arm]}", "—" if acc is None else f"{acc:.3f}", delta,
+                       delta_color=colour, delta_arrow="off" if outcome["bn_collapsed"] and arm == "bn" else "auto")
         for col, arm in zip(cols[2:], net.ARMS, strict=False):
             if arm in results:
                 loss = net.final_value(results[arm].history, "train_loss")
@@ -222,61 +197,46 @@ def _report_runs(results: dict, errors: dict, base: TrainConfig) -> None:
                            "—" if loss is None else f"{loss:.3g}")
 
 
-def _section_curves(results: dict, base: TrainConfig) -> None:
-    st.header("1 · Faster training, better accuracy")
+def _section_curves(results: dict, errors: dict, base: TrainConfig) -> None:
+    outcome = net.describe_outcome(results, base.batch_size)
     page.chart(net.training_curves_chart(results), key="c3_fig_curves")
-    st.markdown(
-        "**What to look for.** Both networks start from the *same* weights and see the same "
-        "mini-batches. With the defaults (3 × 100 sigmoid units, weight std 0.1, learning rate 0.3, "
-        "1000 steps) the plain network's loss sits on a plateau for hundreds of steps before it "
-        "starts to fall, while the BN network's loss drops at once and its test accuracy is near its "
-        "final value within a hundred steps — the behaviour of Figure 1(a) of Ioffe & Szegedy (2015), "
-        "here on 8×8 digits. (Learning rate 0.1 and 3000 steps gives about 0.8 against 0.98.) Now "
-        "raise the learning rate to 10 or 30: in 1000 steps the plain network never leaves chance "
-        "level, while the BN network still reaches about 0.97. Then switch to ReLU with an initial "
-        "weight std of 1: the plain network diverges at step 2 at the default learning rate (and at "
-        "every larger one), while the BN network reaches about 0.96 (0.97 at learning rates 1 and 3; "
-        "at 10 it stalls, at 30 it diverges too). At std 3 the plain network's loss explodes before "
-        "the first update (step 0) and the BN network still reaches about 0.94."
-    )
-    st.caption(
-        "Whether a run diverged is judged on the loss it trains on, the mini-batch loss in training "
-        "mode. The curves are evaluations in evaluation mode, where BN uses its running statistics; "
-        "at step 0 these are still mean 0 and variance 1, so a BN network with large initial weights "
-        "starts from a huge evaluation loss (about 1.7 × 10⁵ for ReLU at std 3) that says nothing about "
-        "how it trains. An evaluation that is not even a finite number is left out of the chart."
-    )
+    page.see(outcome["text"])
+    _report_runs(results, errors, base, outcome)
+    page.prose(
+        "Both networks start from the *same* weights and see the same mini-batches; only the "
+        "normalization differs: the experiment of Figure 1(a) of Ioffe & Szegedy (2015), here on 8×8 "
+        "digits. The *Try this* buttons in the sidebar set up the telling cases: a large learning rate, "
+        "a batch of two, large ReLU weights.")
+    with page.more("What the curves are: evaluations, and when a run counts as diverged"):
+        st.markdown(
+            "Whether a run diverged is judged on the loss it trains on, the mini-batch loss in training "
+            "mode. The curves are evaluations in evaluation mode, where BN uses its running statistics; "
+            "at step 0 these are still mean 0 and variance 1, so a BN network with large initial weights "
+            "can start from a huge evaluation loss that says nothing about how it trains. An evaluation "
+            f"that is not even a finite number is left out of the chart. Each run is evaluated at step 0, every "
+            f"{base.eval_every} steps and at the end, on the whole training and test sets.")
 
 
 def _section_percentiles(results: dict, base: TrainConfig, placement: str) -> None:
-    st.header("2 · Stable inputs to the nonlinearity")
-    ss = st.session_state
-    if ss["c3_layer"] > base.depth:
-        ss["c3_layer"] = base.depth
-    if base.depth > 1:
-        st.slider("Hidden layer to probe", 1, base.depth, key="c3_layer")
-    layer = min(int(ss["c3_layer"]), base.depth)
-    page.chart(net.activation_percentiles_chart(results, layer, base.activation, base.probe_unit,
-                                                     placement), key="c3_fig_pct")
-    st.markdown(
-        "**What to look for.** Each band is the middle 70 % (15th to 85th percentile) of one unit's "
-        "input to the nonlinearity over the test images (evaluation mode); the line is the median. "
-        "Without BN, in the last hidden layer of the default network, the band starts as a sliver: "
-        "every image gives this unit almost the same input, so the layer passes on almost no "
-        "information (that is the loss plateau). As the weights below change, the band drifts and "
-        "widens, and every layer above chases a moving target (what Ioffe & Szegedy called "
-        "*internal covariate shift*). With BN before the activation the band has a spread of about "
-        "one from the first updates on and stays put: the unit sees inputs with a learned mean "
-        "$\\beta$ and spread $\\gamma$, whatever happens below. (At step 0 the BN network is "
-        "evaluated with its initial running statistics, mean 0 and variance 1, so its first point is "
-        "not normalized yet.) A sigmoid only passes gradient where its input is small:"
-    )
-    st.latex(SIGMOID_LATEX)
-    st.markdown(
-        "so keeping the input in a range of a few units around 0 keeps the gradient alive. "
-        + ("*You chose BN after the activation: the input to the nonlinearity is then not "
-           "normalized, and its band can drift in both networks.*" if placement == "bn_after" else "")
-    )
+    st.subheader("Stable inputs to the nonlinearity")
+    layer = min(int(st.session_state["c3_layer"]), base.depth)
+    page.chart(net.activation_percentiles_chart(results, layer, base.activation, base.probe_unit, placement),
+               key="c3_fig_pct")
+    page.see(net.describe_percentiles(net.arms_of(results), layer))
+    with page.more("How to read the bands, and why it matters for a sigmoid"):
+        st.markdown(
+            "Each band is the middle 70 % (15th to 85th percentile) of one unit's input to the nonlinearity "
+            "over the test images (evaluation mode); the line is the median. Without BN the band drifts and "
+            "changes width as the weights below change, and every layer above chases a moving target (what "
+            "Ioffe & Szegedy called *internal covariate shift*). With BN before the activation the unit sees "
+            "inputs with a learned mean $\\beta$ and spread $\\gamma$, whatever happens below. (At step 0 "
+            "the BN network is evaluated with its initial running statistics, mean 0 and variance 1, so its "
+            "first point is not normalized yet.) A sigmoid only passes gradient where its input is small:")
+        st.latex(SIGMOID_LATEX)
+        st.markdown(
+            "so keeping the input in a range of a few units around 0 keeps the gradient alive. "
+            + ("*You chose BN after the activation: the input to the nonlinearity is then not "
+               "normalized, and its band can drift in both networks.*" if placement == "bn_after" else ""))
 
 
 def _sweep_values(field: str) -> tuple[float, ...]:
@@ -284,14 +244,7 @@ def _sweep_values(field: str) -> tuple[float, ...]:
 
 
 def _section_robustness(results: dict, base: TrainConfig, placement: str) -> None:
-    st.header("3 · Robustness to the learning rate and the initialization")
-    st.markdown(
-        "One run is one data point. Here both networks train for every learning rate on the "
-        "slider's log grid (other settings as above), and again for every initial weight std. "
-        "BN before the activation makes the network's output invariant to the scale of the weights feeding each "
-        "normalized layer, so it tolerates learning rates and initial scales that stall or blow up "
-        "the plain network."
-    )
+    st.subheader("Robustness to the learning rate and the initialization")
     runs = 2 * (len(LR_OPTIONS) + len(INIT_OPTIONS))
     # Only the final accuracy matters here: evaluate at the start and the end only, and cap the
     # steps so a sweep at the largest settings stays minutes, not a quarter of an hour.
@@ -302,15 +255,23 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
     # estimate from the configuration (a pair of runs per sweep value, evaluations excluded)
     modelled = runs / 2 * net.estimate_seconds(sweep_base)
     if loops:  # per-step cost measured on the main runs (diverging runs stop earlier)
-        estimate = f", up to about {1.2 * runs * sweep_steps * float(np.mean(loops)):.0f} s the first time"
+        cores = max(1, net.trainer().workers)  # the runs train in parallel, one per worker
+        estimate = (f", up to about {1.2 * runs * sweep_steps * float(np.mean(loops)) / cores:.0f} s the first "
+                    f"time on {cores} core{'s' if cores > 1 else ''}")
     else:
         estimate = f", {net.format_seconds(modelled)} the first time"
-    st.toggle("Run the sweeps", key="c3_sweeps")
     capped = f" (capped at {SWEEP_MAX_STEPS})" if sweep_steps < base.steps else ""
-    st.caption(f"{runs} training runs of {sweep_steps} steps each{capped}{estimate}; cached afterwards. "
-               "Off by default so the page stays fast.")
+    page.prose(
+        "One run is one data point. Here both networks train for every learning rate on the "
+        "slider's log grid (other settings as above), and again for every initial weight std. "
+        "BN before the activation makes the network's output invariant to the scale of the weights "
+        "feeding each normalized layer, so it can tolerate learning rates and initial scales that stall "
+        "or blow up the plain network.")
     if not st.session_state["c3_sweeps"]:
+        st.caption(f"Off: switch on *Run the robustness sweeps* in the sidebar ({runs} training runs of "
+                   f"{sweep_steps} steps each{capped}{estimate}; cached afterwards).")
         return
+    st.caption(f"{runs} training runs of {sweep_steps} steps each{capped}{estimate}; cached afterwards.")
     norms = ("none", placement)  # one per arm, in the order of net.ARMS
     if base.batch_size < 2:
         st.info("With a batch of one sample only the plain network can train: the sweeps show it alone.")
@@ -320,67 +281,63 @@ def _section_robustness(results: dict, base: TrainConfig, placement: str) -> Non
                        APPROVED_SWEEPS, (sweep_base, norms), "Run the sweeps anyway"):
         return
     c1, c2 = st.columns(2)
-    for col, field, title, x_title in (
-        (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale"),
+    for col, field, title, x_title, what in (
+        (c1, "lr", "Final test accuracy vs learning rate", "learning rate [per step], log scale", "learning rate"),
         (c2, "init_scale", "Final test accuracy vs initial weight std",
-         "initial weight std [weight units], log scale"),
+         "initial weight std [weight units], log scale", "initial weight std"),
     ):
         with col:
             try:
                 result = net.sweep_cached(sweep_base, field, _sweep_values(field), norms,
-                                          f"Sweeping the {'learning rate' if field == 'lr' else 'initial weight std'}…")
+                                          f"Sweeping the {what}…")
             except ValueError as exc:
                 st.info(f"This sweep cannot run with these settings: {exc}")
                 continue
             current = base.lr if field == "lr" else base.init_scale
             page.chart(net.sweep_chart(sweep_base, field, _sweep_values(field), norms, result,
-                                            title=title, x_title=x_title, current=current),
-                            key=f"c3_fig_sweep_{field}")
-    st.markdown(
-        "**What to look for.** The plain network's accuracy is a narrow hill: too small a step or "
-        "too small an initial scale and it is still on its plateau when the steps run out; too large "
-        "and it diverges or saturates its sigmoids. The BN curve is a wide plateau. A ✕ marks a run "
-        "that diverged, drawn at its last accuracy before it blew up (at chance level if its loss "
-        "exploded before the first update, as the plain ReLU network's does at std 3); hover for the "
-        "step."
-    )
+                                       title=title, x_title=x_title, current=current),
+                       key=f"c3_fig_sweep_{field}")
+            page.see(net.describe_sweep(result, dict(zip(net.ARMS, norms, strict=False)), what))
+    with page.more("How to read the sweeps"):
+        st.markdown(
+            "A ✕ marks a run that diverged, drawn at its last accuracy before it blew up (at chance level if "
+            "its loss exploded before the first update); hover for the step. The dashed vertical line is "
+            "the current setting of the main run.")
 
 
 def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
-    st.header("4 · Gradient flow through a deep network")
-    st.markdown(
-        "Backpropagation multiplies by the activation's slope once per layer. A sigmoid's slope is "
-        "at most ¼, so with small weights the gradient shrinks geometrically on its way down to the "
-        "first layers (it *vanishes*):"
-    )
-    st.latex(CHAIN_LATEX)
-    st.markdown("Batch norm rescales each layer's input to unit spread, which keeps every factor near "
-                "one. Compare a deep network with and without BN (other settings as above):")
-    c1, c2, c3 = st.columns([2, 2, 3])
-    with c1:
-        st.slider("Hidden layers of the deep network", 2, 12, key="c3_gdepth")
-    with c2:
-        st.radio("Its activation", ("sigmoid", "tanh"), key="c3_gact", horizontal=True)
+    st.subheader("Gradient flow through a deep network")
     ss = st.session_state
     deep_steps = min(base.steps, DEEP_MAX_STEPS)
     deep = replace(base, depth=int(ss["c3_gdepth"]), activation=ss["c3_gact"], steps=deep_steps,
                    eval_every=max(1, deep_steps // RECORDS_PER_RUN))
     norms = ("none", placement) if base.batch_size >= 2 else ("none",)  # BN needs a batch of 2+
+    # The gradient at initialization does not depend on the learning rate, the steps or the
+    # optimizer: one key for all of them, so moving the learning rate does not recompute it.
+    at_init = replace(deep, lr=net.DEFAULT_LR, steps=1, eval_every=1, optimizer="sgd")
     try:
-        g = net.init_grad_norms_cached(deep, norms)
+        g = net.init_grad_norms_cached(at_init, norms)
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         g = {}
-    page.chart(net.grad_norms_init_chart(deep, norms, g), key="c3_fig_ginit")
-    st.markdown(GRAD_FLOW_TEXT[deep.activation])
-    with c3:
-        st.toggle("Also train the deep networks", key="c3_gtrain",
-                  help=f"Trains both deep networks with the settings above (at most {DEEP_MAX_STEPS} "
-                       "steps) and plots every layer's gradient norm during training.")
-    if ss["c3_gtrain"] and _cost_guard(
+    page.chart(net.grad_norms_init_chart(at_init, norms, g), key="c3_fig_ginit")
+    page.see(net.describe_grad_init({arm: g[n] for arm, n in zip(net.ARMS, norms, strict=False) if n in g}))
+    with page.more("Why gradients vanish, and what to try"):
+        st.markdown(
+            "Backpropagation multiplies by the activation's slope once per layer. A sigmoid's slope is "
+            "at most ¼, so with small weights the gradient shrinks geometrically on its way down to the "
+            "first layers (it *vanishes*):")
+        st.latex(CHAIN_LATEX)
+        st.markdown("Batch norm rescales each layer's input to unit spread, which keeps every factor near "
+                    "one. The deep network's depth and activation are in the sidebar (other settings as "
+                    "above).\n\n" + GRAD_FLOW_TEXT[deep.activation])
+    if not ss["c3_gtrain"]:
+        st.caption("Switch on *Also train the deep networks* in the sidebar to see the gradient norms during "
+                   "training.")
+    elif _cost_guard(
             "Training the deep networks", net.estimate_seconds(deep, arms=len(norms)), net.COST_THRESHOLD_S,
             net.cost_drivers(deep), APPROVED_DEEP, (deep, placement), "Train the deep networks anyway"):
-        results, errors = _train_arms(deep, placement)
+        results, errors = net.train_arms(deep, placement, prefetch=False)
         for arm, msg in errors.items():
             if arm == "bn" and deep.batch_size < 2:
                 st.info("Only the plain deep network trains on a batch of one sample (see above).")
@@ -388,56 +345,38 @@ def _section_gradient_flow(base: TrainConfig, placement: str) -> None:
                 st.info(f"The deep network {net.ARM_LABEL[arm]} cannot train: {msg}")
         for arm, res in results.items():
             if res.diverged_at is not None:
-                st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}.")
+                st.error(f"The deep network {net.ARM_LABEL[arm]} diverged at step {res.diverged_at}. "
+                         + net.divergence_advice(res.diverged_at))
         page.chart(net.grad_norms_training_chart(results), key="c3_fig_gtrain")
-        st.caption("Dark lines are layers near the input, light ones near the output. Without BN the "
-                   "lines are spread over decades; with BN they bunch together.")
+        page.see(net.describe_grad_training(net.arms_of(results))
+                 + " Dark lines are layers near the input, light ones near the output.")
 
 
 def _section_gap(results: dict) -> None:
-    st.header("5 · A regularizer, as a side effect")
+    st.subheader("A regularizer, as a side effect")
     page.chart(net.generalization_gap_chart(results), key="c3_fig_gap")
-    cols = st.columns(2)
-    for col, arm in zip(cols, net.ARMS, strict=True):
-        if arm in results:
-            tr = net.final_value(results[arm].history, "train_acc")
-            te = net.final_value(results[arm].history, "test_acc")
-            gap = None if tr is None or te is None else 100 * (tr - te)
-            col.metric(f"Final train − test gap {net.ARM_LABEL[arm]}",
-                       "—" if gap is None else f"{gap:.1f} points")
-    st.markdown(
-        "**What to look for.** During training each example is normalized with the statistics of "
-        "the *other* examples in its batch, a little noise that changes from step to step, somewhat "
-        "like dropout. Ioffe & Szegedy could drop dropout and reduce weight decay. Compare the gaps "
-        "*at similar training accuracy* (right): a network that has not yet fitted the training set "
-        "(the plain one on its plateau) has a small gap for the wrong reason. On a problem as small "
-        "as 8×8 digits the effect is modest, a few points at most, and it varies with the seed: try "
-        "several before concluding."
-    )
+    page.see(net.describe_gap(net.arms_of(results)))
+    page.prose(
+        "During training each example is normalized with the statistics of the *other* examples in its "
+        "batch, a little noise that changes from step to step, somewhat like dropout; Ioffe & Szegedy could "
+        "drop dropout and reduce weight decay. A network that has not yet fitted the training set has a "
+        "small gap for the wrong reason, so the right panel compares the gaps against training accuracy.")
 
 
 def _section_cost(results: dict) -> None:
-    st.header("6 · The cost")
-    cols = st.columns(3)
+    st.subheader("The cost")
     stats = {arm: net.step_time_stats_ms(res.history) for arm, res in results.items()}
-    for col, arm in zip(cols, net.ARMS, strict=False):
-        s = stats.get(arm)
-        col.metric(f"Median time per step {net.ARM_LABEL[arm]}", "—" if s is None else f"{s[0]:.3g} ms")
-    if stats.get("plain") and stats.get("bn"):
-        ratio = stats["bn"][0] / stats["plain"][0] if stats["plain"][0] > 0 else float("nan")
-        cols[2].metric("BN overhead per step", "—" if not np.isfinite(ratio) else f"{100 * (ratio - 1):+.0f} %")
     page.chart(net.step_time_chart(results), key="c3_fig_time")
-    st.markdown(
-        "**What to look for.** Each BN layer adds a mean, a variance and a rescale per feature on the "
-        "forward pass and two more per-feature sums on the backward pass, so a step costs more. Measured on "
-        "this machine, on this run; the time to reach a given accuracy is what matters, and there BN "
-        "usually wins by far. At evaluation time BN uses fixed statistics, so it can be folded into "
-        "the neighbouring linear layer and then costs nothing."
-    )
+    page.see(net.describe_cost(stats))
+    page.prose(
+        "Each BN layer adds a mean, a variance and a rescale per feature on the forward pass and two more "
+        "per-feature sums on the backward pass, so a step costs more; the time to reach a given accuracy "
+        "is what matters. At evaluation time BN uses fixed statistics, so it can be folded into the "
+        "neighbouring linear layer and then costs nothing.")
 
 
 def _section_downloads_and_code(results: dict) -> None:
-    st.header("Data and code")
+    st.subheader("Data and code")
     if results:
         # the CSV text is built only when a button is clicked (a callable as data), not every rerun
         c1, c2 = st.columns(2)
@@ -447,7 +386,7 @@ def _section_downloads_and_code(results: dict) -> None:
         c2.download_button("Download per-step batch loss and time (CSV)",
                            functools.partial(net.histories_csv, results, "steps"),
                            file_name="bn_in_network_steps.csv", mime="text/csv", key="c3_dl_steps")
-    with st.expander("Show the code: the training loop and the batch-norm layer behind these curves"):
+    with page.more("Show the code: the training loop and the batch-norm layer behind these curves"):
         loop, bn_forward, bn_backward = st.tabs(["training loop (bn_core.train.train)",
                                                  "BatchNorm1d.forward", "BatchNorm1d.backward"])
         loop.code(code.source(train_module.train), language="python")
@@ -457,20 +396,13 @@ def _section_downloads_and_code(results: dict) -> None:
 
 def main() -> None:
     page.setup(3)
-    st.markdown(
-        "Two copies of the same network, with the same initial weights, learn to read handwritten "
-        "digits (scikit-learn's 8×8 images). One is plain; the other normalizes every hidden layer's "
-        "input to the nonlinearity over the mini-batch, then rescales it with two learned numbers "
-        "per unit:"
-    )
-    st.latex(BN_LATEX)
-    st.caption("Evaluation uses running averages of μ and σ² collected during training instead of the "
-               "batch's, so a prediction does not depend on the other examples.")
-    n_train = net.n_train()
-    params = make_params(n_train)
-    notices = state.restore(params)
-    _settings_widgets(n_train)
+    notices = state.restore(net.PARAMS)
+    _settings_widgets()
+    page.guided(net.EXPERIMENTS, net.PARAMS)
+    state.publish(net.PARAMS)
     state.show_notices(notices)  # before any training: a changed link is announced at once
+    page.lead("Two copies of one network, with the same initial weights and the same mini-batches, "
+              "learn to read handwritten digits: one plain, one with batch normalization.")
     ss = st.session_state
     base = _base_config(ss)
     placement = ss["c3_place"]
@@ -479,11 +411,13 @@ def main() -> None:
     if not _cost_guard("Training both networks", net.estimate_seconds(base, arms=arms), net.COST_THRESHOLD_S,
                        net.cost_drivers(base), APPROVED_TRAIN, (base, placement), "Train anyway"):
         _section_downloads_and_code({})
-        state.publish(params)
         return
-    results, errors = _train_arms(base, placement)
-    _report_runs(results, errors, base)
-    _section_curves(results, base)
+    results, errors = net.train_arms(base, placement)
+    _section_curves(results, errors, base)
+    with page.more("The batch-norm transform"):
+        st.latex(BN_LATEX)
+        st.caption("Evaluation uses running averages of μ and σ² collected during training instead of the "
+                   "batch's, so a prediction does not depend on the other examples.")
     _section_percentiles(results, base, placement)
     _section_robustness(results, base, placement)
     _section_gradient_flow(base, placement)
@@ -491,7 +425,6 @@ def main() -> None:
     _section_cost(results)
     _section_downloads_and_code(results)
 
-    state.publish(params)
 
-
+PARAM = {p.key: p for p in net.PARAMS}
 main()

@@ -8,8 +8,10 @@ import warnings
 import numpy as np
 import pytest
 
+from bn_core import experiments as ex
 from bn_core.experiments import gradient_norms_at_init, sweep
-from bn_core.train import TrainConfig, train
+from bn_core.layers import one_sample_message
+from bn_core.train import TrainConfig, digits, train
 
 BASE = TrainConfig(depth=2, width=12, steps=40, eval_every=20, batch_size=30, dtype="float64")
 
@@ -118,3 +120,156 @@ def test_experiments_uses_only_the_public_api_of_train():
     private = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                for a in node.names if a.name.startswith("_")]
     assert private == []
+
+
+# ---------------------------------------------------------------- chapter 4 experiments
+
+TINY = {"depth": 2, "width": 16}
+
+
+def test_batch_size_sweep_is_train_one_by_one_with_fixed_epochs_and_scaled_lr():
+    data = digits("float64")
+    n_train = len(data.y_train)
+    out = ex.batch_size_sweep(norms=("none", "bn_before", "gn"), batch_sizes=(4, 64),
+                              seeds=(0, 3), epochs=1, dtype="float64", **TINY)
+    np.testing.assert_array_equal(out["batch_sizes"], [4, 64])
+    np.testing.assert_array_equal(out["steps"], [n_train // 4, n_train // 64])  # one epoch each
+    np.testing.assert_allclose(out["lr"], [0.05 * 4 / 32, 0.05 * 64 / 32])
+    for n in ("none", "bn_before", "gn"):
+        assert out[f"{n}/test_acc"].shape == (2, 2)
+        for i, b in enumerate((4, 64)):
+            for j, seed in enumerate((0, 3)):
+                steps = n_train // b
+                cfg = TrainConfig(norm=n, batch_size=b, seed=seed, steps=steps, eval_every=steps,
+                                  lr=0.05 * b / 32, activation="relu", init_scale=0.1,
+                                  optimizer="momentum", momentum=0.9, dtype="float64", **TINY)
+                h = train(cfg).history
+                assert out[f"{n}/test_acc"][i, j] == pytest.approx(h["test_acc"][-1], abs=1e-12)
+                assert out[f"{n}/test_acc_batch_stats"][i, j] == pytest.approx(
+                    h["test_acc_batch_stats"][-1], abs=1e-12)
+                # rel 1e-5: 336 steps of batch-4 batch norm amplify round-off (the sums of
+                # the stacked code run in another order) to ~1e-7; accuracies agree exactly
+                assert out[f"{n}/train_loss"][i, j] == pytest.approx(h["train_loss"][-1],
+                                                                     rel=1e-5)
+    fixed = ex.batch_size_sweep(norms=("none",), batch_sizes=(4, 64), seeds=(0,), epochs=1,
+                                scale_lr=False, base_lr=0.02, **TINY)
+    np.testing.assert_array_equal(fixed["lr"], [0.02, 0.02])
+
+
+def test_batch_size_sweep_progress_and_refusals():
+    calls = []
+    ex.batch_size_sweep(norms=("ln",), batch_sizes=(64, 128), seeds=(0,), epochs=1,
+                        progress=calls.append, **TINY)
+    assert calls == sorted(calls) and calls[-1] == 1.0 and len(calls) <= 202
+    calls.clear()
+    with pytest.raises(ValueError) as err:
+        ex.batch_size_sweep(norms=("ln", "brn"), batch_sizes=(1,), progress=calls.append)
+    assert one_sample_message("BatchRenorm1d").rstrip(".") in str(err.value) and calls == []
+    with pytest.raises(ValueError, match="norms"):
+        ex.batch_size_sweep(norms=("batchnorm",))
+    with pytest.raises(ValueError, match="batch_sizes"):
+        ex.batch_size_sweep(batch_sizes=(0, 4))
+
+
+def test_batch_statistics_agree_with_the_closed_forms_of_sampling_theory():
+    out = ex.batch_statistics(n_batches=4000)
+    m = out["batch_sizes"].astype(float)
+    v = out["values"]
+    n = v.size
+    assert out["pop_mean"] == pytest.approx(v.mean()) and out["pop_var"] == pytest.approx(v.var())
+    # standard error of the mean, without replacement (finite-population factor)
+    sigma = v.std()
+    np.testing.assert_allclose(out["se_mean"], sigma / np.sqrt(m))
+    np.testing.assert_allclose(out["sd_mean_measured"], sigma / np.sqrt(m)
+                               * np.sqrt((n - m) / (n - 1)), rtol=0.06)
+    # the biased batch variance is (m - 1)/m sigma^2 on average (2 % tolerance: 4000 batches)
+    np.testing.assert_allclose(out["batch_vars"].mean(axis=1), (m - 1) / m * v.var(), rtol=0.03)
+    # its relative spread: the general (kurtosis) formula, not the Gaussian one, fits
+    kurt = np.mean((v - v.mean()) ** 4) / v.var() ** 2
+    general = np.sqrt(2 / (m - 1) + (kurt - 3) / m)
+    np.testing.assert_allclose(out["var_rel_sd_kurtosis"], general)
+    np.testing.assert_allclose(out["var_rel_sd_measured"], general, rtol=0.1)
+    np.testing.assert_allclose(out["var_rel_sd_gaussian"], np.sqrt(2 / (m - 1)))
+    # the batches are the ones training draws: the first batch of size 8, recomputed
+    from bn_core.train import batch_schedule
+
+    cfg = TrainConfig(batch_size=8, seed=0)
+    first = next(batch_schedule(cfg, digits().y_train))
+    assert out["batch_means"][2, 0] == pytest.approx(v[first].mean())
+    assert out["batch_vars"][2, 0] == pytest.approx(v[first].var())
+    with pytest.raises(ValueError, match="unit"):
+        ex.batch_statistics(unit=64)
+
+
+def test_momentum_effect_matches_train_and_starts_together():
+    out = ex.momentum_effect(batch_size=16, momenta=(0.05, 0.5), epochs=1, n_points=4,
+                             dtype="float64", **TINY)
+    acc = out["test_acc"]
+    assert acc.shape == (2, 1, len(out["step"])) and out["step"][0] == 0
+    assert acc[0, 0, 0] == acc[1, 0, 0]  # same initial network
+    steps = int(out["step"][-1])
+    cfg = TrainConfig(norm="bn_before", batch_size=16, bn_momentum=0.5, steps=steps,
+                      eval_every=int(out["step"][1]), lr=0.025, activation="relu",
+                      init_scale=0.1, optimizer="momentum", momentum=0.9, dtype="float64", **TINY)
+    h = train(cfg).history
+    np.testing.assert_allclose(acc[1, 0], h["test_acc"], atol=1e-12)
+    np.testing.assert_allclose(out["test_acc_batch_stats"][1, 0], h["test_acc_batch_stats"],
+                               atol=1e-12)
+
+
+def test_class_sorted_batches_break_batch_norm_but_not_layer_norm():
+    """The issue's independent PyTorch reference: class-sorted batches of 32, 6 epochs, BN's
+    evaluation accuracy collapses (0.13-0.16) while LayerNorm keeps learning (>= 0.91)."""
+    out = ex.non_iid(norms=("bn_before", "ln"), seeds=(0,))
+    assert out["by_class/bn_before/test_acc"][0] < 0.3
+    assert out["by_class/ln/test_acc"][0] > 0.8
+    assert out["shuffled/bn_before/test_acc"][0] > 0.9  # the same network on shuffled batches
+    assert out["by_class/step"][-1] == out["by_class/steps"] == 6 * sum(
+        c // 32 for c in np.bincount(digits().y_train))
+    assert out["by_class/ln/batch_loss"].shape == (1, int(out["by_class/steps"]))
+
+
+def test_online_learning_trains_per_sample_norms_and_quotes_the_layers_refusal():
+    out = ex.online_learning(norms=("bn_before", "ln", "brn"), seeds=(0,), eval_every=200, **TINY)
+    assert list(out["trained"]) == ["ln"] and list(out["refused"]) == ["bn_before", "brn"]
+    assert str(out["bn_before/message"]) == one_sample_message("BatchNorm1d", 1)
+    assert str(out["brn/message"]) == one_sample_message("BatchRenorm1d", 1)
+    n_train = len(digits().y_train)
+    assert out["samples_seen"][-1] == n_train and out["samples_seen"][0] == 0
+    acc = out["ln/test_acc"]
+    assert acc.shape == (1, len(out["samples_seen"])) and np.all(np.isfinite(acc))
+    assert acc[0, -1] > acc[0, 0] + 0.3  # one pass of single samples does learn
+    assert "bn_before/test_acc" not in out
+
+
+def test_renorm_dynamics_bounds_and_agreement_with_train():
+    out = ex.renorm_dynamics(batch_size=8, r_max=1.5, d_max=0.5, epochs=1, dtype="float64",
+                             **TINY)
+    r, d = out["r"], out["d"]
+    assert r.shape == d.shape == (len(out["step"]), 2, 3)
+    assert r.min() >= 1 / 1.5 - 1e-12 and r.max() <= 1.5 + 1e-12 and np.abs(d).max() <= 0.5
+    assert out["clipped_r"].any()  # at batch 8 the batch spread often leaves [1/1.5, 1.5]
+    steps = len(out["step"])
+    cfg = TrainConfig(norm="brn", batch_size=8, r_max=1.5, d_max=0.5, steps=steps,
+                      eval_every=steps, lr=0.0125, activation="relu", init_scale=0.1,
+                      optimizer="momentum", momentum=0.9, dtype="float64", **TINY)
+    h = train(cfg).history
+    np.testing.assert_allclose(r, h["brn_r"], rtol=1e-8)
+    assert float(out["brn/test_acc"]) == pytest.approx(h["test_acc"][-1], abs=1e-12)
+    same = ex.renorm_dynamics(batch_size=8, r_max=1.0, d_max=0.0, epochs=1, **TINY)
+    np.testing.assert_allclose(same["brn/batch_loss"], same["bn/batch_loss"], rtol=1e-6)
+
+
+def test_step_cost_times_and_the_bytes_each_layer_keeps():
+    out = ex.step_cost(width=32, batch_size=16, groups=4, repeats=5)
+    b, c, depth, item = 16, 32, 2, 4  # float32
+    expected = {"none": 0, "bn_before": (b * c + 2 * c) * item * depth,
+                "brn": (b * c + 4 * c) * item * depth, "ln": (b * c + b) * item * depth,
+                "gn": (b * c + b * 4) * item * depth}
+    for n, nbytes in expected.items():
+        assert int(out[f"{n}/cache_bytes"]) == nbytes, n
+        assert int(out[f"{n}/network_cache_bytes"]) >= nbytes
+        for part in ("forward_s", "backward_s", "update_s"):
+            assert 0 < float(out[f"{n}/{part}"]) < 1.0
+        assert float(out[f"{n}/step_s_q25"]) <= float(out[f"{n}/step_s_q75"])
+    assert "1/std" in str(out["bn_before/cache_arrays"])

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 from bn_core.layers import (
     ACTIVATIONS,
     BatchNorm1d,
+    BatchRenorm1d,
     GroupNorm,
     LayerNorm,
     Linear,
     ReLU,
     Sigmoid,
     Tanh,
+    one_sample_message,
     softmax_cross_entropy,
 )
 
@@ -410,6 +412,7 @@ def test_dtype_float32_preserved():
 LAYER_FACTORIES = {
     "Linear": lambda: Linear(6, 4, seed=0),
     "BatchNorm1d": lambda: BatchNorm1d(6),
+    "BatchRenorm1d": lambda: BatchRenorm1d(6),
     "LayerNorm": lambda: LayerNorm(6),
     "GroupNorm": lambda: GroupNorm(2, 6),
     "ReLU": ReLU,
@@ -436,3 +439,188 @@ def test_backward_before_forward_or_after_clear_cache_says_so(name):
             assert value.shape[:1] != x.shape[:1] or value.ndim < 2, (attr, value.shape)
     with pytest.raises(RuntimeError, match=f"{name}.backward called before forward"):
         layer.backward(rng.normal(size=y.shape))
+
+
+# ---------------------------------------------------------------- batch renormalization
+
+
+def _brn_with_running(rng, c=4, loc=0.0, log_scale=0.0, **kw):
+    """A BatchRenorm1d whose running statistics are generic (not the initial 0 and 1)."""
+    layer = BatchRenorm1d(c, **kw)
+    randomize_affine(layer, rng)
+    layer.running_mean[...] = rng.normal(loc=loc, size=c)
+    layer.running_var[...] = np.exp(rng.normal(loc=log_scale, scale=0.5, size=c))
+    return layer
+
+
+def test_batchrenorm_r_d_output_and_running_update_match_the_paper_by_hand():
+    rng = np.random.default_rng(30)
+    eps, momentum, r_max, d_max = 1e-5, 0.2, 1.5, 0.4
+    layer = _brn_with_running(rng, eps=eps, momentum=momentum, r_max=r_max, d_max=d_max)
+    for _ in range(4):
+        x = rng.normal(loc=0.5, scale=1.7, size=(6, 4))
+        rm, rv = layer.running_mean.copy(), layer.running_var.copy()  # before this batch
+        y = layer.forward(x, training=True)
+        # plain NumPy, Ioffe (2017) Algorithm 1
+        mu_b, sigma_b = x.mean(axis=0), np.sqrt(x.var(axis=0) + eps)
+        sigma = np.sqrt(rv + eps)
+        r = np.clip(sigma_b / sigma, 1 / r_max, r_max)
+        d = np.clip((mu_b - rm) / sigma, -d_max, d_max)
+        x_hat = (x - mu_b) / sigma_b * r + d
+        np.testing.assert_allclose(layer.last_r, r, rtol=1e-12)
+        np.testing.assert_allclose(layer.last_d, d, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(layer.x_hat, x_hat, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            y, layer.params["gamma"] * x_hat + layer.params["beta"], rtol=1e-12, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            layer.running_mean, (1 - momentum) * rm + momentum * mu_b, rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            layer.running_var, (1 - momentum) * rv + momentum * x.var(axis=0, ddof=1), rtol=1e-12
+        )
+    # the test exercised both clipped and unclipped values of r and d
+    assert np.any(np.isclose(np.abs(layer.last_d), d_max)) or np.any(
+        np.isclose(layer.last_r, r_max) | np.isclose(layer.last_r, 1 / r_max)
+    )
+
+
+def test_batchrenorm_unclipped_output_does_not_depend_on_the_batch():
+    """The point of r and d: unclipped, x_hat = (x - running_mean) / running_sigma per sample."""
+    rng = np.random.default_rng(31)
+    layer = _brn_with_running(rng, r_max=1e6, d_max=1e6)
+    rm, rv = layer.running_mean.copy(), layer.running_var.copy()
+    x = rng.normal(size=(5, 4))
+    layer.forward(x, training=True)
+    np.testing.assert_allclose(layer.x_hat, (x - rm) / np.sqrt(rv + layer.eps), rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", [2, 3, 8])
+def test_batchrenorm_gradients_with_r_and_d_held_constant(n):
+    """Finite differences of the renorm formula written out in NumPy with the layer's r and d
+    as constants (the stop-gradient), against the layer's backward; random upstream."""
+    rng = np.random.default_rng(40 + n)
+    layer = _brn_with_running(rng, loc=1.0, r_max=2.5, d_max=1.0)
+    x = rng.normal(loc=1.5, scale=1.3, size=(n, 4))
+    state = layer.state_dict()
+    y = layer.forward(x, training=True)
+    r, d = layer.last_r.copy(), layer.last_d.copy()
+    assert not np.allclose(r, 1.0) and not np.allclose(d, 0.0)  # generic constants
+    upstream = rng.normal(size=y.shape)
+    dx = layer.backward(upstream)
+    gamma, beta = layer.params["gamma"].copy(), layer.params["beta"].copy()
+
+    def loss():
+        z = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + layer.eps)
+        return float(np.sum((gamma * (z * r + d) + beta) * upstream))
+
+    assert np.linalg.norm(dx) > 1e-8
+    assert rel_error(dx, numeric_grad(loss, x)) < RTOL
+    assert rel_error(layer.grads["gamma"], numeric_grad(loss, gamma)) < RTOL
+    assert rel_error(layer.grads["beta"], numeric_grad(loss, beta)) < RTOL
+    layer.load_state_dict(state)  # the same forward again gives the same r and d
+    layer.forward(x, training=True)
+    np.testing.assert_array_equal(layer.last_r, r)
+
+
+def test_batchrenorm_gradients_of_the_layer_itself_where_r_and_d_are_clipped():
+    """Where r and d sit at their bounds they are locally constant, so the stop-gradient
+    backward must equal the finite differences of the layer's own forward."""
+    rng = np.random.default_rng(33)
+    layer = BatchRenorm1d(3, r_max=2.0, d_max=0.5)
+    randomize_affine(layer, rng)
+    layer.running_var[...] = [1e-3, 1e3, 1e-3]  # sigma_B / sigma far from [1/2, 2]
+    layer.running_mean[...] = [50.0, -50.0, 50.0]  # |mu_B - mean| / sigma far above 0.5
+    rm, rv = layer.running_mean.copy(), layer.running_var.copy()
+    x = rng.normal(size=(5, 3))
+
+    def fresh_forward():
+        # the running statistics before the batch, every time (gamma and beta as they are)
+        layer.running_mean[...], layer.running_var[...] = rm, rv
+        return layer.forward(x, training=True)
+
+    y = fresh_forward()
+    np.testing.assert_array_equal(layer.last_r, [2.0, 0.5, 2.0])
+    np.testing.assert_array_equal(layer.last_d, [-0.5, 0.5, -0.5])
+    upstream = rng.normal(size=y.shape)
+    dx = layer.backward(upstream)
+    analytic = {k: g.copy() for k, g in layer.grads.items()}
+
+    def loss():
+        return float(np.sum(fresh_forward() * upstream))
+
+    assert rel_error(dx, numeric_grad(loss, x)) < RTOL
+    for name, p in layer.params.items():
+        assert rel_error(analytic[name], numeric_grad(loss, p)) < RTOL
+
+
+def test_batchrenorm_with_r_max_1_d_max_0_is_batchnorm_exactly():
+    rng = np.random.default_rng(34)
+    brn, bn = BatchRenorm1d(5, momentum=0.3, r_max=1.0, d_max=0.0), BatchNorm1d(5, momentum=0.3)
+    for layer in (brn, bn):
+        layer.params["gamma"][...] = np.linspace(0.5, 2.0, 5)
+        layer.params["beta"][...] = np.linspace(-1.0, 1.0, 5)
+    for step in range(6):
+        training = step != 3
+        x = rng.normal(loc=2.0, scale=3.0, size=(7, 5))
+        y_r, y_b = brn.forward(x, training), bn.forward(x, training)
+        g = rng.normal(size=y_b.shape)
+        np.testing.assert_array_equal(y_r, y_b)
+        np.testing.assert_array_equal(brn.backward(g), bn.backward(g))
+        for k in bn.grads:
+            np.testing.assert_array_equal(brn.grads[k], bn.grads[k])
+        np.testing.assert_array_equal(brn.running_mean, bn.running_mean)
+        np.testing.assert_array_equal(brn.running_var, bn.running_var)
+        for k in bn.params:  # a step of SGD keeps them on the same path
+            brn.params[k] -= 0.1 * brn.grads[k]
+            bn.params[k] -= 0.1 * bn.grads[k]
+
+
+def test_batchrenorm_eval_mode_is_batchnorms_and_has_no_r_d():
+    rng = np.random.default_rng(35)
+    brn, bn = _brn_with_running(rng), BatchNorm1d(4)
+    bn.load_state_dict(brn.state_dict())
+    x = rng.normal(size=(3, 4))
+    brn.forward(rng.normal(size=(4, 4)), training=True)
+    bn.forward(rng.normal(size=(4, 4)), training=False)  # only to keep the states equal below
+    bn.load_state_dict(brn.state_dict())
+    np.testing.assert_array_equal(brn.forward(x, training=False), bn.forward(x, training=False))
+    assert brn.last_r is None and brn.last_d is None
+    check_layer_gradients(brn, x, rng, training=False)
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_batchrenorm_batch_of_one_raises_like_batchnorm(n):
+    layer = BatchRenorm1d(3)
+    with pytest.raises(ValueError) as brn_err:
+        layer.forward(np.ones((n, 3)), training=True)
+    with pytest.raises(ValueError) as bn_err:
+        BatchNorm1d(3).forward(np.ones((n, 3)), training=True)
+    assert str(brn_err.value) == one_sample_message("BatchRenorm1d", n)
+    assert str(bn_err.value) == str(brn_err.value).replace("BatchRenorm1d", "BatchNorm1d")
+    assert "one sample has no batch variance" in str(brn_err.value)
+    assert layer.num_batches_tracked == 0  # nothing changed
+    assert layer.forward(np.ones((1, 3)), training=False).shape == (1, 3)  # eval mode works
+
+
+@pytest.mark.parametrize("kw", [{"r_max": 0.5}, {"d_max": -1.0}, {"r_max": float("nan")}])
+def test_batchrenorm_rejects_bad_bounds(kw):
+    with pytest.raises(ValueError, match="r_max|d_max"):
+        BatchRenorm1d(3, **kw)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 9), c=st.integers(1, 5), momentum=st.floats(0.01, 1.0),
+       loc=st.floats(-5, 5), log_scale=st.floats(-3, 3), seed=st.integers(0, 10_000))
+def test_batchrenorm_bounds_hold_and_r_max_1_d_max_0_is_batchnorm_property(
+        n, c, momentum, loc, log_scale, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(loc=loc, scale=np.exp(log_scale), size=(n, c))
+    g = rng.normal(size=(n, c))
+    brn = BatchRenorm1d(c, momentum=momentum, r_max=2.0, d_max=1.0)
+    brn.running_var[...] = np.exp(rng.normal(size=c))
+    brn.forward(x)
+    assert np.all((brn.last_r >= 0.5) & (brn.last_r <= 2.0)) and np.all(np.abs(brn.last_d) <= 1.0)
+    same, bn = BatchRenorm1d(c, momentum=momentum, r_max=1.0, d_max=0.0), BatchNorm1d(c, momentum=momentum)
+    np.testing.assert_array_equal(same.forward(x), bn.forward(x))
+    np.testing.assert_array_equal(same.backward(g), bn.backward(g))

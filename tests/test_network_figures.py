@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
-from bn_core.train import TrainConfig, train
+from bn_core.train import TrainConfig, TrainResult, train
 from ui import network as net
 from ui.theme import ARM_STYLE
 
@@ -189,8 +189,11 @@ def test_percentile_band_is_the_requested_layer(real_runs):
     assert len(medians) == 1
     y = decode_arrays(medians[0]["y"])[0]
     np.testing.assert_allclose(y, h["bn"]["act_pct"][:, 1, 1])
-    # a layer that does not exist draws nothing instead of failing
-    assert not spec_of(net.fig_activation_percentiles(h, layer=7))["data"]
+    # a layer that does not exist draws no data instead of failing (since item 17 of issue 10 an
+    # empty panel carries a note and an empty placeholder trace, so that its axes are drawn)
+    missing = spec_of(net.fig_activation_percentiles(h, layer=7))
+    assert all(not t.get("x") for t in missing["data"])
+    assert len([a for a in missing["layout"]["annotations"] if "no finite record" in a["text"]]) == 2
 
 
 def test_missing_arm_is_simply_not_drawn(real_runs):
@@ -280,3 +283,158 @@ def test_cached_charts_equal_the_builders_and_are_built_once_per_run(real_runs):
     again = {arm: replace(r, history={**r.history, "wall_time_s": np.array([0.7])}) for arm, r in runs.items()}
     assert net.runs_key(again) != net.runs_key(runs)
     assert net.step_time_chart(again) is not net.step_time_chart(runs)
+
+
+# --------------------------------------------------------------------------- issue 10, items 15-17: charts and their sentences
+
+
+def _annotations(spec: dict) -> list[dict]:
+    return spec["layout"].get("annotations", [])
+
+
+@pytest.mark.parametrize("current", [0.001, 0.3, 10.0, 30.0])
+def test_sweep_current_label_sits_on_its_dashed_line(current):
+    """Item 17: the label's x was in data units on a log axis, far from its line (fails on main)."""
+    values = [0.001, 0.01, 0.1, 1.0, 10.0, 30.0]
+    result = {"values": np.array(values), "chance_acc": np.array(0.1),
+              "none/test_acc": np.linspace(0.1, 0.9, 6), "none/diverged_at": np.full(6, -1)}
+    spec = spec_of(net.fig_sweep(result, {"plain": "none"}, title="t", x_title="x", current=current))
+    (line,) = [s for s in spec["layout"]["shapes"] if s.get("line", {}).get("dash") == "longdash"]
+    (label,) = [a for a in _annotations(spec) if a["text"] == "current setting"]
+    assert line["x0"] == current and label["xref"] == "x"
+    assert np.isclose(label["x"], np.log10(current))  # annotation coordinates on a log axis are log10
+
+
+def test_percentile_panel_without_records_says_why():
+    """Item 17: ReLU at std 3, the plain arm diverged at step 0: its panel was empty, no note."""
+    empty = {"step": np.zeros(0), "act_pct": np.zeros((0, 3, 3))}
+    spec = spec_of(net.fig_activation_percentiles({"plain": empty, "bn": poisoned()}, 1,
+                                                  diverged={"plain": 0, "bn": None}))
+    texts = [a["text"] for a in _annotations(spec)]
+    assert any("diverged at step 0" in t for t in texts), texts
+
+
+def test_bn_step_zero_record_does_not_flatten_the_shared_range():
+    """Item 17: the BN arm's step-0 evaluation (initial running statistics) of 1e5 squeezed the rest."""
+    h = poisoned()
+    h["act_pct"] = np.sort(np.random.default_rng(1).normal(size=(12, 3, 3)), axis=2)
+    plain = dict(h)
+    bn = dict(h)
+    bn["act_pct"] = h["act_pct"].copy()
+    bn["act_pct"][0] = [-1e5, 1e5, 2e5]
+    spec = spec_of(net.fig_activation_percentiles({"plain": plain, "bn": bn}, 1))
+    lo, hi = spec["layout"]["yaxis"]["range"]
+    later = np.concatenate([h["act_pct"][:, 0, :].ravel(), bn["act_pct"][1:, 0, :].ravel()])
+    assert lo <= later.min() and hi >= later.max() and hi - lo < 3 * (later.max() - later.min())
+    assert any("off the chart" in a["text"] and "1e+05" in a["text"] for a in _annotations(spec))
+
+
+def test_deep_network_legend_sits_below_with_room_for_every_row():
+    """Item 17: 12 hidden layers + output made a vertical legend that scrolled (fails on main)."""
+    n_layers = 13
+    h = poisoned(depth=n_layers - 1)
+    spec = spec_of(net.fig_grad_norms_training({"plain": h, "bn": h}))
+    legend = spec["layout"]["legend"]
+    assert legend["orientation"] == "h" and legend["y"] < 0
+    rows = int(np.ceil(n_layers / net.LEGEND_PER_ROW))
+    assert spec["layout"]["margin"]["b"] >= 90 + 26 * rows
+    assert legend["entrywidth"] * net.LEGEND_PER_ROW <= 1000  # a row fits a full-width chart
+
+
+def _hist_with_grads(grads: np.ndarray) -> dict:
+    n = grads.shape[0]
+    return {"step": np.arange(n) * 10.0, "grad_norm": grads}
+
+
+@pytest.mark.parametrize(("plain_decades", "bn_decades", "verdict"), [
+    (6.0, 0.5, "BN bunches them together"), (0.4, 0.3, "both bunch about equally"),
+    (0.2, 2.0, "here BN spreads them more")])
+def test_gradient_spread_sentence_follows_the_chart(plain_decades, bn_decades, verdict):
+    """Item 16: "Without BN the lines are spread over decades; with BN they bunch together" was
+    printed under a tanh chart where both bunch."""
+    def grads(decades):
+        return np.tile(np.logspace(-decades, 0, 5), (8, 1))
+    text = net.describe_grad_training({"plain": _hist_with_grads(grads(plain_decades)),
+                                       "bn": _hist_with_grads(grads(bn_decades))})
+    assert verdict in text
+    assert f"{plain_decades:.2g} decades" in text and f"{bn_decades:.2g} decades" in text
+
+
+def test_gradient_spread_of_real_tanh_runs_matches_the_sentence():
+    base = TrainConfig(depth=10, width=50, activation="tanh", steps=60, eval_every=10)
+    runs = {"plain": train(base), "bn": train(replace(base, norm="bn_before"))}
+    hs = net.arms_of(runs)
+    text = net.describe_grad_training(hs)
+    a, b = (net.grad_spread_decades(hs[k]) for k in ("plain", "bn"))
+    assert ("BN bunches them together" in text) == (a - b >= 0.5)
+    assert ("about equally" in text) == (abs(a - b) < 0.5)
+
+
+def test_gap_sentence_compares_only_at_a_training_accuracy_both_reach():
+    """Item 16: the page asked to compare "at similar training accuracy" when the plain arm never
+    passed 0.75; the comparison is now computed, or declared impossible."""
+    n = 10
+    plain = {"train_acc": np.linspace(0.1, 0.4, n), "test_acc": np.linspace(0.1, 0.38, n)}
+    bn = {"train_acc": np.linspace(0.1, 1.0, n), "test_acc": np.linspace(0.1, 0.96, n)}
+    text = net.describe_gap({"plain": plain, "bn": bn})
+    assert "cannot be compared fairly" in text and "0.40" in text
+    plain["train_acc"] = np.linspace(0.1, 0.75, n)
+    text = net.describe_gap({"plain": plain, "bn": bn})
+    level = 0.75
+    i = int(np.flatnonzero(bn["train_acc"] >= level)[0])
+    assert f"{level:.2f}" in text and f"{100 * (bn['train_acc'][i] - bn['test_acc'][i]):.1f} with BN" in text
+    assert "seed" in text
+
+
+def _result(acc: float | None, diverged_at=None, steps=(0, 500, 1000)) -> TrainResult:
+    accs = np.array([0.1, 0.5, acc]) if acc is not None else np.zeros(0)
+    h = {"step": np.array(steps if acc is not None else [], dtype=float), "test_acc": accs}
+    return TrainResult(TrainConfig(), h, diverged_at, "")
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 8, 16, 17, 60, 1347])
+@pytest.mark.parametrize(("plain", "bn"), [(0.10, 0.42), (0.72, 0.97), (0.95, 0.97), (0.11, 0.77),
+                                           (0.92, 0.40), (None, 0.94), (0.16, None)])
+def test_outcome_sentence_over_the_grid(batch, plain, bn):
+    """Item 15: at batch 2 BN reached 0.389 and the page showed a green "+28.7 points vs plain"
+    under "Faster training, better accuracy": a collapse must read as one."""
+    results = {"plain": _result(plain, None if plain is not None else 0)}
+    if batch >= 2:
+        results["bn"] = _result(bn, None if bn is not None else 5)
+    out = net.describe_outcome(results, batch)
+    text = out["text"]
+    bn_learned = batch >= 2 and bn is not None and bn >= net.LEARNED_ACC
+    assert out["delta_ok"] == bn_learned  # a gain is shown only when BN learned
+    collapsed = batch >= 2 and bn is not None and bn < net.LEARNED_ACC and batch <= net.SMALL_BATCH
+    assert out["bn_collapsed"] == collapsed
+    assert ("collapsed" in text) == collapsed and ("/curse-of-batch-norm" in text) == collapsed
+    if batch >= 2 and bn is not None:
+        assert f"{bn:.3f}" in text
+    if plain is None:
+        assert "diverged at step 0" in text
+    if batch < 2:
+        assert "Only the plain network" in text
+
+
+def test_divergence_advice_depends_on_the_step():
+    """Item 16: after a divergence at step 0 the page advised a smaller learning rate."""
+    assert "learning rate played no part" in net.divergence_advice(0)
+    assert "smaller learning rate" not in net.divergence_advice(0)
+    assert "smaller learning rate" in net.divergence_advice(2)
+
+
+def test_n_train_constant_is_the_digits_training_set():
+    from bn_core.train import digits
+
+    assert net.N_TRAIN == digits().X_train.shape[0]
+    assert {p.key for p in net.PARAMS} >= {"c3_lr", "c3_batch", "c3_steps"}
+
+
+def test_gradient_norms_at_initialization_do_not_depend_on_lr_steps_or_optimizer():
+    """The page keys the at-initialization chart without them (moving the learning rate must not
+    recompute it): the invariant that makes that key correct."""
+    from bn_core.experiments import gradient_norms_at_init
+
+    a = gradient_norms_at_init(TrainConfig(depth=4, width=20, lr=0.3, steps=1000, eval_every=50))
+    b = gradient_norms_at_init(TrainConfig(depth=4, width=20, lr=30.0, steps=1, eval_every=1, optimizer="momentum"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

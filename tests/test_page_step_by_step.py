@@ -14,7 +14,7 @@ from tests.apptest import figure, figures
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/2_bn-step-by-step.py"
 PIPELINE = "A mini-batch through the layer, per feature"
-RUNNING = "Running statistics converge"
+RUNNING = "Running statistics and the population"  # was "... converge ...": not true after 1 step
 
 
 def open_page(query: dict | None = None) -> AppTest:
@@ -34,9 +34,10 @@ def values(data) -> list:
 
 
 def stage_values(fig: dict, stage_name: str) -> list[list[float]]:
-    """x values of the histogram traces of one stage (one list per feature)."""
+    """x values of the traces of one stage, one list per feature (histogram bars, or the dots
+    of a dot plot for a small batch: one dot per sample)."""
     return [values(t.get("x")) for t in fig["data"]
-            if t.get("type") == "histogram" and t["name"].startswith(stage_name)]
+            if t.get("type") in ("histogram", "scatter") and t["name"].startswith(stage_name)]
 
 
 def latex_text(at: AppTest) -> str:
@@ -267,3 +268,215 @@ def test_signs_in_formulas_read_naturally():
     assert sbs.minus(3.0) == "- 3" and sbs.minus(-3.0) == "+ 3"
     assert sbs.plus(2.0) == "+ 2" and sbs.plus(-2.0) == "- 2"
     assert sbs.paren(-0.5) == "(-0.5)" and sbs.paren(0.5) == "0.5"
+
+
+# ---------------------------------------------------------------- issue 10 items 13-14, issue 9 (guided)
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page says in words: markdown, captions, latex, alerts and widget labels."""
+    parts = [el.value for el in (*at.markdown, *at.caption, *at.latex, *at.info, *at.warning)]
+    parts += [w.label for w in (*at.slider, *at.select_slider, *at.radio)]
+    return "\n".join(str(p) for p in parts)
+
+
+def see_lines(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "What to see" in m.value]
+
+
+def xhat_table(at: AppTest):
+    return at.dataframe[0].value
+
+
+def _grid_stages():
+    """The page's settings grid (extremes included) as (stages, eps, gamma, beta)."""
+    from bn_core import walkthrough
+
+    for source in ("synthetic", "digits"):
+        for m in (1, 2, 3, 32, 512):
+            for eps in (1e-8, 1e-5, 1.0, 10.0):
+                for scale in (0.01, 2.0, 100.0):
+                    x = walkthrough.make_batch(source, m, 2, 3.0, scale, seed=1)
+                    run = walkthrough.running_stats_demo(source, max(m, 2), 2, 3.0, scale, 0.1, 5, 1, eps=eps)
+                    for training in ((True, False) if m >= 2 else (False,)):
+                        kw = {} if training else {"running_mean": run["running_mean"][-1],
+                                                  "running_var": run["running_var"][-1]}
+                        yield walkthrough.pass_batch(x, -3.0, 5.0, eps, training=training, **kw), eps, -3.0, 5.0
+
+
+def test_xhat_sentence_follows_the_data_over_the_settings_grid():
+    """Item 13: the "what to see" line says variance 1 exactly when every feature has it."""
+    from ui import stepbystep as sbs
+
+    n = 0
+    for stages, eps, gamma, beta in _grid_stages():
+        text = sbs.describe_pipeline(stages, eps, gamma, beta)
+        x_hat = stages["x_hat"]
+        if x_hat.shape[0] < 2:
+            assert "One sample" in text
+            continue
+        var = x_hat.var(axis=0)
+        unit = bool(np.all(np.abs(var - 1.0) <= sbs.UNIT_VARIANCE_TOL))
+        assert ("variance 1 " in text) == (unit and stages["training"]), (text, var)
+        if stages["training"] and not unit:
+            assert sbs._span(var) in text and "not 1" in text
+        if not stages["training"]:
+            assert "running statistics" in text and sbs._span(var, 2) in text
+        assert sbs._span(stages["y"].std(axis=0)) in text
+        n += 1
+    assert n > 100
+
+
+def test_large_eps_page_does_not_claim_unit_variance():
+    """Item 13: with ε = 10 the page showed "variance σ²_B/(σ²_B + ε) ≈ 1 ... whatever came in"
+    beside a table with a variance of 1e-7 (fails on the old page)."""
+    at = open_page({"c2_eps": "10", "c2_scale": "0.01"})
+    var = xhat_table(at)["variance of x̂"].to_numpy()
+    assert np.all(var < 1e-3)
+    text = page_text(at)
+    assert "≈ 1" not in text and "variance 1 " not in text
+    line = see_lines(at)[0]  # the line under the pipeline chart
+    assert "not 1" in line and f"{var.min():.3g}" in line and f"{var.max():.3g}" in line
+
+
+def test_xhat_axis_names_the_statistics_it_was_divided_by():
+    """Item 13: in evaluation mode the x̂ axis said "batch std. deviations" (fails on the old page)."""
+    for mode, word in (("training", "σ²_B"), ("evaluation", "running var")):
+        at = open_page({"c2_mode": mode})
+        every_axis = [v.get("title", {}).get("text", "") for f in figures(at).values()
+                      for k, v in f["layout"].items() if k.startswith(("xaxis", "yaxis"))]
+        assert not any("batch std" in t for t in every_axis), every_axis
+        fig = figure(at, PIPELINE)
+        titles = [v["title"]["text"] for k, v in fig["layout"].items()
+                  if k.startswith("xaxis") and v.get("title", {}).get("text", "").startswith("x̂")]
+        assert titles and all(word in t for t in titles), (mode, titles)
+        assert not any("batch std" in t for t in titles)
+
+
+def test_batch_size_and_momentum_have_distinct_symbols():
+    """Item 13: m was the batch size in steps 1-3 and the momentum later (fails on the old page)."""
+    at = open_page()
+    text = page_text(at)
+    for momentum_as_m in ("momentum m", "(1-m)", "(1 − m)", "(1 - m)", "+ m\\,", "1-m)"):
+        assert momentum_as_m not in text, momentum_as_m
+    assert "momentum ρ" in text and r"\rho" in text
+    assert "batch size m" in text
+
+
+def _panels(fig: dict):
+    """(trace, its x axis) for every stage trace of the pipeline figure."""
+    for t in fig["data"]:
+        if t.get("name", "").startswith(("input x", "normalized", "output y")):
+            axis = fig["layout"]["xaxis" + t.get("xaxis", "x")[1:]]
+            yield t, axis
+
+
+@pytest.mark.parametrize("query", [{"c2_batch": "2"}, {"c2_scale": "0.01"}, {"c2_batch": "1"},
+                                   {"c2_batch": "2", "c2_scale": "0.01", "c2_features": "4"},
+                                   {"c2_batch": "512", "c2_scale": "0.01", "c2_shift": "50"}])
+def test_small_batches_and_tiny_spreads_fill_every_panel(query):
+    """Item 14: a batch of 2 or a tiny spread left panels empty on a shared x axis, and one sample
+    was a bar from 0 to 1 (fails on the old page: no panel had its own range)."""
+    at = open_page(query)
+    fig = figure(at, PIPELINE)
+    m = int(query.get("c2_batch", 32))
+    seen = 0
+    for t, axis in _panels(fig):
+        xs = np.array(values(t["x"]))
+        assert xs.size == m
+        lo, hi = axis["range"]
+        assert np.all((xs >= lo) & (xs <= hi)), (t["name"], lo, hi, xs)
+        span = xs.max() - xs.min()
+        if span > 0:  # the data fill a visible part of the panel, not a sliver
+            assert span >= 0.05 * (hi - lo) * 0.9, (t["name"], span, hi - lo)
+        if m <= 40:  # few samples: one dot per sample, stacked up to the bin's count
+            assert t["type"] == "scatter" and t["mode"] == "markers"
+            ys = np.array(values(t["y"]))
+            assert ys.min() == 1 and ys.max() <= m
+        seen += 1
+    assert seen == 3 * int(query.get("c2_features", 2))
+
+
+def test_dot_heights_count_the_samples_in_each_bin():
+    from ui import stepbystep as sbs
+
+    v = np.array([0.1, 0.15, 0.9, 0.12, 0.95])
+    h = sbs.dot_heights(v, 0.0, 1.0, n_bins=10)
+    assert h.tolist() == [1, 2, 1, 3, 2]
+
+
+def test_batch_of_one_shows_the_mode_it_uses_and_keeps_the_choice():
+    """Item 14: at batch 1 the radio said "training" while the page showed evaluation mode
+    (fails on the old page)."""
+    at = open_page({"c2_batch": "1"})
+    shown = [r for r in at.radio if r.label == "mode"]
+    assert len(shown) == 1 and shown[0].value == "evaluation" and shown[0].disabled
+    assert at.session_state["c2_mode"] == "training"  # what the user asked for is kept
+    at.slider(key="c2_batch").set_value(32).run()
+    assert not at.exception
+    assert at.radio(key="c2_mode").value == "training" and not at.radio(key="c2_mode").disabled
+    assert at.query_params["c2_mode"] == "training"
+
+
+def _check_batch_of_two(at):
+    for t, _ in _panels(figure(at, PIPELINE)):
+        if t["name"].startswith("normalized"):
+            xs = np.array(values(t["x"]))
+            assert xs.size == 2 and np.isclose(xs[0], -xs[1]) and 0 < np.abs(xs[0]) <= 1.0
+
+
+def _check_large_eps(at):
+    table = xhat_table(at)
+    var_b = table["variance used: σ²_B (batch, biased)"].to_numpy()
+    assert np.all(var_b < 10.0)
+    assert 4 / 1.6 < var_b[0] < 4 * 1.6 and 1 / 1.6 < var_b[1] < 1 * 1.6  # "about 4 and 1"
+    assert np.all(table["variance of x̂"].to_numpy() < 0.5)
+
+
+def _check_eval_after_five(at):
+    assert round(0.9 ** 5, 2) == 0.59
+    table = xhat_table(at)
+    mean, var = table["mean of x̂"].to_numpy(), table["variance of x̂"].to_numpy()
+    assert np.max(np.abs(mean)) > 0.3 or np.max(np.abs(var - 1)) > 0.3
+
+
+def _check_shifted_digits(at):
+    from bn_core import walkthrough
+
+    x = walkthrough.make_batch("digits", 32, 2, 0.0, 1.0, seed=0)
+    ref = walkthrough.pass_batch(x, 1.0, 0.0, 1e-5)["x_hat"]
+    shown = [np.array(values(t["x"])) for t, _ in _panels(figure(at, PIPELINE)) if t["name"].startswith("normal")]
+    inputs = [np.array(values(t["x"])) for t, _ in _panels(figure(at, PIPELINE)) if t["name"].startswith("input")]
+    assert min(abs(np.mean(v)) for v in inputs) > 5  # far from 0
+    for j, v in enumerate(shown):
+        assert np.allclose(v, ref[:, j], atol=1e-3)
+
+
+NOTE_CHECKS = {"A batch of 2": _check_batch_of_two, "ε = 10": _check_large_eps,
+               "Evaluation mode after 5 steps": _check_eval_after_five,
+               "Real activations, shifted and scaled": _check_shifted_digits}
+
+
+def test_every_experiment_has_a_check():
+    from ui import stepbystep as sbs
+
+    assert 3 <= len(sbs.EXPERIMENTS) <= 5
+    assert [e.label for e in sbs.EXPERIMENTS] == list(NOTE_CHECKS)
+
+
+@pytest.mark.parametrize("i", range(4))
+def test_guided_experiment_runs_changes_the_view_and_its_note_holds(i):
+    from ui import stepbystep as sbs
+
+    e = sbs.EXPERIMENTS[i]
+    at = open_page()
+    before = figure(at, PIPELINE)
+    at.button(key=f"_guided_c2_{i}").click().run()
+    assert not at.exception, [x.value for x in at.exception]
+    for key, value in e.settings.items():
+        assert at.session_state[key] == value and at.query_params[key] == sbs.PARAMS[
+            [p.key for p in sbs.PARAMS].index(key)].encode(value)
+    assert figure(at, PIPELINE)["data"] != before["data"]
+    assert any(e.look_for in el.value for el in at.info)  # the note is shown with the view
+    NOTE_CHECKS[e.label](at)
+    assert_finite_figures(at)

@@ -5,6 +5,7 @@ Runs are short and narrow (tens of steps, width 16-32) so the file stays fast.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 
@@ -252,3 +253,177 @@ def test_result_pickles_small_and_whole():
     np.testing.assert_array_equal(clone.forward(x, False), r.model.forward(x, False))
     clone.flat.params["all"][:] = 0.0
     assert not clone.layers[0].params["weight"].any()
+
+
+# ---------------------------------------------------------------- chapter 4: new norms and orders
+
+
+NEW_NORMS = ["ln", "gn", "brn"]
+
+
+@pytest.mark.parametrize("norm", NEW_NORMS)
+def test_new_norms_train_deterministically_and_learn(norm):
+    cfg = dataclasses.replace(SMALL, norm=norm, activation="relu", optimizer="momentum",
+                              lr=0.05, steps=150, eval_every=50)
+    a, b = train(cfg), train(cfg)
+    assert a.diverged_at is None and finite_history(a.history)
+    for key in a.history:
+        if key != "step_time":
+            np.testing.assert_array_equal(a.history[key], b.history[key], err_msg=key)
+    assert a.history["test_acc"][-1] > 0.6  # far above chance (0.1) after 150 steps
+    assert np.mean(a.history["batch_loss"][-20:]) < np.mean(a.history["batch_loss"][:20])
+
+
+def test_model_has_the_configured_norm_layers():
+    from bn_core.layers import BatchRenorm1d, GroupNorm, LayerNorm
+
+    m = make_model(dataclasses.replace(SMALL, norm="gn", groups=8))
+    assert all(type(la) is GroupNorm and la.num_groups == 8 for la in m.norm_layers())
+    m = make_model(dataclasses.replace(SMALL, norm="ln"))
+    assert [type(la) for la in m.norm_layers()] == [LayerNorm, LayerNorm]
+    m = make_model(dataclasses.replace(SMALL, norm="brn", r_max=2.0, d_max=0.5, bn_momentum=0.3))
+    assert all(type(la) is BatchRenorm1d and (la.r_max, la.d_max, la.momentum) == (2.0, 0.5, 0.3)
+               for la in m.norm_layers())
+
+
+@pytest.mark.parametrize("norm", ["none", "ln", "gn"])
+def test_batch_statistics_accuracy_equals_evaluation_accuracy_without_batch_statistics(norm):
+    h = train(dataclasses.replace(SMALL, norm=norm)).history
+    np.testing.assert_array_equal(h["test_acc_batch_stats"], h["test_acc"])
+
+
+@pytest.mark.parametrize("norm,batch_size", [("bn_before", 30), ("brn", 7), ("bn_after", 2)])
+def test_batch_statistics_accuracy_is_the_training_mode_pass_over_test_batches(norm, batch_size):
+    """Recompute the last record by hand: a copy of the final model per test batch, training
+    mode, batches cut as documented; the running statistics are not moved by it."""
+    cfg = dataclasses.replace(SMALL, norm=norm, batch_size=batch_size, steps=40)
+    r = train(cfg)
+    data = digits("float64")
+    n_test = len(data.y_test)
+    starts = list(range(0, n_test, batch_size))
+    if n_test - starts[-1] == 1:
+        starts.pop()
+    ends = starts[1:] + [n_test]
+    preds = []
+    for a, b in zip(starts, ends, strict=True):
+        logits = copy.deepcopy(r.model).forward(data.X_test[a:b], training=True)
+        preds.append(logits.argmax(axis=1))
+    expected = float(np.mean(np.concatenate(preds) == data.y_test))
+    assert r.history["test_acc_batch_stats"][-1] == expected
+    # the evaluation pass did not count as training, nor change the running statistics
+    assert all(la.num_batches_tracked == 40 for la in r.model.batchnorm_layers())
+    acc_eval = float(np.mean(r.model.predict(data.X_test) == data.y_test))
+    assert r.history["test_acc"][-1] == acc_eval
+
+
+def test_batch_renorm_with_r_max_1_d_max_0_trains_exactly_like_batch_norm():
+    bn = train(dataclasses.replace(SMALL, norm="bn_before"))
+    brn = train(dataclasses.replace(SMALL, norm="brn", r_max=1.0, d_max=0.0))
+    for key in ("batch_loss", "test_acc", "train_loss", "test_acc_batch_stats", "grad_norm"):
+        np.testing.assert_array_equal(bn.history[key], brn.history[key], err_msg=key)
+    np.testing.assert_array_equal(brn.history["brn_r"], 1.0)
+    np.testing.assert_array_equal(np.abs(brn.history["brn_d"]), 0.0)
+
+
+def test_batch_renorm_records_r_and_d_within_their_bounds():
+    cfg = dataclasses.replace(SMALL, norm="brn", r_max=1.5, d_max=0.2, batch_size=4, steps=50)
+    h = train(cfg).history
+    assert h["brn_r"].shape == h["brn_d"].shape == (50, 2, 3)
+    r, d = h["brn_r"], h["brn_d"]
+    assert np.all(r[..., 0] <= r[..., 1]) and np.all(r[..., 1] <= r[..., 2])
+    assert r.min() >= 1 / 1.5 and r.max() <= 1.5 and np.abs(d).max() <= 0.2
+    assert np.isclose(r.max(), 1.5) or np.isclose(np.abs(d).max(), 0.2)  # clipping happens
+    assert "brn_r" not in train(SMALL).history  # only Batch Renorm has r and d
+
+
+def test_by_class_batches_hold_one_class_each_and_leftovers_sit_out_an_epoch():
+    from bn_core.train import batch_schedule, steps_per_epoch
+
+    data = digits("float64")
+    y = np.asarray(data.y_train)
+    cfg = dataclasses.replace(SMALL, batch_size=32, batch_order="by_class", seed=3)
+    per_epoch = steps_per_epoch(32, "by_class", data)
+    counts = np.bincount(y)
+    assert per_epoch == sum(c // 32 for c in counts)  # 4 per class here
+    schedule = batch_schedule(cfg, y)
+    epochs = [[next(schedule) for _ in range(per_epoch)] for _ in range(2)]
+    for epoch in epochs:
+        for idx in epoch:
+            assert len(idx) == 32 and len(set(y[idx])) == 1
+        used = np.concatenate(epoch)
+        assert len(np.unique(used)) == len(used)  # no sample twice in an epoch
+        used_per_class = np.bincount(y[used], minlength=10)
+        np.testing.assert_array_equal(used_per_class, counts // 32 * 32)
+        # the visiting order mixes classes (not all of class 0 first)
+        first_classes = [int(y[idx[0]]) for idx in epoch]
+        assert first_classes != sorted(first_classes)
+    # the leftover samples that sit out differ between epochs
+    assert set(np.concatenate(epochs[0])) != set(np.concatenate(epochs[1]))
+    # shuffled batches of 32 do mix classes
+    mixed = next(batch_schedule(dataclasses.replace(cfg, batch_order="shuffled"), y))
+    assert len(set(y[mixed])) > 1
+
+
+def test_by_class_training_runs_and_steps_per_epoch_shuffled():
+    from bn_core.train import steps_per_epoch
+
+    r = train(dataclasses.replace(SMALL, batch_order="by_class", norm="ln", steps=30))
+    assert r.diverged_at is None and finite_history(r.history)
+    assert steps_per_epoch(32) == len(digits().y_train) // 32
+
+
+@pytest.mark.parametrize("norm", ["none", "ln", "gn"])
+def test_batch_of_one_trains_per_sample_norms(norm):
+    r = train(dataclasses.replace(SMALL, batch_size=1, steps=40, norm=norm, lr=0.01))
+    assert r.diverged_at is None and r.history["batch_loss"].shape == (40,)
+    np.testing.assert_array_equal(r.history["test_acc_batch_stats"], r.history["test_acc"])
+
+
+@pytest.mark.parametrize("norm,layer", [("bn_before", "BatchNorm1d"), ("bn_after", "BatchNorm1d"),
+                                        ("brn", "BatchRenorm1d")])
+def test_batch_of_one_with_batch_statistics_raises_the_layers_own_message(norm, layer):
+    from bn_core.layers import BatchRenorm1d, one_sample_message
+
+    cls = {"BatchNorm1d": BatchNorm1d, "BatchRenorm1d": BatchRenorm1d}[layer]
+    with pytest.raises(ValueError) as layer_err:
+        cls(4).forward(np.ones((1, 4)), training=True)
+    assert str(layer_err.value) == one_sample_message(layer, 1)
+    with pytest.raises(ValueError) as train_err:
+        train(dataclasses.replace(SMALL, batch_size=1, norm=norm))
+    assert str(layer_err.value) in str(train_err.value)
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"norm": "gn", "width": 16, "groups": 3}, r"groups \(3\) must divide the width \(16"),
+        ({"norm": "gn", "width": 16, "groups": 0}, "must divide the width"),
+        ({"norm": "brn", "r_max": 0.5}, "r_max must be"),
+        ({"norm": "brn", "d_max": -1.0}, "d_max must be"),
+        ({"bn_momentum": 0.0}, "bn_momentum must be"),
+        ({"batch_order": "sorted"}, "unknown batch_order"),
+        ({"batch_order": "by_class", "batch_size": 200}, "smallest class"),
+    ],
+)
+def test_chapter4_configs_that_cannot_train_raise_before_training(changes, match):
+    calls = []
+    with pytest.raises(ValueError, match=match):
+        train(dataclasses.replace(SMALL, **changes), progress=calls.append)
+    assert calls == []
+
+
+def test_groups_only_matter_for_group_norm():
+    r = train(dataclasses.replace(SMALL, norm="ln", width=16, groups=3, steps=5))
+    assert r.diverged_at is None
+
+
+@pytest.mark.parametrize("n,batch,sizes", [(450, 60, [60] * 7 + [30]), (450, 7, [7] * 64 + [2]), (449, 7, [7] * 63 + [8]),
+                                           (450, 449, [450]), (450, 1, [1] * 450),
+                                           (10, 5, [5, 5])])
+def test_eval_batches_cover_the_test_set_and_never_leave_one_sample_alone(n, batch, sizes):
+    from bn_core.train import eval_batches
+
+    slices = eval_batches(n, batch)
+    assert [s.stop - s.start for s in slices] == sizes
+    assert slices[0].start == 0 and slices[-1].stop == n
+    assert all(a.stop == b.start for a, b in zip(slices, slices[1:], strict=False))

@@ -86,15 +86,17 @@ ALL_CHAPTERS = (
             ("fraction of 2/λ_max",)),
     Chapter(2, "2 · Batch norm, step by step", "pages/2_bn-step-by-step.py", ":material/stairs:",
             "One mini-batch through mean, variance, normalize, scale and shift; training vs "
-            "evaluation mode and the running statistics.", 15, "ui.stepbystep"),
+            "evaluation mode and the running statistics.", 15, "ui.stepbystep",
+            ("batch size m (samples)", "gamma γ (scale)")),
     Chapter(3, "3 · Batch norm in a network", "pages/3_bn-in-network.py", ":material/hub:",
             "Two copies of one network learn the digits side by side, with and without batch "
-            "norm: faster, higher, and stable at large learning rates.", 20, "ui.network"),
+            "norm: faster, higher, and stable at large learning rates.", 20, "ui.network",
+            ("Learning rate",)),
     Chapter(4, "4 · The curse of batch norm", "pages/4_curse-of-batch-norm.py",
             ":material/warning:",
             "Where batch norm breaks (small batches, class-sorted batches, a batch of one, the "
             "train/inference gap), measured beside LayerNorm, GroupNorm and Batch Renorm.", 25,
-            "ui.curse"),
+            "ui.curse", ("Batch size",)),
     Chapter(5, "5 · Sequence models", "pages/5_sequence-models.py", ":material/timeline:",
             "A recurrent network with batch norm per time step against layer norm, on longer "
             "sequences than it was trained on.", 20, "ui.sequence",

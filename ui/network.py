@@ -33,6 +33,8 @@ a missing arm (e.g. batch norm cannot train on a batch of one) is simply not dra
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -44,8 +46,11 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from bn_core.experiments import gradient_norms_at_init, sweep
+from bn_core.experiments import SWEEPABLE, gradient_norms_at_init, sweep
+from bn_core.parallel import TrainPool
 from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
+from ui import state
+from ui.page import Experiment
 from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, FigureSpec, style_figure
 
 #: The two arms of every experiment: the plain network and the batch-normalized one.
@@ -53,6 +58,93 @@ ARMS = ("plain", "bn")
 ARM_LABEL = {"plain": "without BN", "bn": "with BN"}
 
 History = Mapping[str, np.ndarray]
+
+
+# --------------------------------------------------------------------------- controls (URL state)
+
+LR_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+INIT_OPTIONS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+# widget choices (named so they do not shadow bn_core's ACTIVATIONS / OPTIMIZERS tables)
+ACTIVATION_CHOICES = ("sigmoid", "tanh", "relu")
+OPTIMIZER_CHOICES = ("sgd", "momentum")
+PLACEMENTS = ("bn_before", "bn_after")
+PLACEMENT_LABEL = {"bn_before": "before the activation (Ioffe & Szegedy)",
+                   "bn_after": "after the activation"}
+OPTIMIZER_LABEL = {"sgd": "SGD", "momentum": "SGD + momentum 0.9"}
+MAX_DEPTH = 10
+MAX_STEPS = 5000
+DEFAULT_STEPS = 1000
+DEFAULT_LR = 0.3
+#: Evaluations per run (plus step 0): the x resolution of every "vs step" chart. Each one
+#: evaluates the whole training and test sets (1797 images) in both arms; 20 instead of 30
+#: takes a default run of both arms from about 0.66 s to 0.55 s of CPU (measured idle).
+RECORDS_PER_RUN = 20
+SWEEP_MAX_STEPS = 1000  # per sweep run (36 runs)
+DEEP_MAX_STEPS = 1000  # per deep-network run
+#: Training samples of the default digits split (the batch-size maximum); a test checks it
+#: against bn_core.train.digits(), so PARAMS can be built at import without loading the data.
+N_TRAIN = 1347
+
+LR_LABEL = "Learning rate"
+#: The chapter's key control, first in the sidebar (on a projector's first screen).
+KEY_CONTROLS = (LR_LABEL,)
+
+
+def make_params(n_train: int = N_TRAIN) -> list[state.Param]:
+    """Every control of this chapter, mirrored in the URL (keys prefixed ``c3_``)."""
+    return [
+        state.FloatParam("c3_lr", DEFAULT_LR, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1],
+                         options=LR_OPTIONS),
+        state.IntParam("c3_batch", 60, label="batch size", lo=1, hi=n_train),
+        state.IntParam("c3_depth", 3, label="hidden layers", lo=1, hi=MAX_DEPTH),
+        state.IntParam("c3_width", 100, label="units per layer", lo=2, hi=256),
+        state.ChoiceParam("c3_act", "sigmoid", label="activation", choices=ACTIVATION_CHOICES),
+        state.FloatParam("c3_init", 0.1, label="initial weight std", lo=INIT_OPTIONS[0], hi=INIT_OPTIONS[-1],
+                         options=INIT_OPTIONS),
+        state.ChoiceParam("c3_place", "bn_before", label="BN placement", choices=PLACEMENTS),
+        state.IntParam("c3_steps", DEFAULT_STEPS, label="steps", lo=1, hi=MAX_STEPS),
+        state.ChoiceParam("c3_opt", "sgd", label="optimizer", choices=OPTIMIZER_CHOICES),
+        state.IntParam("c3_seed", 0, label="seed", lo=0, hi=10_000),
+        state.IntParam("c3_layer", 3, label="probed layer", lo=1, hi=MAX_DEPTH),
+        state.BoolParam("c3_sweeps", False, label="robustness sweeps"),
+        state.IntParam("c3_gdepth", 10, label="deep network's hidden layers", lo=2, hi=12),
+        state.ChoiceParam("c3_gact", "sigmoid", label="deep network's activation", choices=("sigmoid", "tanh")),
+        state.BoolParam("c3_gtrain", False, label="train the deep networks"),
+    ]
+
+
+#: Every control of the chapter, in sidebar order.
+PARAMS = make_params()
+
+#: A network that has learned the digits reaches at least this test accuracy (chance: 0.1;
+#: the default BN network reaches 0.97).
+LEARNED_ACC = 0.9
+#: At or below this batch size a BN network that has not learned is called a collapse and
+#: pointed to chapter 4 (where batch norm breaks).
+SMALL_BATCH = 16
+CHAPTER4_LINK = "[chapter 4, *The curse of batch norm*](/curse-of-batch-norm)"
+
+#: Guided experiments ("Try this"; the home page's lesson links). Every note is checked
+#: against the page's own runs in tests/test_page_network.py.
+EXPERIMENTS = [
+    Experiment("BN at learning rate 10",
+               "At learning rate 10 the plain network stays at chance level (test accuracy about 0.1), "
+               "while the network with BN reaches above 0.95.",
+               {"c3_lr": 10.0}),
+    Experiment("Batch size 2",
+               "At batch size 2 the BN network collapses to less than half of the 0.97 it reaches at the "
+               "default batch of 60: each unit is normalized with the mean and variance of two examples "
+               "(chapter 4, The curse of batch norm).",
+               {"c3_batch": 2}),
+    Experiment("ReLU, initial weight std 1",
+               "With ReLU units and initial weights of std 1 the plain network diverges at step 2, "
+               "while the BN network trains to above 0.9.",
+               {"c3_act": "relu", "c3_init": 1.0}),
+    Experiment("ReLU, initial weight std 3",
+               "At std 3 the plain network's loss explodes before its first update (step 0), and the "
+               "BN network still trains to above 0.9.",
+               {"c3_act": "relu", "c3_init": 3.0}),
+]
 
 
 # --------------------------------------------------------------------------- cost estimate
@@ -150,16 +242,24 @@ def _last_finite(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
 
 def _legend_below(fig: go.Figure, extra_bottom: int = 70) -> go.Figure:
     """Move the legend under the x axis title, clear of the (sub)plot titles."""
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0.0},
-                      margin={"b": 50 + extra_bottom})
+    # y in paper units below the axis title, clear of it in lecture mode's larger fonts too;
+    # the top margin leaves room for the title above the subplot titles at either font size.
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.27, "xanchor": "left", "x": 0.0},
+                      margin={"b": 70 + extra_bottom, "t": 80})
     return fig
 
 
 def _panel_note(fig: go.Figure, col: int, text: str) -> None:
-    """A grey note in the middle of subplot ``col`` of a one-row figure."""
+    """A grey note in the middle of subplot ``col`` of a one-row figure.
+
+    An empty trace goes with it: Plotly draws a subplot's axes (and a shared y axis's tick
+    labels, which live on the first panel) only for subplots that hold a trace.
+    """
     x = 0.22 if col == 1 else 0.78
     fig.add_annotation(text=text, showarrow=False, xref="paper", yref="paper", x=x, y=0.5,
                        font={"size": 13, "color": "grey"})
+    fig.add_trace(go.Scatter(x=[], y=[], mode="markers", showlegend=False, hoverinfo="skip",
+                             name="(no data)"), row=1, col=col)
 
 
 def _empty_note(fig: go.Figure, text: str) -> None:
@@ -230,7 +330,8 @@ def fig_training_curves(histories: Mapping[str, History],
 
 def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
                                activation: str = "sigmoid", unit: int = 0,
-                               placement: str = "bn_before") -> go.Figure:
+                               placement: str = "bn_before",
+                               diverged: Mapping[str, int | None] | None = None) -> go.Figure:
     """15th/50th/85th percentiles of one unit's input to the nonlinearity, over training.
 
     Analogue of Ioffe & Szegedy (2015), Figure 1(b, c): left without BN, right with BN, on a
@@ -241,11 +342,23 @@ def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
     histories : mapping arm -> history with ``act_pct`` of shape (n_rec, depth, 3)
     layer : int
         Hidden layer, 1-based (1 = first hidden layer).
+    diverged : mapping arm -> divergence step or None, optional
+        Names why an arm has no record (e.g. "diverged at step 0").
+
+    Notes
+    -----
+    The BN network's step-0 record is evaluated with the initial running statistics (mean 0,
+    variance 1), i.e. not normalized; with large weights it is orders of magnitude off and
+    would flatten the rest. The shared y range therefore leaves it out, and a note in the BN
+    panel gives its median when it falls outside.
     """
+    diverged = diverged or {}
     titles = tuple(f"{ARM_LABEL[a]}" + (" (BN after the activation)" if a == "bn" and placement == "bn_after" else "")
                    for a in ARMS)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
                         subplot_titles=titles)
+    in_range: list[np.ndarray] = []
+    off_chart: tuple[float, float, float, float] | None = None  # BN step 0 left out: step, median, min, max
     for col, arm in enumerate(ARMS, start=1):
         h = histories.get(arm)
         if h is None:
@@ -253,12 +366,20 @@ def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
             continue
         pct = np.asarray(h["act_pct"], dtype=float)
         step = np.asarray(h["step"], dtype=float)
-        if pct.ndim != 3 or not 1 <= layer <= pct.shape[1]:
+        if pct.ndim != 3 or not 1 <= layer <= pct.shape[1] or pct.shape[0] == 0:
+            k = diverged.get(arm)
+            _panel_note(fig, col, "no record: diverged at step 0,<br>before the first update" if k == 0
+                        else "no finite record to show")
             continue
         n = min(len(step), pct.shape[0])
         step, p = step[:n], pct[:n, layer - 1, :]
         keep = np.isfinite(step) & np.all(np.isfinite(p), axis=1)
         step, p = step[keep], p[keep]
+        if not step.size:
+            _panel_note(fig, col, "no finite record to show")
+            continue
+        later = step > 0 if arm == "bn" else np.ones(step.size, dtype=bool)
+        in_range.append(p[later].ravel() if later.any() else p.ravel())
         colour = ARM_STYLE[arm]["color"]
         fig.add_trace(go.Scatter(x=step, y=p[:, 0], mode="lines", name=f"{ARM_LABEL[arm]}: 15th percentile",
                                  legendgroup=f"{arm}-band", showlegend=False,
@@ -268,10 +389,23 @@ def fig_activation_percentiles(histories: Mapping[str, History], layer: int,
                                  line={"color": colour, "dash": "dot", "width": 1}), row=1, col=col)
         fig.add_trace(go.Scatter(x=step, y=p[:, 1], mode="lines+markers", name=f"{ARM_LABEL[arm]}: median",
                                  line=_line(arm), marker=_marker(arm, size=5)), row=1, col=col)
+        if arm == "bn" and later.any() and not later.all():
+            off_chart = (float(step[~later][0]), float(p[~later][0, 1]), float(p[~later].min()), float(p[~later].max()))
     style_figure(fig, f"Input to the {activation} of unit {unit} in hidden layer {layer}: "
                  "15th / 50th / 85th percentile over training (cf. Fig. 1b,c)",
                  "step [parameter updates]", "", height=420)
     fig.update_yaxes(title_text="input to the nonlinearity [pre-activation units]", row=1, col=1)
+    if in_range:
+        values = np.concatenate(in_range)
+        lo, hi = float(values.min()), float(values.max())
+        pad = 0.08 * (hi - lo) if hi > lo else 0.5 * max(1.0, abs(lo))
+        lo, hi = lo - pad, hi + pad
+        fig.update_yaxes(range=[lo, hi], autorange=False, row=1, col=1)
+        if off_chart is not None and (off_chart[2] < lo or off_chart[3] > hi):
+            fig.add_annotation(text=f"step 0 (initial running statistics, not yet<br>normalized): median "
+                               f"{off_chart[1]:.3g}, off the chart", showarrow=False, xref="x2 domain",
+                               yref="y2 domain", x=0.02, y=0.98, xanchor="left", yanchor="top",
+                               font={"size": 12, "color": "#444444"}, align="left")
     _legend_below(fig)
     if not fig.data:
         _empty_note(fig, "no run to show")
@@ -323,8 +457,12 @@ def fig_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], *,
                                  name=f"chance (1/{round(1 / chance)} classes)",
                                  line={"color": OKABE_ITO["black"], "dash": "dot", "width": 1}))
     if current is not None and np.isfinite(current) and current > 0:
-        fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1},
-                      annotation_text="current setting", annotation_position="bottom right")
+        # A shape on a log axis takes data units, an annotation log10 units: the label is
+        # placed at log10(current) so it sits on its line (issue 10, item 17).
+        fig.add_vline(x=current, line={"color": "grey", "dash": "longdash", "width": 1})
+        fig.add_annotation(x=math.log10(current), xref="x", y=0.02, yref="paper", text="current setting",
+                           showarrow=False, xanchor="left", yanchor="bottom", xshift=4,
+                           font={"color": "#444444"})
     style_figure(fig, title, x_title, "final test accuracy [fraction]", height=400)
     fig.update_xaxes(type="log", exponentformat="power")
     fig.update_yaxes(range=[-0.03, 1.03])
@@ -361,6 +499,10 @@ def fig_grad_norms_init(norms: Mapping[str, np.ndarray], depth: int, activation:
     return fig
 
 
+#: Legend entries per row of the per-layer gradient chart (110 px each).
+LEGEND_PER_ROW = 7
+
+
 def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
     """Per-layer weight-gradient norm against step, left without BN and right with BN.
 
@@ -390,11 +532,16 @@ def fig_grad_norms_training(histories: Mapping[str, History]) -> go.Figure:
                 marker={"color": colours[j], "symbol": symbols[j % len(symbols)], "size": 4}),
                 row=1, col=col)
     n_max = max((np.asarray(h["grad_norm"]).shape[-1] for h in histories.values()), default=0)
+    rows = math.ceil(n_max / LEGEND_PER_ROW) if n_max else 1
     style_figure(fig, "Gradient norm per layer during training", "step [parameter updates]", "",
-                 height=max(440, 120 + 26 * n_max))
+                 height=420 + 24 * rows)
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="‖∂loss/∂W‖ [L2 norm], log scale", row=1, col=1)
-    fig.update_layout(legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"})
+    # A horizontal legend below the plot with room for every row: a vertical one beside it
+    # scrolled once there were more layers than fitted its height (issue 10, item 17).
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.16, "yanchor": "top",
+                              "entrywidth": 110, "entrywidthmode": "pixels"},
+                      margin={"b": 90 + 26 * rows})
     if not fig.data:
         _empty_note(fig, "no run to show")
     return fig
@@ -546,7 +693,8 @@ def activation_percentiles_chart(results: Mapping[str, TrainResult], layer: int,
     """:func:`fig_activation_percentiles` of ``results``, cached (read-only)."""
     return _cached_figure(
         "percentiles", (runs_key(results), layer, activation, unit, placement),
-        lambda: fig_activation_percentiles(arms_of(results), layer, activation, unit, placement))
+        lambda: fig_activation_percentiles(arms_of(results), layer, activation, unit, placement,
+                                           diverged_of(results)))
 
 
 def generalization_gap_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
@@ -632,11 +780,26 @@ def train_cached(config: TrainConfig, label: str) -> TrainResult:
 @st.cache_data(max_entries=8, show_spinner=False)
 def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
                  norms: tuple[str, ...], label: str) -> dict[str, np.ndarray]:
-    """:func:`bn_core.experiments.sweep` with a progress bar, cached."""
+    """:func:`bn_core.experiments.sweep` with a progress bar, cached; its runs train in
+    :func:`trainer`'s worker processes (both cores), and the sweep collects them in order."""
+    pool = trainer()
+    cast = SWEEPABLE[field]
+    # Queue every run as a prefetch: idle workers start them ahead of the sweep's loop, yet
+    # another session's request is never queued behind 36 sweep runs. (A config that cannot
+    # train is skipped here and reported by sweep().)
+    pool.prefetch(replace(base, norm=n, **{field: cast(v)}) for n in norms for v in values)
+
+    def from_pool(config: TrainConfig, data=None, progress=None) -> TrainResult:
+        result = pool.submit(config).result()
+        if progress is not None:
+            progress(1.0)
+        return result
+
     bar = st.progress(0.0, text=label)
     try:
         with np.errstate(all="ignore"):
-            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label))
+            return sweep(base, field, list(values), norms=norms, progress=_bar_callback(bar, label),
+                         train_fn=from_pool)
     finally:
         bar.empty()
 
@@ -673,3 +836,281 @@ __all__: Sequence[str] = [
     "sweep_chart", "train_cached", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of",
     "diverged_of",
 ]
+
+
+# --------------------------------------------------------------------------- "what to see" sentences
+#
+# Each sentence is computed from the record its chart draws, so it cannot contradict it;
+# tests/test_network_figures.py runs them over real and hand-made records.
+
+
+def _acc(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def first_step_reaching(history: History, key: str, level: float) -> int | None:
+    """The first recorded step at which ``history[key] >= level`` (None if never)."""
+    s, v = finite_xy(history.get("step", []), history.get(key, []))
+    hit = np.flatnonzero(v >= level)
+    return int(s[hit[0]]) if hit.size else None
+
+
+def describe_outcome(results: Mapping[str, TrainResult], batch_size: int) -> dict:
+    """The verdict on the training curves: who learned the digits, and a collapse when BN failed
+    at a small batch.
+
+    Returns
+    -------
+    dict
+        ``text`` (the "what to see" sentence), ``learned`` (arm -> bool: final test accuracy
+        >= :data:`LEARNED_ACC` and no divergence), ``bn_collapsed`` (BN trained but did not
+        learn, at a batch size <= :data:`SMALL_BATCH`), ``delta_ok`` (True when the BN arm
+        learned: only then is "+x points vs plain" shown as a gain).
+    """
+    acc = {a: final_value(r.history, "test_acc") for a, r in results.items()}
+    div = {a: r.diverged_at for a, r in results.items()}
+    learned = {a: acc[a] is not None and acc[a] >= LEARNED_ACC and div[a] is None for a in results}
+    out = {"learned": learned, "bn_collapsed": False, "delta_ok": bool(learned.get("bn"))}
+    if not results:
+        out["text"] = "No network trained with these settings."
+        return out
+
+    def said(arm: str) -> str:
+        if div[arm] is not None:
+            return f"diverged at step {div[arm]}"
+        return f"test accuracy {_acc(acc[arm])}"
+
+    if "bn" not in results:
+        out["text"] = (f"Only the plain network trains on a batch of one sample: {said('plain')} "
+                       f"({'it learned the digits' if learned['plain'] else 'it did not learn the digits'}; "
+                       f"chance is 0.1).")
+        return out
+    if "plain" not in results:
+        out["text"] = f"Only the BN network ran: {said('bn')}."
+        return out
+    both = f"without BN {said('plain')}, with BN {said('bn')}"
+    if learned["plain"] and learned["bn"]:
+        s_p = first_step_reaching(results["plain"].history, "test_acc", LEARNED_ACC)
+        s_b = first_step_reaching(results["bn"].history, "test_acc", LEARNED_ACC)
+        text = f"Both networks learned the digits ({both})"
+        if s_p is not None and s_b is not None and s_b != s_p:
+            faster = "BN" if s_b < s_p else "the plain network"
+            text += (f"; {faster} got to {LEARNED_ACC:g} first (step {min(s_b, s_p)} against "
+                     f"{max(s_b, s_p)})")
+        out["text"] = text + "."
+    elif learned["bn"]:
+        out["text"] = f"Only the network with BN learned the digits ({both}; chance is 0.1)."
+    elif learned["plain"]:
+        out["text"] = f"Only the plain network learned the digits ({both})."
+    else:
+        out["text"] = f"Neither network learned the digits ({both}; chance is 0.1, a trained network reaches above {LEARNED_ACC:g})."
+    if not learned["bn"] and div["bn"] is None and batch_size <= SMALL_BATCH:
+        out["bn_collapsed"] = True
+        out["text"] += (f" **Batch norm collapsed:** with batches of {batch_size} it normalizes every unit with "
+                        f"the mean and variance of only {batch_size} examples, and these noisy statistics are "
+                        f"not the running averages it uses in evaluation. See {CHAPTER4_LINK}.")
+    return out
+
+
+#: What to try after a divergence, by whether it happened before any update (step 0).
+DIVERGENCE_ADVICE = {
+    True: "The initial network's loss already exploded, before any update, so the learning rate played "
+          "no part: try a smaller initial weight std.",
+    False: "Try a smaller learning rate or initial weight std.",
+}
+
+
+def divergence_advice(diverged_at: int) -> str:
+    """Advice that fits the divergence step (at step 0 the learning rate has not acted yet)."""
+    return DIVERGENCE_ADVICE[int(diverged_at) == 0]
+
+
+def describe_percentiles(histories: Mapping[str, History], layer: int) -> str:
+    """How far the probed unit's band moves and how its width changes, per arm (steps > 0)."""
+    parts = []
+    for arm in ARMS:
+        h = histories.get(arm)
+        if h is None:
+            continue
+        pct = np.asarray(h["act_pct"], dtype=float)
+        step = np.asarray(h["step"], dtype=float)
+        if pct.ndim != 3 or pct.shape[0] == 0 or layer > pct.shape[1]:
+            parts.append(f"{ARM_LABEL[arm]} there is no record")
+            continue
+        p = pct[: len(step), layer - 1, :]
+        keep = (step[: len(p)] > 0) & np.all(np.isfinite(p), axis=1)
+        p = p[keep]
+        if len(p) < 2:
+            parts.append(f"{ARM_LABEL[arm]} there are too few records after step 0")
+            continue
+        drift = float(np.max(p[:, 1]) - np.min(p[:, 1]))
+        width = p[:, 2] - p[:, 0]
+        parts.append(f"{ARM_LABEL[arm]} the median moves within a range of {drift:.3g} and the band's width "
+                     f"goes from {width[0]:.3g} to {width[-1]:.3g}")
+    if not parts:
+        return "No run to show."
+    return "From the first update on, " + "; ".join(parts) + "."
+
+
+def describe_sweep(result: Mapping[str, np.ndarray], arm_norms: Mapping[str, str], what: str) -> str:
+    """How many of the swept values each arm learns at (final test accuracy >= LEARNED_ACC)."""
+    values = np.asarray(result["values"], dtype=float)
+    parts = []
+    for arm in ARMS:
+        norm = arm_norms.get(arm)
+        if norm is None or f"{norm}/test_acc" not in result:
+            continue
+        acc = np.asarray(result[f"{norm}/test_acc"], dtype=float)
+        div = np.asarray(result.get(f"{norm}/diverged_at", np.full(len(values), -1)))
+        good = (acc >= LEARNED_ACC) & (div < 0)
+        where = (f" ({values[good].min():g} to {values[good].max():g})" if good.sum() > 1
+                 else f" ({values[good][0]:g})" if good.sum() == 1 else "")
+        parts.append(f"{ARM_LABEL[arm]} at {int(good.sum())} of the {len(values)} {what}s{where}")
+    return f"Test accuracy of at least {LEARNED_ACC:g}: " + "; ".join(parts) + "."
+
+
+def _factor(x: float) -> str:
+    return f"{x:.2g}" if 0.01 <= x <= 100 else f"{x:.1e}"
+
+
+def describe_grad_init(grad_norms: Mapping[str, np.ndarray]) -> str:
+    """The change of the gradient norm from the output layer down to the first, per arm."""
+    parts = []
+    for arm in ARMS:
+        g = np.asarray(grad_norms.get(arm, []), dtype=float)
+        if g.size < 2:
+            continue
+        if not (np.isfinite(g[0]) and np.isfinite(g[-1]) and g[-1] > 0):
+            parts.append(f"{ARM_LABEL[arm]} the norms are not finite")
+            continue
+        parts.append(f"{ARM_LABEL[arm]} by a factor of {_factor(g[0] / g[-1])}")
+    if not parts:
+        return "No gradient norms to show."
+    return "From the output layer down to the first layer the gradient norm changes " + "; ".join(parts) + "."
+
+
+def grad_spread_decades(history: History) -> float | None:
+    """Median over records after step 0 of log10(max / min) of the layers' gradient norms."""
+    g = np.asarray(history.get("grad_norm", []), dtype=float)
+    step = np.asarray(history.get("step", []), dtype=float)
+    if g.ndim != 2 or g.shape[0] == 0:
+        return None
+    rows = g[(step[: len(g)] > 0) & np.all(np.isfinite(g) & (g > 0), axis=1)]
+    if not len(rows):
+        return None
+    return float(np.median(np.log10(rows.max(axis=1) / rows.min(axis=1))))
+
+
+def describe_grad_training(histories: Mapping[str, History]) -> str:
+    """How widely the layers' gradient norms spread during training, per arm, and which bunches them."""
+    spread = {arm: grad_spread_decades(h) for arm, h in histories.items()}
+    parts = [f"{ARM_LABEL[a]} {spread[a]:.2g} decades" for a in ARMS if spread.get(a) is not None]
+    if not parts:
+        return "No gradient norms after step 0 to compare."
+    text = "During training the layers' gradient norms span (median over records, largest / smallest) " + \
+        " and ".join(parts)
+    a, b = spread.get("plain"), spread.get("bn")
+    if a is not None and b is not None:
+        if a - b >= 0.5:
+            text += ": BN bunches them together"
+        elif b - a >= 0.5:
+            text += ": here BN spreads them more"
+        else:
+            text += ": both bunch about equally (within half a decade)"
+    return text + "."
+
+
+def _gap_at_level(history: History, level: float) -> float | None:
+    """Train − test accuracy (points) at the first record whose training accuracy >= level."""
+    tr = np.asarray(history.get("train_acc", []), dtype=float)
+    te = np.asarray(history.get("test_acc", []), dtype=float)[: len(tr)]
+    ok = np.flatnonzero(np.isfinite(tr) & np.isfinite(te) & (tr >= level))
+    return float(100 * (tr[ok[0]] - te[ok[0]])) if ok.size else None
+
+
+#: Below this training accuracy neither network has fitted much: no gap comparison there.
+FAIR_GAP_LEVEL = 0.5
+
+
+def describe_gap(histories: Mapping[str, History]) -> str:
+    """The generalization gaps, compared at a training accuracy both arms reach (if any)."""
+    final = {}
+    best = {}
+    for arm in ARMS:
+        h = histories.get(arm)
+        if h is None:
+            continue
+        tr = np.asarray(h["train_acc"], dtype=float)
+        te = np.asarray(h["test_acc"], dtype=float)[: len(tr)]
+        ok = np.isfinite(tr) & np.isfinite(te)
+        if ok.any():
+            final[arm] = float(100 * (tr[ok][-1] - te[ok][-1]))
+            best[arm] = float(tr[ok].max())
+    if not final:
+        return "No finite accuracies to compare."
+    text = "Final gap " + ", ".join(f"{ARM_LABEL[a]} {final[a]:.1f} points" for a in ARMS if a in final) + "."
+    if len(best) < 2:
+        return text
+    level = min(best.values())
+    if level < FAIR_GAP_LEVEL:
+        return text + (f" The plain and BN networks share no training accuracy above {FAIR_GAP_LEVEL:g} "
+                       f"(the lower one peaks at {level:.2f}), so their gaps cannot be compared fairly here.")
+    g = {a: _gap_at_level(histories[a], level) for a in ARMS}
+    return text + (f" At the highest training accuracy both reach, {level:.2f} (right panel), the gap is "
+                   f"{g['plain']:.1f} points without BN and {g['bn']:.1f} with BN. One seed is one sample: "
+                   "the sign of such a small difference can change with the seed.")
+
+
+def describe_cost(stats: Mapping[str, tuple[float, float, float] | None]) -> str:
+    """The measured cost of a BN step against a plain one (median times of this run)."""
+    p, b = stats.get("plain"), stats.get("bn")
+    if not p or not b or p[0] <= 0:
+        return "Only one network trained: nothing to compare."
+    return (f"Measured on this run, a step with BN took {b[0] / p[0]:.2f} times as long as a plain step "
+            f"(median {b[0]:.3g} ms against {p[0]:.3g} ms).")
+
+
+# --------------------------------------------------------------------------- both cores, one run per config
+
+
+@st.cache_resource(show_spinner=False)
+def trainer() -> TrainPool:
+    """The process pool shared by every session (two workers: the server's two cores)."""
+    return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")))
+
+
+def lr_neighbours(config: TrainConfig) -> list[TrainConfig]:
+    """``config`` at every other learning rate of the slider, nearest first (for prefetching)."""
+    order = sorted((v for v in LR_OPTIONS if v != config.lr), key=lambda v: abs(math.log(v / config.lr)))
+    return [replace(config, lr=v) for v in order]
+
+
+#: Prefetch the slider's other learning rates only when a run is estimated cheaper than this [s].
+PREFETCH_MAX_S = 1.5
+#: ``BN_LAB_PREFETCH=0`` switches prefetching off (to measure on-demand training alone).
+PREFETCH = os.environ.get("BN_LAB_PREFETCH", "1") != "0"
+
+
+def train_arms(base: TrainConfig, placement: str, prefetch: bool = True) -> tuple[dict, dict]:
+    """Train the plain and the BN arm in parallel (one per core), shared by every session.
+
+    Returns ``(results, errors)`` keyed by arm. After a cheap run, the same settings at the
+    slider's other learning rates are queued to train while the workers are idle, so a class
+    exploring the learning rate finds them ready.
+    """
+    pool = trainer()
+    configs = {"plain": base, "bn": replace(base, norm=placement)}
+    futures, errors = {}, {}
+    for arm, cfg in configs.items():
+        try:
+            futures[arm] = pool.submit(cfg)
+        except ValueError as exc:  # a config that cannot train: the core says why
+            errors[arm] = str(exc)
+    if all(f.done() for f in futures.values()):
+        results = {arm: f.result() for arm, f in futures.items()}
+    else:
+        with st.spinner(f"Training both networks on both cores ({format_seconds(estimate_seconds(base) / 2)})…"):
+            results = {arm: f.result() for arm, f in futures.items()}
+    if prefetch and PREFETCH and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
+        pool.prefetch(c for n in lr_neighbours(base) for c in (n, replace(n, norm=placement)))
+    return results, errors
