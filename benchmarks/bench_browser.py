@@ -70,7 +70,7 @@ CHAPTERS = [
             "median <= 300 ms, none over 800 ms (issue 11)"),
     Chapter(2, "/bn-step-by-step", "gamma γ (scale)", "c2_gamma=1", 20),
     Chapter(3, "/bn-in-network", "Learning rate", "c3_lr=0.001", 9),
-    # Chapter(4, "/curse-of-batch-norm", "<slider label>", "c4_...=<start>", <presses>),
+    Chapter(4, "/curse-of-batch-norm", "Batch size", "c4_batch=2", 6),  # 2 -> 128
     Chapter(5, "/sequence-models", "Batch size", "c5_batch=1", 9),  # 1 -> 10: where BN breaks
 ]
 
