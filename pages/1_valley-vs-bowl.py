@@ -5,9 +5,12 @@ everything that does not depend on the step size, and leaves empty containers wh
 step-size results go. Those are drawn by one ``st.fragment``, together with the step-size
 slider itself: moving the learning rate, the chapter's main interaction, reruns only the
 fragment and re-sends only what changed (see ``benchmarks/bench_rerun_server.py``).
+
+Every sentence that describes a chart comes from a ``describe_*`` function of ``ui.valley``
+fed with the chart's own data; what stays visible in lecture mode is the title, the lead
+sentence, the charts and their "what to see" lines.
 """
 
-import numpy as np
 import streamlit as st
 
 from bn_core import regression as R
@@ -17,33 +20,12 @@ from ui import valley_controls as vc
 from ui import valley_figures as vf
 
 page.setup(1)
-intro = st.container()  # filled below, once the data (and so its numbers) is known
-
-cfg = vc.controls()  # sidebar widgets, URL state and data source (ui/valley_controls.py)
+cfg = vc.controls()  # sidebar widgets (the step size first), URL state and data source
+page.guided(vs.EXPERIMENTS, vs.PARAMS)
 ds, facts = cfg.dataset, cfg.facts  # facts: numbers quoted in the prose, computed from the data shown
-intro.markdown(
-    "Fit $\\hat y = w_1 A + w_2 B\\,(+\\,b)$ to the classic data set "
-    "$y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and $B \\sim U[1, 200]$, by gradient descent. "
-    "On the **raw** inputs the loss is a long, narrow **valley**: $B$ reaches 200 where $A$ stops at 10, "
-    "and the curvature along a weight grows with the *square* of its feature's size, so any step small "
-    "enough not to blow up across the valley crawls along it. **Standardizing** the inputs turns the "
-    "valley into a round **bowl** where the same number of steps reaches the bottom. Batch normalization "
-    "does the standardizing inside a network, one mini-batch at a time.\n\n"
-    f"**On the data shown{'' if ds is None else ' (your file)' if cfg.source == 'upload' else ' (the example CSV)'}:** "
-    + vs.steepness_text(facts)
-)
-
-with st.expander("The seed article's recipe: batch normalization in three steps", expanded=False):
-    st.markdown("**1. Divide the data into mini-batches** (shuffled without replacement every epoch):")
-    st.latex(r"\mathcal{B} = \{x_1, \dots, x_m\}, \qquad \text{steps per epoch} = \lceil n / m \rceil")
-    st.markdown("**2. Standardize each feature with the batch's own statistics:**")
-    st.latex(r"\mu_\mathcal{B} = \frac1m\sum_i x_i,\quad \sigma^2_\mathcal{B} = \frac1m\sum_i (x_i-\mu_\mathcal{B})^2,"
-             r"\quad \hat x_i = \frac{x_i-\mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B}+\epsilon}}")
-    st.markdown("**3. Scale and shift** with learned parameters (here the regression's own weights and "
-                "intercept play γ and β):")
-    st.latex(r"y_i = \gamma\,\hat x_i + \beta \qquad\Longleftrightarrow\qquad \hat y_i = w\cdot\hat x_i + b")
-    st.markdown("At evaluation time the batch statistics are replaced by running averages "
-                "(momentum 0.1; the running variance uses the unbiased batch variance, PyTorch's convention).")
+page.lead(vs.lead_text(facts))
+# Plotly rejects an interrupted animation's promise (pause, or play while playing): see vs.ANIMATION_GUARD.
+st.html(vs.ANIMATION_GUARD, unsafe_allow_javascript=True)
 
 # One warning for a constant feature, not one per variant plus the file's own note (the file
 # notices in vc.controls leave it to this one).
@@ -54,6 +36,9 @@ if flat:
     st.warning(f"Feature {', '.join(repr(f) for f in flat)} {'is' if len(flat) == 1 else 'are'} constant "
                "(zero variance): it carries no information and the scalers use scale 1 instead of dividing by "
                "zero. " + (" ".join(cond_notes) or "The condition number is infinite."))
+collinear = vs.collinear_note(cfg.data_key)
+if collinear:
+    st.warning(collinear)
 
 variants = list(cfg.variants)
 if not variants:
@@ -67,49 +52,46 @@ if "batchnorm" in variants and cfg.batch < 2:
     variants = [v for v in variants if v != "batchnorm"]
     if not variants:
         st.stop()
-if cfg.optimizer == "adam" and cfg.mode == "fraction":
-    st.info("2/λ_max is the stability limit of plain gradient descent. Adam moves every coordinate by about α "
-            "per step whatever the curvature, so compare it with **same learning rate for all** (e.g. α = 0.3): "
-            "its per-coordinate scaling partly rescues the valley.")
-boxes = {"status": st.container()}  # where the fragment draws; everything else here is the full run's
+boxes = {}
 
-# ---- landscapes --------------------------------------------------------------------------
-st.header("Loss landscapes and paths")
-SLICE_NOTE = {
-    "raw": "No intercept (the data has none), so the (w₁, w₂) contour **is** the loss being descended: exact.",
-    "minmax": "With an intercept b trained too. The contour is the slice b = b_LS; min-max scales but does not "
-              "center, so b couples with the weights and the drawn path is the **projection** of a 3-D path "
-              "onto that slice: approximate.",
-    "standardized": "Features are centered, so ∇_w L does not depend on b: the w-path is **exactly** gradient "
-                    "descent on the slice b = ȳ drawn here.",
-    "batchnorm": "Drawn: the full-batch loss (the standardized landscape up to ε), which is what the optimizer "
-                 "descends when batch = n. With smaller batches every step descends **its own batch's "
-                 "landscape**, so the path wanders around this one.",
-}
+# ---- landscapes (the main chart) ------------------------------------------------------------
+st.subheader("Loss landscapes and paths")
 cols = st.columns(min(len(variants), 2))
 for i, v in enumerate(variants):
-    with cols[i % len(cols)]:
-        boxes[v] = st.container()
-        st.caption(SLICE_NOTE[v] + " Colours: log₁₀(L − L*); ▶ play animates the path.")
-st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
-         r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
-st.markdown("**What to see** (both axes use the same scale, so a circle looks like a circle): the raw "
-            "contours are needle-thin ellipses. With plain gradient descent at the default step, half of each "
-            "variant's 2/λ_max, the first full-batch raw step drops straight to the valley floor "
-            "(1 − αλ_max = 0) and every later step crawls along it: on the seed data, after the default "
-            f"{vs.P['c1_epochs'].default} full-batch steps the star is still far away. The standardized contours "
-            "are almost circles: the gradient points at the optimum and the path goes straight there in a "
-            "handful of steps. **Try a fraction of 0.9:** the raw path now zigzags across the valley (each "
-            "bounce shrinks by |1 − αλ_max| = 0.8) while it creeps along it; **above 1.0** it bounces ever "
-            "higher and diverges. "
-            "**Try Adam** with the same learning rate for all (α ≈ 0.3): scaling each coordinate by its own "
-            "gradient size partly rescues the valley.")
+    boxes[v] = cols[i % len(cols)].container()
+boxes["see_landscapes"] = st.container()
+if cfg.optimizer == "adam":  # below the landscapes, so the first screen still shows them
+    st.info(vs.adam_note(cfg.data_key, cfg.mode))
+boxes["status"] = st.container()
+with page.more("What exactly is drawn, and the update rule"):
+    st.markdown("Colours: log₁₀(L − L*), the loss above its least-squares minimum. Both axes use the same scale, "
+                "so a circle looks like a circle. ▶ *play* animates the path (its speed is under *Display* in the "
+                "sidebar); the slider under the chart picks a step.")
+    for v in variants:
+        st.markdown(f"- **{vf.VARIANT_LABELS[v]}.** " + vs.slice_note(v, cfg.data_key))
+    st.latex(r"L(\theta)=\frac1n\lVert D\theta-y\rVert^2,\qquad \nabla L=\frac2n D^\top(D\theta-y),\qquad "
+             r"H=\frac2n D^\top D,\qquad \theta_{k+1}=\theta_k-\alpha\nabla L_{\mathcal B_k}(\theta_k)")
+page.prose(vs.intro_text(cfg.data_key, cfg.source, facts) + "\n\n"
+           f"**On the data shown{'' if ds is None else ' (your file)' if cfg.source == 'upload' else ' (the example CSV)'}:** "
+           + vs.steepness_text(facts))
+
+with page.more("The seed article's recipe: batch normalization in three steps"):
+    st.markdown("**1. Divide the data into mini-batches** (shuffled without replacement every epoch):")
+    st.latex(r"\mathcal{B} = \{x_1, \dots, x_m\}, \qquad \text{steps per epoch} = \lceil n / m \rceil")
+    st.markdown("**2. Standardize each feature with the batch's own statistics:**")
+    st.latex(r"\mu_\mathcal{B} = \frac1m\sum_i x_i,\quad \sigma^2_\mathcal{B} = \frac1m\sum_i (x_i-\mu_\mathcal{B})^2,"
+             r"\quad \hat x_i = \frac{x_i-\mu_\mathcal{B}}{\sqrt{\sigma^2_\mathcal{B}+\epsilon}}")
+    st.markdown("**3. Scale and shift** with learned parameters (here the regression's own weights and "
+                "intercept play γ and β):")
+    st.latex(r"y_i = \gamma\,\hat x_i + \beta \qquad\Longleftrightarrow\qquad \hat y_i = w\cdot\hat x_i + b")
+    st.markdown("At evaluation time the batch statistics are replaced by running averages "
+                "(momentum 0.1; the running variance uses the unbiased batch variance, PyTorch's convention).")
 
 # ---- convergence -------------------------------------------------------------------------
-st.header("Convergence")
-c1, c2 = st.columns([3, 2])
-boxes["convergence"] = c1.container()
-with c2:
+st.subheader("Convergence")
+boxes["convergence"] = st.container()
+boxes["see_convergence"] = st.container()
+with page.more("What is plotted, and steps to tolerance"):
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
     st.latex(r"\frac{L(\theta_k)-L^*}{L(\theta_0)-L^*}\ \le\ \text{tol}\quad\Rightarrow\quad"
@@ -121,49 +103,52 @@ with c2:
 
 st.subheader("Learned coefficients in original units")
 boxes["coefficients"] = st.container()
-st.caption("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
-           "b = b' − Σ w'·shift/scale. Raw has no intercept; the others fit one (least squares with an "
-           "intercept differs slightly from 2 and 3 because of the noise).")
+page.prose("Weights learned on scaled inputs x' = (x − shift)/scale map back as w = w'/scale and "
+           "b = b' − Σ w'·shift/scale. Raw fits no intercept; the others fit one"
+           + (" (least squares with an intercept differs slightly from 2 and 3 because of the noise)."
+              if ds is None else "."))
 
 # ---- theory ------------------------------------------------------------------------------
-st.header("Theory: what the Hessian predicts")
+st.subheader("Theory: what the Hessian predicts")
 for col, v in zip(st.columns(len(variants)), variants, strict=True):
     with col:
         st.metric(f"κ ({vf.VARIANT_LABELS[v]})", vs.fmt_num(facts.conds[v].kappa))
         st.metric("2/λ_max", vs.fmt_num(facts.conds[v].max_stable_lr))
 boxes["theory"] = st.container()
-st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
-         r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
-         r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
-minmax_note = (f"min-max has κ = {vs.fmt_num(facts.conds['minmax'].kappa)} because it does not center, so its "
-               "intercept couples with the weights" if "minmax" in variants else
-               "min-max does not center, so its intercept couples with the weights")
-st.markdown("Predictions are for full-batch gradient descent on the Hessian of the whole data set "
-            f"(raw: 2×2, the others 3×3 with the intercept; {minmax_note}). "
-            "They bound the worst start; the measured number can be smaller. With mini-batches, momentum or "
-            "Adam the measured column is what actually happened. On the data shown the raw valley has "
-            f"κ = {vs.fmt_num(facts.conds['raw'].kappa)} and the standardized bowl "
-            f"κ = {vs.fmt_num(facts.conds['standardized'].kappa)}. Where κ = ∞ the optimal step and rate are "
-            "computed over the identifiable directions (the non-zero eigenvalues) and labelled so.")
+with page.more("The formulas behind the table"):
+    st.latex(r"\kappa=\frac{\lambda_{\max}}{\lambda_{\min}},\quad \alpha<\frac{2}{\lambda_{\max}}\ \text{(stable)},"
+             r"\quad \alpha^*=\frac{2}{\lambda_{\min}+\lambda_{\max}},\quad \rho(\alpha^*)=\frac{\kappa-1}{\kappa+1},"
+             r"\quad k_{\text{pred}}=\left\lceil\frac{\ln \text{tol}}{2\ln\rho(\alpha)}\right\rceil")
+    minmax_note = (f"min-max has κ = {vs.fmt_num(facts.conds['minmax'].kappa)} because it does not center, so its "
+                   "intercept couples with the weights" if "minmax" in variants else
+                   "min-max does not center, so its intercept couples with the weights")
+    st.markdown("Predictions are for full-batch gradient descent on the Hessian of the whole data set "
+                f"(raw: 2×2, the others 3×3 with the intercept; {minmax_note}). "
+                "They bound the worst start; the measured number can be smaller. With mini-batches, momentum or "
+                "Adam the measured column is what actually happened. On the data shown the raw valley has "
+                f"κ = {vs.fmt_num(facts.conds['raw'].kappa)} and the standardized bowl "
+                f"κ = {vs.fmt_num(facts.conds['standardized'].kappa)}. Where κ = ∞ the optimal step and rate are "
+                "computed over the identifiable directions (the non-zero eigenvalues) and labelled so.")
 
 # ---- stability map -----------------------------------------------------------------------
-st.header("Stability map: learning rate × batch size")
+st.subheader("Stability map: learning rate × batch size")
 map_args = (cfg.data_key, cfg.seed, cfg.variants, cfg.mode, cfg.epochs, cfg.optimizer, *cfg.hyper)
 if cfg.show_map:
     if st.session_state.get("_c1_map_args") != map_args:  # new settings: sweep rows with a progress bar
         vs.stability(*map_args)
         st.session_state["_c1_map_args"] = map_args
     boxes["map"] = st.container()
-    st.markdown(f"Final full-batch loss after {cfg.epochs} epochs for every cell (all learning rates of a batch "
-                "size run in one vectorized loop). Red × = diverged (the loss exploded or overflowed); grey "
-                "squares = undefined (batch norm with one sample per batch). "
-                + vs.stability_limit_text(cfg.optimizer, cfg.mode, cfg.hyper[0], facts, cfg.variants)
-                + " Small batches are noisier and can become unstable earlier, and batch-normalized inputs "
-                "from tiny batches are too noisy to fit well.")
+    stab, stab_fig = vs.stability_figure(*map_args)
+    page.see(vs.describe_stability(stab, stab_fig.spec))
+    page.prose(f"Final full-batch loss after {cfg.epochs} epochs for every cell (all learning rates of a batch "
+               "size run in one vectorized loop). "
+               + vs.stability_limit_text(cfg.optimizer, cfg.mode, cfg.hyper[0], facts, cfg.variants)
+               + " Small batches are noisier and can become unstable earlier, and batch-normalized inputs "
+               "from tiny batches are too noisy to fit well.")
     if cfg.batch not in vs.map_batch_sizes(cfg.data_key):
         st.caption(f"(The current batch size {cfg.batch} is not one of the map's rows; the star is omitted.)")
 else:
-    st.caption("Switched off in the sidebar.")
+    st.caption("Switched off in the sidebar (under Display).")
 boxes["download"] = st.container()
 
 
@@ -179,8 +164,15 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
     views = {v: vs.variant_view(cfg.data_key, seed, v, lrs[v], batch, epochs, opt, *hyper) for v in variants}
     results = {v: views[v].result for v in variants}
 
+    for v in variants:
+        page.chart(vf.with_speed(views[v].figure, cfg.speed), key=f"c1_fig_{v}", where=boxes[v])
+    path_facts = {vf.VARIANT_LABELS[v]: vs.path_facts(cfg.data_key, v, results[v], views[v].figure.spec, tol)
+                  for v in variants}
+    page.see(vs.describe_landscapes(path_facts, tol), where=boxes["see_landscapes"])
     with boxes["status"]:
-        st.caption(f"{cfg.n} samples, batch size {batch}, {epochs} epochs → **{cfg.n_steps} steps for every "
+        asked = (f" (**{cfg.batch_asked} asked for**, more than the n = {cfg.n} samples: full batch)"
+                 if cfg.batch_asked > cfg.n else "")
+        st.caption(f"{cfg.n} samples, batch size {batch}{asked}, {epochs} epochs → **{cfg.n_steps} steps for every "
                    f"variant** ({R.steps_per_epoch(cfg.n, batch)} per epoch); optimizer: "
                    f"{R.OPTIMIZER_LABELS[opt]}; step sizes: "
                    + ", ".join(f"{vf.VARIANT_LABELS[v]} α = {vs.fmt_num(lrs[v])}" for v in variants) + ".")
@@ -192,24 +184,16 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
                          "step before.")
             for note in res.notes:
                 st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
-    for v in variants:
-        page.chart(views[v].figure, key=f"c1_fig_{v}", where=boxes[v])
-    page.chart(
-        vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch, epochs,
-                              opt, *hyper, tol), key="c1_fig_loss", where=boxes["convergence"])
+    page.chart(vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
+                                     epochs, opt, *hyper, tol), key="c1_fig_loss", where=boxes["convergence"])
+    page.see(vs.describe_convergence(results, tol), where=boxes["see_convergence"])
     boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
     with boxes["coefficients"]:
         truth = None if cfg.dataset is not None else vs.dataset(cfg.data_key).true_weights
         st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
         if "batchnorm" in results:
-            bn = results["batchnorm"]
-            st.caption(f"Batch norm, training mode (each batch's own statistics; full batch shown): loss "
-                       f"{bn.history['loss'][-1]:.4g}. Evaluation mode (running mean/variance, momentum 0.1, "
-                       f"unbiased variance): loss {vs.fmt_num(bn.eval_loss)}; running mean "
-                       f"{np.round(bn.running_mean, 3).tolist()}, running variance "
-                       f"{np.round(bn.running_var, 3).tolist()}. With few steps the running statistics have not "
-                       "caught up yet, and the two modes disagree.")
+            st.caption(vs.describe_bn_modes(vs.bn_modes_facts(cfg.data_key, results["batchnorm"])))
     rows = {v: (views[v].cond, lrs[v], results[v], tol) for v in variants}
     boxes["theory"].markdown(vs.markdown_table(vs.theory_table(rows)))
     if "map" in boxes:
@@ -222,6 +206,6 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 
 step_size_and_results(cfg, variants, boxes)
 
-with st.expander("Show the code: the optimizer loop and the update rules"):
+with page.more("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # ui.code.source: read once per process
         st.code(source, language="python")

@@ -33,8 +33,24 @@ def _examples() -> list[tuple[str, str]]:
 
 def test_python_examples_print_what_the_readme_says():
     examples = _examples()
-    assert len(examples) == 2, "README should have the regression and the network example"
+    assert len(examples) >= 4, "README should have the regression, network, chapter-4 and chapter-5 examples"
     for code, printed in examples:
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                              timeout=300, check=True)
         assert out.stdout.split() == printed.split(), f"README says:\n{printed}\nbut it prints:\n{out.stdout}"
+
+
+def test_lesson_links_are_the_chapters_experiments_as_the_script_prints_them():
+    from scripts.lesson_links import markdown
+
+    start, end = "<!-- lesson-links:start -->\n", "<!-- lesson-links:end -->"
+    block = README[README.index(start) + len(start): README.index(end)]
+    assert block.strip() == markdown().strip(), "run `.venv/bin/python -m scripts.lesson_links` and paste it"
+    assert block.count("](/") >= 15  # 3-5 experiments in each of the five chapters
+
+
+def test_every_picture_and_local_file_the_readme_names_exists():
+    for path in re.findall(r"\]\((docs/[^)]+)\)", README):
+        assert (ROOT / path).is_file(), path
+    for path in re.findall(r"`((?:benchmarks|scripts|tests|deploy|ui|bn_core)/[\w/.-]+\.(?:py|sh|yaml|template))`", README):
+        assert (ROOT / path).is_file(), path

@@ -61,13 +61,16 @@ PARAMS = [
     FloatParam("c1_beta1", 0.9, label="Adam beta1", lo=0.0, hi=0.99, options=BETA1_OPTIONS),
     FloatParam("c1_beta2", 0.999, label="Adam beta2", lo=0.9, hi=0.9999, options=BETA2_OPTIONS),
     ChoiceParam("c1_mode", "fraction", label="learning-rate mode", choices=MODES),
-    FloatParam("c1_lr", 0.01, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1], options=LR_OPTIONS),
+    # 5e-5: below raw's 2/lambda_max (7.4e-5 on the seed data), so "same learning rate for all"
+    # opens on a step at which every variant runs (issue 10, item 11).
+    FloatParam("c1_lr", 5e-5, label="learning rate", lo=LR_OPTIONS[0], hi=LR_OPTIONS[-1], options=LR_OPTIONS),
     FloatParam("c1_frac", 0.5, label="fraction of 2/λ_max", lo=FRACTION_OPTIONS[0], hi=FRACTION_OPTIONS[-1],
                options=FRACTION_OPTIONS),
     IntParam("c1_batch", 100, label="batch size", lo=1, hi=N_MAX),
     IntParam("c1_epochs", 100, label="epochs", lo=1, hi=EPOCHS_MAX),
     FloatParam("c1_tol", 1e-6, label="tolerance", lo=TOL_OPTIONS[0], hi=TOL_OPTIONS[-1], options=TOL_OPTIONS),
     BoolParam("c1_map", True, label="stability map"),
+    ChoiceParam("c1_speed", "normal", label="animation speed", choices=tuple(vf.SPEEDS)),
 ]
 P = {p.key: p for p in PARAMS}
 #: The step-size controls, drawn inside the page's fragment (see ``ui.valley_controls``).
@@ -199,10 +202,46 @@ def steepness_text(facts: DataFacts) -> str:
         parts.append(f"the raw loss curves **{fmt_num(hi / lo)} times** more steeply along {w_hi[0]} ({w_hi[1]}) "
                      f"than along {w_lo[0]} ({w_lo[1]}): the ratio of the Hessian's diagonal entries, "
                      f"mean({w_hi[1]}²)/mean({w_lo[1]}²)")
-    parts.append(f"its steepest direction is **κ = {fmt_num(kappa)} times** steeper than its flattest (the ratio "
-                 "of the Hessian's eigenvalues, which also counts how w₁ and w₂ are coupled)")
+    if math.isinf(kappa):
+        parts.append("its flattest direction has **zero curvature (κ = ∞)**: a constant feature or two "
+                     "proportional features leave one combination of w₁ and w₂ that changes nothing, so gradient "
+                     "descent never moves along it")
+    else:
+        parts.append(f"its steepest direction is **κ = {fmt_num(kappa)} times** steeper than its flattest (the "
+                     "ratio of the Hessian's eigenvalues, which also counts how w₁ and w₂ are coupled)")
     std = facts.conds["standardized"].kappa
-    return ("; ".join(parts) + f". Standardized, the bowl has κ = {fmt_num(std)}.")
+    return ("; ".join(parts) + f". Standardized: κ = {fmt_num(std)}.")
+
+
+def collinear_note(data: tuple) -> str | None:
+    """A warning when the two features are (numerically) proportional or affinely related.
+
+    Constant features have their own warning; this catches e.g. ``b = 2a`` (issue 10, item 12):
+    the standardized Hessian is then singular and every kappa infinite.
+    """
+    d = dataset(data)
+    X = np.asarray(d.X, float)
+    sd = X.std(axis=0)
+    if np.any(sd <= 1e-12 * np.maximum(np.abs(X).max(axis=0), 1e-300)):
+        return None  # a constant feature: the page's constant-feature warning says it
+    with np.errstate(all="ignore"):
+        r = float(np.corrcoef(X[:, 0], X[:, 1])[0, 1])
+    if not (math.isfinite(r) and abs(r) > 1 - 1e-9):
+        return None
+    slope, icpt = np.polyfit(X[:, 0], X[:, 1], 1)
+    a, b = feature_names(data)
+    rel = f"{b} = {slope:.4g} × {a}" + (f" {'+' if icpt >= 0 else '−'} {abs(icpt):.4g}" if abs(icpt) > 1e-9 * max(
+        abs(X[:, 1]).max(), 1e-300) else "")
+    facts = data_facts(data)
+    flat = [vf.VARIANT_LABELS[v] for v in R.VARIANTS if math.isinf(facts.conds[v].kappa)]
+    finite = [f"{vf.VARIANT_LABELS[v]} κ = {fmt_num(facts.conds[v].kappa)}" for v in R.VARIANTS
+              if not math.isinf(facts.conds[v].kappa)]
+    return (f"**The two features carry the same information:** {rel} on every row (correlation {r:.6f}). "
+            f"For {', '.join(flat)} one combination of the weights (with the intercept) leaves every prediction "
+            "unchanged, so the loss has a perfectly flat direction: κ = ∞, gradient descent never moves along it, "
+            "and the least-squares weights are not unique (the minimum-norm ones are shown)"
+            + (f"; {', '.join(finite)} (no intercept to trade with)" if finite else "")
+            + ". Drop one of the two columns to get a well-posed fit.")
 
 
 def stability_limit_text(optimizer: str, mode: str, momentum: float, facts: DataFacts, variants: tuple) -> str:
@@ -243,6 +282,34 @@ def problem(data: tuple, variant: str) -> tuple[R.Problem, T.Conditioning]:
     d = dataset(data)
     p = R.make_problem(d.X, d.y, variant)
     return p, T.conditioning(p.hessian)
+
+
+def same_mode_opening_lr(facts: DataFacts, variants: tuple, optimizer: str, momentum: float,
+                         lr: float, diverges=None, tries: int = 12) -> float | None:
+    """The learning rate "same learning rate for all" should open on, or None to keep ``lr``.
+
+    Start from ``lr`` if it is below every shown variant's full-batch limit (2/lambda_max,
+    times 1 + mu with momentum; Adam has none), else from the largest offered rate below 0.9 of
+    the smallest limit. The full-batch bound does not hold for mini-batches with heavy momentum,
+    so ``diverges(alpha) -> bool`` (run the shown variants at the page's settings) steps the
+    candidate down the offered rates until nothing diverges, at most ``tries`` times (issue 10,
+    item 11: the mode must not open on a divergence, whatever the data and settings).
+    """
+    factor = {"gd": 1.0, "momentum": 1.0 + momentum}.get(optimizer)
+    limits = [factor * facts.conds[v].max_stable_lr for v in variants if factor is not None]
+    limits = [x for x in limits if math.isfinite(x)]
+    cand = lr
+    if limits and lr >= min(limits):
+        below = [o for o in LR_OPTIONS if o < 0.9 * min(limits)]
+        cand = below[-1] if below else LR_OPTIONS[0]
+    if diverges is not None:
+        i = min(range(len(LR_OPTIONS)), key=lambda j: abs(math.log(LR_OPTIONS[j] / cand)))
+        for _ in range(tries):
+            if i == 0 or not diverges(LR_OPTIONS[i]):
+                break
+            i -= 1
+        cand = LR_OPTIONS[i]
+    return None if cand == lr else cand
 
 
 def variant_lr(cond: T.Conditioning, mode: str, lr: float, frac: float) -> float:
@@ -495,3 +562,320 @@ def constant_features(names, constant_flags) -> list:
     for c in constant_flags:
         flat |= np.asarray(c, dtype=bool)
     return [f for f, c in zip(names, flat, strict=True) if c]
+
+
+# ---- Sentences computed from the charts' data ------------------------------------------------
+# Every sentence that describes a chart is written by one of these functions from the same
+# record the chart is drawn from (issue 10: "every caption true"); tests run them over the grid
+# of settings the page allows.
+
+def raw_shape(facts: DataFacts) -> str:
+    """What the raw loss looks like, from its kappa (a valley, a flat-floored valley, or a bowl)."""
+    k = facts.conds["raw"].kappa
+    return ("a valley with a perfectly flat floor (κ = ∞)" if math.isinf(k) else
+            f"a long, narrow **valley** (κ = {fmt_num(k)})" if k >= 10 else f"a bowl (κ = {fmt_num(k)})")
+
+
+def standardized_shape(facts: DataFacts) -> str:
+    """What standardizing makes of it, from the standardized kappa (scale and centering only:
+    what remains is the features' correlation r, kappa = (1 + |r|)/(1 - |r|))."""
+    k = facts.conds["standardized"].kappa
+    if math.isinf(k):
+        return ("still has a flat direction (κ = ∞): standardizing rescales and centers each feature but cannot "
+                "separate two features that carry the same information")
+    if k >= 10:
+        return (f"is still a valley (κ = {fmt_num(k)}): standardizing removes the features' scales and offsets, "
+                "not their correlation")
+    return f"is a round **bowl** (κ = {fmt_num(k)}) where the same number of steps reaches the bottom"
+
+
+def intro_text(data: tuple, source: str, facts: DataFacts) -> str:
+    """The chapter's introduction, describing the data actually shown (issue 10, item 7)."""
+    d = dataset(data)
+    a, b = facts.names
+    if source == "seed" or data[0] == "seed":
+        what = ("the classic data set $y = 2A + 3B + \\text{noise}$ with $A \\sim U[1, 10]$ and "
+                "$B \\sim U[1, 200]$")
+    else:
+        label = "the example CSV" if source == "example" else "your CSV"
+        what = f"{label} ({facts.n} rows, target **{d.target_name}**)"
+    X = np.asarray(d.X, float)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    spans = (f"{a} spans {lo[0]:.4g} … {hi[0]:.4g} and {b} spans {lo[1]:.4g} … {hi[1]:.4g}")
+    h1, h2 = facts.diag
+    ratio = max(h1, h2) / max(min(h1, h2), 1e-300)
+    why = ("the curvature along a weight grows with the *square* of its feature's size, so any step small enough "
+           "not to blow up along the steep direction crawls along the flat one" if ratio >= 10 else
+           "the features are not centered, so w₁ and w₂ are coupled and one combination of them is much steeper "
+           "than the other" if facts.conds["raw"].kappa >= 10 else
+           "neither the features' sizes nor their coupling stretch it much")
+    return (f"Fit $\\hat y = w_1 {_tex_name(a)} + w_2 {_tex_name(b)}\\,(+\\,\\text{{intercept}})$ to {what}, by "
+            f"gradient descent. On the **raw** inputs ({spans}) the loss is {raw_shape(facts)}: {why}. "
+            f"**Standardized**, it {standardized_shape(facts)}. Batch normalization does the standardizing inside "
+            "a network, one mini-batch at a time.")
+
+
+def _tex_name(name: str) -> str:
+    """A feature name for inline LaTeX (``\\text{area\\_m2}``; single letters stay italic)."""
+    if len(name) == 1 and name.isalpha():
+        return name
+    safe = "".join("\\_" if c == "_" else c for c in name if c.isalnum() or c in "_ -")
+    return f"\\text{{{safe}}}"
+
+
+def slice_note(variant: str, data: tuple) -> str:
+    """What the landscape of ``variant`` draws (exact or a slice), true for the data shown."""
+    if variant == "raw":
+        if data[0] == "seed":
+            return ("The seed recipe has no intercept and the raw variant fits none, so the (w₁, w₂) contour "
+                    "**is** the loss being descended: exact.")
+        raw_star = problem(data, "raw")[0]
+        p_raw, p_std = raw_star, problem(data, "standardized")[0]
+        l_raw = float(R.mse_loss(p_raw.design, p_raw.y, R.least_squares(p_raw.design, p_raw.y)))
+        l_std = float(R.mse_loss(p_std.design, p_std.y, R.least_squares(p_std.design, p_std.y)))
+        return ("The raw variant fits no intercept, so the (w₁, w₂) contour **is** the loss it descends: exact. "
+                f"On this data its best loss is {fmt_num(l_raw)} against {fmt_num(l_std)} with an intercept"
+                + (" (the data needs one)." if l_raw > 1.01 * l_std + 1e-12 else "."))
+    return {
+        "minmax": "With an intercept b trained too. The contour is the slice b = b_LS; min-max scales but does not "
+                  "center, so b couples with the weights and the drawn path is the **projection** of a 3-D path "
+                  "onto that slice: approximate.",
+        "standardized": "Features are centered, so ∇_w L does not depend on b: the w-path is **exactly** gradient "
+                        "descent on the slice b = ȳ drawn here.",
+        "batchnorm": "Drawn: the full-batch loss (the standardized landscape up to ε), which is what the optimizer "
+                     "descends when batch = n. With smaller batches every step descends **its own batch's "
+                     "landscape**, so the path wanders around this one.",
+    }[variant]
+
+
+def _w_hessian_direction(p: R.Problem) -> np.ndarray:
+    """Unit eigenvector of the steepest direction of the (w1, w2) block of the Hessian."""
+    H = p.hessian[:2, :2]
+    return np.linalg.eigh((H + H.T) / 2)[1][:, -1]
+
+
+def path_facts(data: tuple, variant: str, res: R.RunResult, spec: dict, tol: float) -> dict:
+    """Numbers that the landscape of one run shows: progress, zigzag, divergence, leaving the chart.
+
+    Returns a dict: ``kappa``, ``steps`` (run), ``diverged_at``, ``to_tol`` (steps to the
+    tolerance or None), ``left`` (the remaining fraction of the start's distance to the optimum
+    in the drawn (w1, w2) plane), ``reversals`` (sign changes of the offset from the optimum
+    along the steepest direction, over the drawn path: a zigzag across the valley) and
+    ``leaves_at`` (first step drawn outside the axes, or None).
+    """
+    p, cond = problem(data, variant)
+    h = res.history
+    path = np.column_stack([h["w1"], h["w2"]])
+    star = res.theta_star[:2]
+    d0 = float(np.linalg.norm(path[0] - star))
+    left = float(np.linalg.norm(path[-1] - star)) / d0 if d0 > 0 else 0.0
+    along = (path - star) @ _w_hessian_direction(p)
+    scale = max(float(np.max(np.abs(along))), 1e-300)
+    sig = along[np.abs(along) > 1e-6 * scale]  # below that the path sits on the optimum (rounding noise)
+    reversals = int(np.sum(np.sign(sig[1:]) != np.sign(sig[:-1]))) if len(sig) > 1 else 0
+    xr, yr = spec["layout"]["xaxis"]["range"], spec["layout"]["yaxis"]["range"]
+    inside = (path[:, 0] >= xr[0]) & (path[:, 0] <= xr[1]) & (path[:, 1] >= yr[0]) & (path[:, 1] <= yr[1])
+    leaves_at = None if inside.all() else int(h["step"][int(np.argmin(inside))])
+    return {"kappa": cond.kappa, "steps": res.n_steps, "diverged_at": res.diverged_at,
+            "to_tol": None if res.diverged else R.steps_to_tolerance(h["loss"], res.loss_star, tol),
+            "left": left, "reversals": reversals, "leaves_at": leaves_at}
+
+
+def describe_path(label: str, f: dict, tol: float) -> str:
+    """One clause on one landscape, from :func:`path_facts`."""
+    head = f"**{label}** (κ = {fmt_num(f['kappa'])})"
+    if f["diverged_at"] is not None:
+        return f"{head} diverges at step {f['diverged_at']}" + (
+            f" and leaves the chart at step {f['leaves_at']}" if f["leaves_at"] is not None else "")
+    bits = []
+    if f["reversals"] >= 3:
+        across = "across the valley" if f["kappa"] >= 10 else "along its steepest direction"
+        bits.append(f"zigzags {across} ({f['reversals']} reversals)")
+    if f["to_tol"] is not None:
+        bits.append(f"first gets within tolerance (suboptimality below {tol:g}) at step {f['to_tol']}")
+    elif f["left"] > 1:
+        bits.append(f"ends {f['left']:.3g} times as far from the star as it started, after {f['steps']} steps")
+    elif f["left"] >= 0.001:
+        bits.append(f"after {f['steps']} steps is still {100 * f['left']:.3g}% of the start's distance from the star")
+    else:
+        bits.append(f"ends next to the star after {f['steps']} steps but not within tolerance {tol:g}")
+    if f["leaves_at"] is not None:
+        bits.append(f"leaves the chart at step {f['leaves_at']}")
+    return f"{head} " + ", ".join(bits[:-1]) + (" and " if len(bits) > 1 else "") + bits[-1]
+
+
+def describe_landscapes(facts_by_label: dict, tol: float) -> str:
+    """The landscapes' "what to see" line: one clause per variant, from :func:`path_facts`."""
+    return "; ".join(describe_path(label, f, tol) for label, f in facts_by_label.items()) + "."
+
+
+def describe_convergence(results: dict, tol: float) -> str:
+    """The convergence chart's "what to see" line: steps to the tolerance, per variant."""
+    parts = []
+    for v, r in results.items():
+        parts.append(f"{vf.VARIANT_LABELS[v]}: {measured_steps_text(r, tol)}")
+    return (f"where each curve crosses the dotted tolerance {tol:g} (steps to tolerance: " + "; ".join(parts) + ").")
+
+
+def map_edges(m: R.StabilityMap) -> dict:
+    """Per variant: the smallest step size at which the full-batch row (the largest batch) diverged."""
+    out = {}
+    top = int(np.argmax(m.batch_sizes))
+    for i, v in enumerate(m.variants):
+        div = np.nonzero(m.diverged[i, top])[0]
+        out[v] = float(m.x_values[div[0]]) if len(div) else None
+    return out
+
+
+def describe_stability(m: R.StabilityMap, spec: dict) -> str:
+    """The stability map's "what to see" line: where its full-batch row diverges, and its markers."""
+    unit = "a fraction of " if m.x_kind == "fraction" else "α = "
+    edges = map_edges(m)
+    parts = [f"{vf.VARIANT_LABELS[v]} from {unit}{fmt_num(e)} on" if e is not None else
+             f"{vf.VARIANT_LABELS[v]} nowhere" for v, e in edges.items()]
+    marks = vf.describe_markers(spec)
+    return (f"in the full-batch row (batch {int(np.max(m.batch_sizes))}) the map marks divergence for "
+            + "; ".join(parts) + "."
+            + (f" Markers: {marks}." if marks else ""))
+
+
+def bn_modes_facts(data: tuple, res: R.RunResult) -> dict:
+    """Why batch norm's evaluation loss differs from its training loss, decomposed.
+
+    Evaluation mode standardizes with the running mean and variance instead of the data's own.
+    The gap has two possible sources: the running mean (an average of batch means that started
+    at 0) and the running variance (an average of *unbiased* batch variances, whose expectation
+    for batches drawn without replacement from n samples is ``n/(n-1)`` times
+    the biased variance training mode uses, started at 1). Recomputing the evaluation loss
+    with each one replaced by the data's own statistic tells how much each contributes.
+    """
+    p, _ = problem(data, "batchnorm")
+    theta = res.final_theta
+    w, b = theta[:2], float(theta[2])
+    mean, var = p.shift, p.scale ** 2 - p.eps  # the full data's mean and (biased) variance
+
+    def eval_loss(mu, v):
+        wo, bo = R.to_original_units(w, b, mu, np.sqrt(v + p.eps))
+        with np.errstate(all="ignore"):
+            return float(np.mean((p.X @ wo + bo - p.y) ** 2))
+
+    rm, rv = res.running_mean, res.running_var
+    std = np.sqrt(np.maximum(var, 1e-300))
+    sizes = np.diff(R.batch_plan(len(p.y), res.batch_size, res.epochs, 0)[1])  # sizes do not depend on the seed
+    k = int(np.sum(sizes > 1))  # batches that updated the running statistics
+    return {"train": float(res.history["loss"][-1]), "eval": float(res.eval_loss),
+            "mean_gap": float(np.max(np.abs(rm - mean) / std)),
+            "var_ratio": [float(x) for x in rv / np.maximum(var, 1e-300)],
+            "unbiased": len(p.y) / (len(p.y) - 1), "start_weight": 0.9 ** k,
+            "eval_true_mean": eval_loss(mean, rv), "eval_true_var": eval_loss(rm, var),
+            "batch": res.batch_size, "n": len(p.y), "diverged_at": res.diverged_at}
+
+
+def describe_bn_modes(f: dict) -> str:
+    """The caption under the coefficient table for batch norm, from :func:`bn_modes_facts`."""
+    with_own = ("training mode (the full batch's own statistics)" if f["batch"] >= f["n"] else
+                "normalized with the whole data set's own statistics (as the landscape is drawn)")
+    if f.get("diverged_at") is not None:
+        return (f"Batch norm diverged at step {f['diverged_at']}: its weights blew up, so its training- and "
+                "evaluation-mode losses (both huge) say nothing about the running statistics; lower the step size "
+                "to compare the two modes.")
+    head = (f"Batch norm, {with_own}: loss {fmt_num(f['train'])}. Evaluation mode (running mean and variance, "
+            f"momentum 0.1): loss {fmt_num(f['eval'])}. ")
+    if abs(f["eval"] - f["train"]) <= 0.01 * max(f["train"], 1e-12):
+        return head + "The two modes agree to within 1%."
+    ratio = ", ".join(f"{r:.4g}" for r in f["var_ratio"])
+    mean_part = (f"The running mean matches the data's mean to {f['mean_gap']:.1g} standard deviations"
+                 if f["mean_gap"] < 0.01 else
+                 f"The running mean is off the data's mean by up to {f['mean_gap']:.2g} standard deviations")
+    if f["start_weight"] > 1e-3:
+        mean_part += f" (its starting value still weighs {f['start_weight']:.2g}: it has not caught up yet)"
+    var_part = (f"; the running variance is {ratio} × the data's variance"
+                + (f", close to n/(n − 1) = {f['unbiased']:.4g}, the expected unbiased variance of batches drawn "
+                   "without replacement from the n samples"
+                   if f["batch"] > 1 and all(abs(r - f["unbiased"]) < 0.25 * (f["unbiased"] - 1) + 1e-3
+                                             for r in f["var_ratio"]) else ""))
+    gap_mean = abs(f["eval_true_var"] - f["train"])  # what is left when only the mean is the running one
+    gap_var = abs(f["eval_true_mean"] - f["train"])  # ... when only the variance is the running one
+    cause = ("the running **variance**" if gap_var > gap_mean else "the running **mean**")
+    return (head + mean_part + var_part + ". With the data's own mean the evaluation loss would be "
+            f"{fmt_num(f['eval_true_mean'])}, with its own variance {fmt_num(f['eval_true_var'])}: most of the gap "
+            f"comes from {cause}.")
+
+
+def lead_text(facts: DataFacts) -> str:
+    """The chapter's one sentence under its title, from the raw and standardized kappas."""
+    return (f"On raw inputs the loss is {raw_shape(facts).replace('**', '')}; standardized it "
+            f"{standardized_shape(facts).split(':')[0].split(' where')[0].replace('**', '')}. Move the step size in the sidebar and "
+            "watch the same gradient descent on both.")
+
+
+def adam_note(data: tuple, mode: str = "fraction") -> str:
+    """Why Adam's learning rate is compared in weight units (issue 10, item 10), from the optima."""
+    raw = problem(data, "raw")[0]
+    std = problem(data, "standardized")[0]
+    t_raw = R.least_squares(raw.design, raw.y)
+    t_std = R.least_squares(std.design, std.y)
+    fmt = lambda t: "(" + ", ".join(f"{x:.3g}" for x in t) + ")"  # noqa: E731
+    first = ("2/λ_max is the stability limit of plain gradient descent; Adam has none: it moves every weight by "
+             "about α per step whatever the curvature, so α is a step **in weight units**. Compare variants with "
+             "*same learning rate for all*, and mind the distance" if mode == "fraction" else
+             "Adam moves every weight by about α per step whatever the curvature: α is a step **in weight units**, "
+             "so a fair comparison minds the distance")
+    return (first + ": from the start at 0, the standardized optimum "
+            f"(w₁, w₂, b) = {fmt(t_std)} is {np.linalg.norm(t_std) / max(np.linalg.norm(t_raw), 1e-300):.3g} times "
+            f"farther away than the raw one {fmt(t_raw)}, so at the same α it needs more steps. The guided experiment "
+            "*Adam at one learning rate* gives both enough steps.")
+
+
+def _experiment_rows():
+    from ui.page import Experiment
+
+    return [
+        Experiment("The valley at 0.9 of 2/λ_max",
+                   "The raw path zigzags across the narrow valley while it creeps along it and is still far from the "
+                   "star after 100 steps; the standardized path, with the same fraction of its own limit, gets there "
+                   "in under 30 steps.",
+                   {"c1_frac": 0.9}),
+        Experiment("Past the edge: 1.01 of 2/λ_max",
+                   "Just above 2/λ_max every bounce is larger than the one before (|1 − αλ_max| = 1.02), so both "
+                   "paths end farther from the star than they started and the raw one leaves the chart.",
+                   {"c1_frac": 1.01}),
+        Experiment("Adam at one learning rate",
+                   "Adam moves each weight by about α = 3 per step whatever the curvature, so the raw valley no "
+                   "longer slows it, and with 200 steps the standardized run, whose weights lie about 100 times "
+                   "farther from the start, ends next to the star too.",
+                   {"c1_opt": "adam", "c1_mode": "same", "c1_lr": 3.0, "c1_epochs": 200}),
+        Experiment("Mini-batches of 10",
+                   "With 10 samples per step the standardized path still gets near the star within a few steps and "
+                   "then jitters around it, because every step follows its own batch's gradient, while the raw path "
+                   "stays far away.",
+                   {"c1_batch": 10}),
+        Experiment("Batch norm: training vs evaluation",
+                   "Batch norm follows the standardized path (up to its ε), yet its evaluation-mode loss is far above its "
+                   "training loss: its running variance is n/(n − 1) times the data's (PyTorch's unbiased running "
+                   "estimate), as the caption under the coefficient table computes.",
+                   {"c1_variants": ("standardized", "batchnorm")}),
+    ]
+
+
+#: Chapter 1's guided experiments ("Try this" buttons and the home page's lesson links).
+EXPERIMENTS = _experiment_rows()
+
+#: A page-level script (``st.html(..., unsafe_allow_javascript=True)``) for the landscapes'
+#: play/pause buttons. "pause" (or "play" while playing) interrupts the running Plotly
+#: animation, and Plotly.js then rejects that animation's promise with no reason; its own
+#: buttons do not catch the rejection, so the browser reported an uncaught page error on every
+#: pause (issue 9). This handler marks rejections *without a reason* as handled on a page that
+#: shows a Plotly chart (an interrupted animation is the only source of those here); any
+#: rejection with a reason, an Error included, is left alone. The flag keeps a rerun from adding
+#: a second listener.
+ANIMATION_GUARD = """<script>
+(function () {
+  const w = window.parent && window.parent !== window ? window.parent : window;
+  if (w.__c1AnimationGuard) return;
+  w.__c1AnimationGuard = true;
+  w.addEventListener("unhandledrejection", function (e) {
+    if (e.reason === undefined && w.document.querySelector(".js-plotly-plot")) e.preventDefault();
+  });
+})();
+</script>"""

@@ -112,25 +112,70 @@ def grid_box(points: np.ndarray, start: np.ndarray, optimum: np.ndarray, margin:
     return (center[0] - half, center[0] + half), (center[1] - half, center[1] + half)
 
 
-def divergence_note(diverged_at: int, px: np.ndarray, py: np.ndarray, ps: np.ndarray,
-                    xr: tuple, yr: tuple) -> str:
-    """Title note of a diverged run that agrees with the picture.
+def path_note(diverged_at: int | None, px: np.ndarray, py: np.ndarray, ps: np.ndarray,
+              xr: tuple, yr: tuple) -> str | None:
+    """The landscape's subtitle: where the drawn path leaves the axes, and the divergence if any.
 
     ``px, py, ps`` are the drawn path points and their step numbers, ``xr, yr`` the axis ranges.
-    If every drawn point is inside the axes, the next step (the diverging one) is the first to
-    leave them; otherwise name the last step still drawn inside.
+    A path can leave the axes without counting as diverged (at 1.01 of 2/lambda_max the raw path
+    bounces out of the chart long before its loss has grown ``EXPLODE_FACTOR``-fold), so this is
+    said whenever a drawn point is outside (issue 10, item 9). ``None``: nothing to say.
     """
     inside = (px >= min(xr)) & (px <= max(xr)) & (py >= min(yr)) & (py <= max(yr))
-    if inside.all():
+    leaves = None if inside.all() else int(ps[int(np.argmin(inside))])
+    if diverged_at is None:
+        return None if leaves is None else f"the path leaves the chart at step {leaves}"
+    if leaves is None:
         return f"diverged at step {diverged_at}: the next step leaves the chart"
-    out = int(np.argmin(inside))  # first drawn point outside the axes
-    return f"diverged at step {diverged_at}: the path leaves the chart at step {int(ps[out])}"
+    return f"diverged at step {diverged_at}: the path leaves the chart at step {leaves}"
+
+
+def divergence_note(diverged_at: int, px: np.ndarray, py: np.ndarray, ps: np.ndarray,
+                    xr: tuple, yr: tuple) -> str:
+    """:func:`path_note` of a diverged run (kept for callers that know the run diverged)."""
+    return path_note(diverged_at, px, py, ps, xr, yr)
+
+
+#: Animation speeds: milliseconds per frame (the sidebar's "animation speed").
+SPEEDS = {"slow": 600, "normal": 300, "fast": 120}
+#: Animation frames per landscape (log-spaced in step number). Each frame redraws the whole
+#: chart, contour included, and every frame is part of the JSON sent on a step change.
+N_FRAMES = 16
+#: Height of a landscape: with the title, the lead sentence and the sidebar's key control it
+#: fits a projector's 720 pixels (tests/browser/test_first_screen.py).
+LANDSCAPE_HEIGHT = 500
+
+
+def frame_indices(k: int, n_frames: int) -> np.ndarray:
+    """Indices of the animation frames into a path of ``k`` points: about ``n_frames`` distinct
+    ones, log-spaced (dense early, where the zigzag is), always the first and the last."""
+    cand = np.unique(np.concatenate([[0], np.geomspace(1, max(k, 1), 4 * n_frames).round().astype(int) - 1,
+                                     [k - 1]]))
+    cand = cand[(cand >= 0) & (cand < k)]
+    if len(cand) > n_frames:
+        cand = cand[np.unique(np.linspace(0, len(cand) - 1, n_frames).round().astype(int))]
+    return cand
+
+
+def contour_levels(z: np.ndarray, per_decade: int = 2) -> dict:
+    """Fixed contour levels for ``z = log10(L - L*)``: every 1/``per_decade`` decade.
+
+    Fixed levels (``autocontour`` off) are the same for every step size with the same box, so
+    neighbouring settings draw the same lines, and Plotly does not search for "nice" levels.
+    """
+    finite = z[np.isfinite(z)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    start, end = math.floor(lo * per_decade) / per_decade, math.ceil(hi * per_decade) / per_decade
+    if end <= start:
+        end = start + 1.0 / per_decade
+    return {"start": start, "end": end, "size": 1.0 / per_decade}
 
 
 def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.ndarray,
                      path: np.ndarray, steps: np.ndarray, optimum: np.ndarray, *,
-                     diverged_at: int | None = None, n_frames: int = 30, height: int = 640,
-                     feature_names: tuple = ("A", "B")) -> go.Figure:
+                     diverged_at: int | None = None, n_frames: int = N_FRAMES,
+                     height: int = LANDSCAPE_HEIGHT, feature_names: tuple = ("A", "B"),
+                     speed: str = "normal") -> go.Figure:
     """Contour of the loss over (w1, w2) with the optimizer's path, start, optimum and playback.
 
     Parameters
@@ -153,6 +198,8 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
         Animation frames (log-spaced in step number, so the early zigzag gets frames too).
     feature_names : tuple of str
         Names of the two features, for the axis titles.
+    speed : str
+        Key of :data:`SPEEDS`: how long "play" shows each frame.
     """
     style = VARIANT_STYLE[variant]
     with np.errstate(all="ignore"):
@@ -166,24 +213,25 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     marker = {"symbol": style["symbol"], "size": 6, "color": style["color"],
               "line": {"color": "white", "width": 1}}
     data = [
-        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 4),
-         "colorscale": SEQUENTIAL, "ncontours": 24, "name": "log10(L - L*)", "showlegend": False,
-         "colorbar": {"title": {"text": "log10(L − L*)<br>[log10 (y units)²]"}, "len": 0.85},
+        {"type": "contour", "x": _rounded(w1, 7), "y": _rounded(w2, 7), "z": _rounded(z, 3),
+         "colorscale": SEQUENTIAL, "autocontour": False, "contours": contour_levels(z),
+         "name": "log10(L - L*)", "showlegend": False,
+         "colorbar": {"title": {"text": "log₁₀(L − L*) [log₁₀ (y units)²]", "side": "right"}, "len": 1.0,
+                      "thickness": 14},
          "hovertemplate": "w1=%{x:.4g}<br>w2=%{y:.4g}<br>log10(L−L*)=%{z:.2f}<extra></extra>"},
-        {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": f"path ({VARIANT_LABELS[variant]})",
+        {"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "name": "path",
          "line": line, "marker": marker, "customdata": ps.tolist(),
          "hovertemplate": "step %{customdata}<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>"},
         {"type": "scatter", "x": [xs[0]], "y": [ys[0]], "mode": "markers", "name": "start",
          "marker": {"symbol": "circle-open", "size": 14, "color": OKABE_ITO["black"], "line": {"width": 3}}},
         {"type": "scatter", "x": [float(optimum[0])], "y": [float(optimum[1])], "mode": "markers",
-         "name": "optimum (least squares)",
+         "name": "optimum", "hovertemplate": "least-squares optimum<br>w1=%{x:.4g}<br>w2=%{y:.4g}<extra></extra>",
          "marker": {"symbol": "star", "size": 16, "color": OKABE_ITO["yellow"], "line": {"color": "black", "width": 1}}},
         {"type": "scatter", "x": [x_last], "y": [y_last], "mode": "markers", "name": "current step",
          "marker": {"symbol": style["symbol"], "size": 14, "color": style["color"], "line": {"color": "black", "width": 2}}},
     ]
     k = len(px)
-    fidx = np.unique(np.concatenate([[0], np.geomspace(1, max(k, 1), n_frames).round().astype(int) - 1, [k - 1]]))
-    fidx = fidx[(fidx >= 0) & (fidx < k)]
+    fidx = frame_indices(k, n_frames)
     # Each frame: the path so far (at most ~100 of its points, the early ones exactly) and the
     # current point; the whole path stays drawn faintly underneath (trace 5).
     frames = []
@@ -198,26 +246,40 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
                  "line": {"color": style["color"], "width": 1, "dash": "dot"}, "opacity": 0.5})
     # redraw=True: with redraw=False Plotly takes its "transition" path, which redraws only the
     # animatable (scatter) traces and drops the contour layer, so "play" erased the landscape.
-    anim = {"frame": {"duration": 80, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate"}
-    slider = {"active": len(frames) - 1, "x": 0.24, "len": 0.76, "y": -0.2, "yanchor": "top", "pad": {"t": 0},
-              "currentvalue": {"prefix": "step ", "visible": True},
-              "steps": [{"label": f["name"], "method": "animate", "args": [[f["name"]], anim]} for f in frames]}
+    anim = {"frame": {"duration": SPEEDS[speed], "redraw": True}, "transition": {"duration": 0},
+            "mode": "immediate"}
+    # Below the plot: the buttons on the left, the frame label ("step k") on the right of the same
+    # row, the slider's rail under both, then the legend. (The label used to sit under the buttons.)
+    slider = {"active": len(frames) - 1, "x": 0.0, "len": 1.0, "y": -0.22, "yanchor": "top",
+              "pad": {"t": 36, "b": 0}, "ticklen": 3, "minorticklen": 0,
+              # tick labels invisible (the frame label says the step; 16 numbers only crowd the rail)
+              "font": {"size": 10, "color": "rgba(0,0,0,0)"},
+              "currentvalue": {"prefix": "step ", "visible": True, "xanchor": "right", "offset": 4,
+                               "font": {"size": 14, "color": "#1a1a1a"}},
+              "steps": [{"label": f["name"], "method": "animate",
+                         "args": [[f["name"]], {**anim, "frame": {"duration": 0, "redraw": True}}]}
+                        for f in frames]}
+    # "pause" interrupts the running animation; Plotly rejects the interrupted animation's
+    # promise, which its buttons do not catch (see ui.valley.ANIMATION_GUARD).
     buttons = {"type": "buttons", "direction": "left", "x": 0.0, "y": -0.22, "xanchor": "left", "yanchor": "top",
-               "pad": {"t": 0}, "showactive": False,
+               "pad": {"t": 0, "r": 4}, "showactive": False,
                "buttons": [{"label": "play", "method": "animate", "args": [None, {**anim, "fromcurrent": False}]},
                            {"label": "pause", "method": "animate",
-                            "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}
+                            "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                              "transition": {"duration": 0}}]}]}
     (x0, x1), (y0, y1) = grid_box(path, path[0], optimum)
     units = WEIGHT_UNITS[variant]
     title = f"{VARIANT_LABELS[variant]}: loss landscape and path"
-    if diverged_at is not None:
+    note = path_note(diverged_at, px, py, ps, (x0, x1), (y0, y1))
+    if note:
         # Its own (small) title line: appended to the first one it was cut off in a half-width
         # column. The axes stay on the landscape, so say where the drawn path leaves them.
-        title += f"<br><sup>{divergence_note(diverged_at, px, py, ps, (x0, x1), (y0, y1))}</sup>"
+        title += f"<br><sup>{note}</sup>"
     fa, fb = feature_names
     layout = _layout(title, f"w1 [{units.format(f=fa)}]", f"w2 [{units.format(f=fb)}]", height,
-                     updatemenus=[buttons], sliders=[slider], margin={"b": 230},
-                     legend={"y": -0.47, "yanchor": "top"},
+                     updatemenus=[buttons], sliders=[slider], margin={"t": 64, "b": 190, "l": 64, "r": 10},
+                     legend={"y": -0.6, "yanchor": "top", "font": {"size": 12}, "entrywidth": 0.5,
+                             "entrywidthmode": "fraction"},
                      xaxis={"range": [float(x0), float(x1)], "constrain": "domain"},
                      yaxis={"range": [float(y0), float(y1)], "scaleanchor": "x", "scaleratio": 1,
                             "constrain": "domain"})
@@ -260,9 +322,37 @@ def convergence_figure(curves: dict, tol: float, height: int = 420) -> go.Figure
     return FigureSpec({"data": data, "layout": layout})
 
 
+#: How the stability map marks cells without a loss: legend name -> (symbol, colour, size).
+#: The caption under the map is written from this table and the figure (:func:`describe_markers`).
+MAP_MARKERS = {
+    "diverged": ("x", OKABE_ITO["vermillion"], 8),
+    "undefined: batch norm needs >= 2 samples": ("square", "#8c8c8c", 10),
+}
+#: Words for the symbols and colours used above (a caption names what is drawn).
+SYMBOL_WORDS = {"x": "×", "square": "squares", "star": "star"}
+COLOUR_WORDS = {OKABE_ITO["vermillion"]: "orange-red", "#8c8c8c": "grey", "white": "white"}
+
+
+def map_panels(n: int) -> list[tuple[list, list]]:
+    """(x domain, y domain) of each of ``n`` stability-map panels: one row up to 2, else rows of 2.
+
+    Four panels in one row squeezed four long x-axis titles into each other (issue 10, item 8).
+    """
+    cols = 1 if n == 1 else 2
+    rows = math.ceil(n / cols)
+    gx, gy = 0.08, 0.22 if rows > 1 else 0.0
+    w, h = (1 - gx * (cols - 1)) / cols, (1 - gy * (rows - 1)) / rows
+    out = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y1 = c * (w + gx), 1 - r * (h + gy)
+        out.append(([x0, x0 + w], [y1 - h, y1]))
+    return out
+
+
 def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_sizes: np.ndarray,
                      final_loss: np.ndarray, diverged: np.ndarray, undefined: np.ndarray,
-                     height: int = 400) -> go.Figure:
+                     height: int | None = None) -> go.Figure:
     """Heat maps of ``log10`` final loss over (learning rate, batch size), one panel per variant.
 
     Parameters
@@ -275,9 +365,13 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
         NaN for diverged/undefined cells: they become gaps (None) with a marker on top.
     diverged, undefined : ndarray of bool, shape (V, B, L)
 
-    The page's current setting is starred by :func:`with_current_setting`, on a copy.
+    Panels sit in rows of two (:func:`map_panels`). The page's current setting is starred by
+    :func:`with_current_setting`, on a copy.
     """
     V = len(variants)
+    panels = map_panels(V)
+    rows = math.ceil(V / (1 if V == 1 else 2))
+    height = height or (420 if rows == 1 else 700)
     with np.errstate(all="ignore"):
         logl = np.log10(np.maximum(final_loss, 1e-300))
     finite = logl[np.isfinite(logl)]
@@ -290,46 +384,61 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
         z = [[(float(c) if math.isfinite(c) else None) for c in row] for row in logl[v]]
         traces.append(({"type": "heatmap", "x": xv, "y": ylab, "z": z, "coloraxis": "coloraxis",
                         "hovertemplate": "x=%{x:.3g}<br>batch=%{y}<br>log10 loss=%{z:.2f}<extra></extra>"}, v))
-        for mask, name, sym, col in ((diverged[v], "diverged", "x", OKABE_ITO["vermillion"]),
-                                     (undefined[v], "undefined: batch norm needs >= 2 samples", "square-open",
-                                      "#777777")):
+        for mask, name in ((diverged[v], "diverged"), (undefined[v], "undefined: batch norm needs >= 2 samples")):
+            sym, col, size = MAP_MARKERS[name]
             bi, li = np.nonzero(mask)
             if not len(bi):
                 continue
             traces.append(({"type": "scatter", "x": [xv[i] for i in li], "y": [ylab[j] for j in bi],
                             "mode": "markers", "name": name, "legendgroup": name, "showlegend": name not in shown,
-                            "marker": {"symbol": sym, "size": 7, "color": col}}, v))
+                            "marker": {"symbol": sym, "size": size, "color": col}}, v))
             shown.add(name)
     xt = "learning rate α [step size]" if x_kind == "lr" else "α as a fraction of 2/λ_max [dimensionless]"
-    gap = 0.04
-    width = (1 - gap * (V - 1)) / V
-    extra: dict = {"annotations": [], "legend": {"y": -0.3, "yanchor": "top", "x": 0, "xanchor": "left"},
+    extra: dict = {"annotations": [], "legend": {"y": -0.12 if rows > 1 else -0.3, "yanchor": "top", "x": 0,
+                                                 "xanchor": "left"},
                    "coloraxis": {"colorscale": SEQUENTIAL, "cmin": zmin, "cmax": zmax,
-                                 "colorbar": {"title": {"text": "log10 loss<br>[log10 (y units)²]"}}},
-                   "margin": {"b": 90}}
-    for v in range(V):
+                                 "colorbar": {"title": {"text": "log₁₀ loss<br>[log₁₀ (y units)²]"}}},
+                   "margin": {"b": 110}}
+    for v, (xd, yd) in enumerate(panels):
         sfx = "" if v == 0 else str(v + 1)
-        lo = v * (width + gap)
-        extra[f"xaxis{sfx}"] = {"domain": [lo, lo + width], "anchor": f"y{sfx}", "type": "log",
-                                "title": {"text": xt}}
-        extra[f"yaxis{sfx}"] = {"anchor": f"x{sfx}", "type": "category",
-                                **({} if v == 0 else {"matches": "y", "showticklabels": False})}
-        extra["annotations"].append({"text": VARIANT_LABELS[variants[v]], "x": lo + width / 2, "y": 1.0,
+        extra[f"xaxis{sfx}"] = {"domain": xd, "anchor": f"y{sfx}", "type": "log", "title": {"text": xt}}
+        left = xd[0] == 0
+        extra[f"yaxis{sfx}"] = {"domain": yd, "anchor": f"x{sfx}", "type": "category",
+                                **({} if v == 0 else {"matches": "y"}),
+                                **({"title": {"text": "batch size [samples]"}} if left else {"showticklabels": False})}
+        extra["annotations"].append({"text": VARIANT_LABELS[variants[v]], "x": (xd[0] + xd[1]) / 2, "y": yd[1],
                                      "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom",
                                      "showarrow": False})
     data = []
     for t, v in traces:
         sfx = "" if v == 0 else str(v + 1)
         data.append({**t, "xaxis": f"x{sfx}", "yaxis": f"y{sfx}"})
-    layout = _layout("Stability map: log10 final full-batch loss (gaps: diverged or undefined)", xt,
+    layout = _layout("Stability map: log₁₀ final full-batch loss (gaps: diverged or undefined)", xt,
                      "batch size [samples]", height)
     for k, val in extra.items():
         if k in ("xaxis", "yaxis", "legend"):
             layout[k].update(val)
         else:
             layout[k] = val
-    layout["yaxis"]["title"] = {"text": "batch size [samples]"}
     return FigureSpec({"data": data, "layout": layout})
+
+
+def describe_markers(spec: dict) -> str:
+    """What the stability map's markers mean, in words taken from the figure's own traces.
+
+    Returns e.g. ``"orange-red × = diverged (the loss exploded or overflowed)"``; empty when no
+    cell is marked. Written from the drawn symbols and colours, so it cannot name a colour or
+    shape the chart does not use (issue 10, item 8).
+    """
+    meaning = {"diverged": "diverged (the loss exploded or overflowed)",
+               "undefined: batch norm needs >= 2 samples": "undefined (batch norm with one sample per batch)"}
+    parts = {}
+    for t in spec["data"]:
+        name = t.get("name")
+        if t.get("type") == "scatter" and name in meaning and name not in parts:
+            m = t["marker"]
+            parts[name] = f"{COLOUR_WORDS[m['color']]} {SYMBOL_WORDS[m['symbol']]} = {meaning[name]}"
+    return "; ".join(parts.values())
 
 
 def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> FigureSpec:
@@ -345,3 +454,22 @@ def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> Figu
              for v in range(n_panels)]
     spec["data"] = list(spec["data"]) + stars
     return FigureSpec(spec)
+
+
+def with_speed(fig: FigureSpec, speed: str) -> FigureSpec:
+    """A copy of a landscape whose "play" button shows each frame for ``SPEEDS[speed]`` ms.
+
+    Only the layout's top level and the play button are copied; data and frames are shared,
+    so the cached landscape serves every speed.
+    """
+    spec = fig.spec
+    menus = []
+    for menu in spec["layout"].get("updatemenus", []):
+        buttons = []
+        for b in menu["buttons"]:
+            if b["label"] == "play":
+                frames, opts = b["args"]
+                b = {**b, "args": [frames, {**opts, "frame": {**opts["frame"], "duration": SPEEDS[speed]}}]}
+            buttons.append(b)
+        menus.append({**menu, "buttons": buttons})
+    return FigureSpec({**spec, "layout": {**spec["layout"], "updatemenus": menus}})

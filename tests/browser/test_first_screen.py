@@ -21,6 +21,8 @@ def test_first_screen_shows_title_key_control_and_main_chart(browser, app_url, c
     ch = course.chapter(chapter)
     context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
+    outside: list[str] = []  # nothing may be fetched from outside at run time (fonts, icons, ...)
+    page.on("request", lambda r: None if r.url.startswith((app_url, "data:", "blob:")) else outside.append(r.url))
     try:
         page.goto(f"{app_url}/{ch.url_path}")
         page.get_by_role("heading", name=ch.title).wait_for(timeout=90_000)
@@ -41,5 +43,6 @@ def test_first_screen_shows_title_key_control_and_main_chart(browser, app_url, c
         assert visible >= min(MIN_CHART_VISIBLE, chart["height"]), (
             f"chapter {chapter}: only {visible:.0f} px of the main chart are on the first screen "
             f"(its top is at y = {chart['y']:.0f})")
+        assert not outside, f"chapter {chapter} fetched from outside: {outside[:5]}"
     finally:
         context.close()
