@@ -75,6 +75,16 @@ def test_the_browser_stays_on_its_replica_and_survives_losing_it(browser):
         page.goto(f"http://127.0.0.1:{port}/valley-vs-bowl?c1_frac=0.3&c1_map=0")
         page.locator(SLIDER).wait_for(timeout=90_000)
         settle(page)
+        epochs = page.locator(EPOCHS)
+        for _ in range(10):  # the epochs slider sits in one of the sidebar's expanders: open them
+            if epochs.is_visible():
+                break
+            closed = page.locator('[data-testid="stSidebar"] details:not([open]) > summary')
+            if not closed.count():
+                break
+            closed.first.click()
+            page.wait_for_timeout(200)
+        assert epochs.is_visible()
         cookie = next(c for c in context.cookies() if c["name"] == "bnlab_route")
         served = {up for req, route, up in _log(d) if route == cookie["value"]}
         assert len(served) == 1, served  # the page, its scripts and its health checks: one replica
