@@ -21,10 +21,14 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import sys
 import timeit
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.layers import BatchNorm1d
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from benchmarks.bench_batchnorm import best_times
 from bn_core.layers import BatchNorm1d, BatchRenorm1d

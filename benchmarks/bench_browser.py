@@ -2,7 +2,7 @@
 
 Run from the repository root (either form)::
 
-    .venv/bin/python -m benchmarks.bench_browser [--chapter 1] [--no-back] [--verbose]
+    .venv/bin/python -m benchmarks.bench_browser [--chapter 1] [--no-back] [--verbose] [--profile]
     .venv/bin/python benchmarks/bench_browser.py --url http://127.0.0.1:8501   # a running server
 
 It starts ``streamlit run app.py`` on 127.0.0.1 (headless, no usage stats, no file watcher)
@@ -27,6 +27,9 @@ Per chapter and pass it prints the median and the maximum over the presses (and 
 value the maximum happened), how many of the page's charts were redrawn, and the same clock
 until the script finished (what the server and the network add; the rest is the browser).
 The load average is printed before and after: on 2 shared cores, figures move with it.
+``--profile`` adds where the page's JavaScript spent its time over the presses (Chrome's
+sampling CPU profiler, self time per function): a guide to what to cut, not a figure to quote
+(the profiler slows the page).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Chapter:
     """One chapter's row: where it lives, its key slider, and the range the presses cover."""
 
     number: int
-    paths: tuple[str, ...]  # URL path(s) of the page: the first one the app has is used
+    path: str  # URL path of the page
     slider: str  # the slider's label (its aria-label)
     query: str  # opens the page with the slider at the start of the range
     presses: int  # ArrowRight presses from there (then as many ArrowLeft back)
@@ -63,13 +66,12 @@ class Chapter:
 
 
 CHAPTERS = [
-    # Until chapters/ moved to pages/, chapter 1 was the default page, served at "/" only.
-    Chapter(1, ("/valley-vs-bowl", "/"), "fraction of 2/λ_max", "c1_frac=0.01", 19,
+    Chapter(1, "/valley-vs-bowl", "fraction of 2/λ_max", "c1_frac=0.01", 19,
             "median <= 300 ms, none over 800 ms (issue 11)"),
-    Chapter(2, ("/bn-step-by-step",), "gamma γ (scale)", "c2_gamma=1", 20),
-    Chapter(3, ("/bn-in-network",), "Learning rate", "c3_lr=0.001", 9),
-    # Chapter(4, ("/curse-of-batch-norm",), "<slider label>", "c4_...=<start>", <presses>),
-    # Chapter(5, ("/sequence-models",), "<slider label>", "c5_...=<start>", <presses>),
+    Chapter(2, "/bn-step-by-step", "gamma γ (scale)", "c2_gamma=1", 20),
+    Chapter(3, "/bn-in-network", "Learning rate", "c3_lr=0.001", 9),
+    Chapter(4, "/curse-of-batch-norm", "Batch size", "c4_batch=2", 6),  # 2 -> 128
+    Chapter(5, "/sequence-models", "Batch size", "c5_batch=1", 9),  # 1 -> 10: where BN breaks
 ]
 
 #: Installed once per page load: timestamps of the script state and of every chart change.
@@ -155,22 +157,20 @@ def settle_page(page, timeout_s: float = 120) -> None:
 
 
 def open_chapter(page, base: str, ch: Chapter):
-    """Open the chapter with its slider at the range's start; return (path, the slider's locator)."""
+    """Open the chapter with its slider at the range's start; return the slider's locator."""
     # Streamlit 1.67 draws a slider as <input type="range" aria-label="<label>">; older ones as a
     # div with role="slider". Its accessible name repeats the label (aria-labelledby), so the
     # exact aria-label is the robust handle.
     slider = page.locator(f':is(input[type=range], [role="slider"])[aria-label="{ch.slider}"]')
-    for path in ch.paths:
-        page.goto(f"{base}{path}?{ch.query}")
-        try:
-            slider.wait_for(timeout=90_000)
-        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: not this page
-            continue
-        settle_page(page)
-        if page.get_by_text("Page not found").count():
-            continue  # Streamlit ran the default page instead
-        return path, slider
-    raise SystemExit(f"chapter {ch.number}: none of {ch.paths} shows the slider '{ch.slider}' (edit CHAPTERS)")
+    page.goto(f"{base}{ch.path}?{ch.query}")
+    try:
+        slider.wait_for(timeout=90_000)
+    except Exception:  # noqa: BLE001 - Playwright's TimeoutError
+        raise SystemExit(f"chapter {ch.number}: {ch.path} shows no slider '{ch.slider}' (edit CHAPTERS)") from None
+    settle_page(page)
+    if page.get_by_text("Page not found").count():
+        raise SystemExit(f"chapter {ch.number}: {ch.path} is not a page of this app (edit CHAPTERS)")
+    return slider
 
 
 def press(page, slider, key: str, quiet_ms: float, timeout_s: float = 60) -> dict | None:
@@ -201,18 +201,50 @@ def summary(label: str, rows: list[dict]) -> str:
             f"script finished (median) {script:5.0f} ms")
 
 
-def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, verbose: bool) -> None:
+def cpu_profile_summary(profile: dict, total_ms: float, top: int = 15) -> list[str]:
+    """The page's JavaScript self time by function (Chrome's CPU profile), largest first."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    dt = profile.get("timeDeltas", [])
+    self_us: dict[str, float] = {}
+    for sample, delta in zip(profile.get("samples", []), dt[1:] + [0], strict=False):
+        f = nodes[sample]["callFrame"]
+        url = f.get("url", "").rsplit("/", 1)[-1]
+        name = f"{f.get('functionName') or '(anonymous)'}  {url}:{f.get('lineNumber', 0) + 1}" if url else \
+            f"({f.get('functionName') or 'program'})"
+        self_us[name] = self_us.get(name, 0.0) + delta
+    by_file: dict[str, float] = {}
+    for name, us in self_us.items():
+        where = name.rsplit("  ", 1)[-1].split(":")[0] if "  " in name else "(browser: layout, style, GC, idle)"
+        by_file[where] = by_file.get(where, 0.0) + us
+
+    def line(name: str, us: float) -> str:
+        return f"      {us / 1e3:8.0f} ms  {us / 1e3 / max(total_ms, 1e-9) * 100:5.1f} %  {name[:110]}"
+
+    return ([line(n, us) for n, us in sorted(self_us.items(), key=lambda kv: -kv[1])[:top]]
+            + ["    by script file:"]
+            + [line(n, us) for n, us in sorted(by_file.items(), key=lambda kv: -kv[1])[:6]])
+
+
+def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, verbose: bool,
+                  profile: bool = False) -> None:
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        path, slider = open_chapter(page, base, ch)
+        slider = open_chapter(page, base, ch)
         page.evaluate(INSTRUMENT_JS)
         start = slider.get_attribute("aria-valuetext")
         slider.focus()
         passes = [("first visit", "ArrowRight")] + ([("revisited", "ArrowLeft")] if back else [])
         results = {}
+        cdp = None
+        if profile:  # Chrome's sampling profiler over the presses (it slows the page a little)
+            cdp = context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 500})
+            cdp.send("Profiler.start")
+            t_profile = time.perf_counter()
         for label, key in passes:
             rows = []
             for _ in range(ch.presses):
@@ -226,14 +258,24 @@ def bench_chapter(browser, base: str, ch: Chapter, back: bool, quiet_ms: float, 
                     print(f"      {key:<10} {r['before']:>8} -> {r['value']:<8} {r['ms']:7.0f} ms "
                           f"(script {r['script_ms']:5.0f} ms, charts {r['redrawn']}/{r['charts']})", flush=True)
             results[label] = rows
+        profile_lines = []
+        if cdp is not None:
+            prof = cdp.send("Profiler.stop")["profile"]
+            wall = (time.perf_counter() - t_profile) * 1e3
+            busy = sum(r["ms"] for rows in results.values() for r in rows)
+            profile_lines = [f"    JavaScript self time by function over the presses (wall {wall / 1e3:.1f} s, "
+                             f"{busy / 1e3:.1f} s of it inside presses; % of the wall time):",
+                             *cpu_profile_summary(prof, wall)]
         exceptions = page.locator('[data-testid="stException"]').count()
     finally:
         context.close()
     end = results["first visit"][-1]["value"] if results["first visit"] else start
-    print(f"  chapter {ch.number} ({path}), slider '{ch.slider}' from {start} to {end}"
+    print(f"  chapter {ch.number} ({ch.path}), slider '{ch.slider}' from {start} to {end}"
           + (f"; target: {ch.target}" if ch.target else ""))
     for label, rows in results.items():
         print(summary(label, rows))
+    for line in profile_lines:
+        print(line)
     if exceptions or errors:
         print(f"    WARNING: {exceptions} exception box(es), browser errors: {errors[:3]}")
 
@@ -245,6 +287,8 @@ def main() -> None:
     ap.add_argument("--no-back", dest="back", action="store_false", help="skip the way back (cache hits)")
     ap.add_argument("--quiet", type=float, default=700, help="ms without chart changes that end a press")
     ap.add_argument("--verbose", action="store_true", help="print every press")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the page's JavaScript spent its time (Chrome's CPU profiler)")
     args = ap.parse_args()
     chapters = [c for c in CHAPTERS if not args.chapter or c.number in args.chapter]
     if not chapters:
@@ -264,7 +308,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 for ch in chapters:
-                    bench_chapter(browser, base, ch, args.back, args.quiet, args.verbose)
+                    bench_chapter(browser, base, ch, args.back, args.quiet, args.verbose, args.profile)
             finally:
                 browser.close()
     finally:

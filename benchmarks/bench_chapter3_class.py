@@ -26,9 +26,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.parallel import TrainPool
 from bn_core.train import TrainConfig, digits, train

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.train import TrainConfig, digits, train
 

@@ -29,11 +29,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from benchmarks.bench_rerun_server import Session, start_server
 

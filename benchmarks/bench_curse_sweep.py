@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.experiments import BATCH_SIZES, CH4_NORMS, NORM_LABELS, batch_size_sweep
 from bn_core.stacked import train_many

@@ -15,9 +15,13 @@ Target: <= 1 s for the whole map.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core import regression as R
 from bn_core.data import make_regression

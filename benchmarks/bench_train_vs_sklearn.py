@@ -23,12 +23,16 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.train import TrainConfig, digits, train
 

@@ -60,6 +60,13 @@ def wait_healthy(url: str, timeout_s: float = 90, proc: subprocess.Popen | None 
     return False
 
 
+def launch_server(port: int, log=subprocess.DEVNULL, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start ``streamlit run app.py`` on 127.0.0.1:``port`` without waiting for it."""
+    return subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", *SERVER_FLAGS,
+                             "--server.port", str(port), *extra],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
 def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[str, ...] = ()
                  ) -> tuple[subprocess.Popen, int]:
     """Start ``streamlit run app.py`` on 127.0.0.1 (a free port unless given); return (process, port).
@@ -69,9 +76,7 @@ def start_server(port: int | None = None, log=subprocess.DEVNULL, extra: tuple[s
     output when ``log`` is ``subprocess.PIPE``).
     """
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", *SERVER_FLAGS,
-                             "--server.port", str(port), *extra],
-                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    proc = launch_server(port, log, extra)
     if not wait_healthy(f"http://{HOST}:{port}", proc=proc):
         proc.kill()
         out, _ = proc.communicate(timeout=10)
@@ -114,7 +119,7 @@ class Run:
     status: int  # ForwardMsg.ScriptFinishedStatus
     messages: list[str] = field(default_factory=list)  # message or element types, in order
     exceptions: list[str] = field(default_factory=list)  # texts of exception elements (tracebacks shown)
-    new_session: bool = False  # the server started a session (a first connection or a reconnect)
+    new_session: bool = False  # a new_session message came (the server sends one per script run)
 
     @property
     def ok(self) -> bool:
@@ -129,12 +134,17 @@ class Session:
     """One browser-like session on ``ws://host:port/_stcore/stream``.
 
     ``page`` is the URL path of the page to open (``""``: the app's default page), ``query`` its
-    query string; ``headers`` go with the WebSocket handshake (e.g. a proxy's route cookie).
+    query string; ``headers`` go with the WebSocket handshake (e.g. a proxy's route cookie);
+    ``resume`` is the id of a session to reconnect to, as a browser does after a dropped connection.
     """
 
     def __init__(self, port: int, page: str = "", query: str = "", *, host: str = HOST,
-                 headers: dict[str, str] | None = None, timeout_s: float = 120) -> None:
-        self.ws = connect(f"ws://{host}:{port}/_stcore/stream", subprotocols=["streamlit"],
+                 headers: dict[str, str] | None = None, timeout_s: float = 120,
+                 resume: str | None = None) -> None:
+        # The browser repurposes the subprotocol list: "streamlit", an XSRF token, and (when it
+        # reconnects) its session's id, which the server resumes if it still holds that session.
+        protocols = ["streamlit"] + (["PLACEHOLDER_AUTH_TOKEN", resume] if resume else [])
+        self.ws = connect(f"ws://{host}:{port}/_stcore/stream", subprotocols=protocols,
                           max_size=None, open_timeout=30, proxy=None, additional_headers=headers,
                           compression=None, legacy=True)
         self.page = page.strip("/")
@@ -145,6 +155,7 @@ class Session:
         self.fragment_ids: dict[str, str] = {}  # user key -> id of the fragment that drew it ("" if none)
         self.states: dict[str, object] = {}  # widget id -> WidgetState sent last
         self.page_script_hash = ""
+        self.session_id = ""  # the server's id of this session (a reconnect to another server: a new id)
         self.last: Run | None = None
         self.last_messages: list[str] = []
         self.last_was_fragment = False
@@ -208,6 +219,9 @@ class Session:
             fwd = ForwardMsg()
             fwd.ParseFromString(raw)
             kind = fwd.WhichOneof("type")
+            if kind == "script_finished" and fwd.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                run.messages.append("finished_early_for_rerun")  # st.rerun(): the next run follows
+                continue
             if kind == "script_finished":
                 run.ms = (time.perf_counter() - t) * 1e3
                 run.status = fwd.script_finished
@@ -215,10 +229,13 @@ class Session:
                 break
             if kind == "new_session":
                 run.new_session = True
+                self.session_id = fwd.new_session.initialize.session_id or self.session_id
                 # new_session names the main script (app.py, the home page), not the page that
-                # ran: sending it back with a page name would run the home page instead.
-                if not self.page:
-                    self.page_script_hash = fwd.new_session.page_script_hash
+                # ran: sending it back with a page name would run the home page instead. The
+                # navigation message names the page that ran.
+                self.page_script_hash = self.page_script_hash or fwd.new_session.page_script_hash
+            elif kind == "navigation":
+                self.page_script_hash = fwd.navigation.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = fwd.page_info_changed.query_string
             elif kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
@@ -244,6 +261,16 @@ class Session:
     def options(self, key: str) -> list[str]:
         """The formatted options of select slider / radio / selectbox ``key``, as last drawn."""
         return list(self.widgets[key].options)
+
+    def shown(self, key: str) -> list[str]:
+        """The option(s) select slider ``key`` showed when last drawn (the page's value or default)."""
+        w = self.widgets[key]
+        sent = self.states.get(w.id)
+        if sent is not None:  # what this client set it to
+            return list(sent.string_array_value.data)
+        if w.set_value and len(w.raw_value):  # the page's value (from the link or the session)
+            return list(w.raw_value)
+        return [w.options[int(i)] for i in w.default]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +30,8 @@ try:
 except ImportError:
     print("PyTorch is not installed: nothing to compare (it is an optional reference only).")
     sys.exit(0)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.experiments import CH4_NORMS, _ch4_base, scaled_lr
 from bn_core.train import batch_schedule, digits, make_model, steps_per_epoch, train

@@ -11,6 +11,7 @@ with random inputs and RANDOM upstream gradients, then one evaluation-mode pass.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,8 @@ try:
 except ImportError:
     print("PyTorch is not installed: nothing to compare (it is an optional reference only).")
     sys.exit(0)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from bn_core.layers import BatchNorm1d, GroupNorm, LayerNorm
 

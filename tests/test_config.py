@@ -34,6 +34,7 @@ print(json.dumps({
 EXPECTED = {
     "server.fileWatcherType": "none",  # no module scan per new session (issue 11)
     "server.runOnSave": False,
+    "server.disconnectedSessionTTL": 3600,  # a sleeping laptop comes back to its own session
     "server.headless": True,
     "browser.gatherUsageStats": False,  # nothing sent out at run time
     "runner.postScriptGC": False,  # ui/memory.py keeps full collections off the rerun path

@@ -1,0 +1,127 @@
+"""Fill in deploy/nginx/bnlab.conf.template the way the nginx image's entrypoint does (envsubst).
+
+For nginx outside a container (a VM that runs replicas with ``streamlit run``), and for
+``tests/test_deploy_nginx.py``, which runs Debian's nginx in front of two replicas::
+
+    python deploy/nginx_conf.py --listen 8080 --replica 127.0.0.1:8501 --replica 127.0.0.1:8502 \\
+        > /etc/nginx/conf.d/bnlab.conf
+
+Only the template's ``${NGINX_*}`` variables are replaced; nginx's own ``$variables`` stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent / "nginx" / "bnlab.conf.template"
+VARIABLES = ("NGINX_LISTEN", "NGINX_UPSTREAM_SERVERS", "NGINX_ACCESS_LOG")
+
+
+def render(values: dict[str, str], template: str | None = None) -> str:
+    """The template with every ``${NAME}`` of :data:`VARIABLES` replaced by ``values[NAME]``.
+
+    Raises ``KeyError`` if a variable is missing, ``ValueError`` if the template uses one that
+    :data:`VARIABLES` does not name (it would reach nginx unreplaced).
+    """
+    text = TEMPLATE.read_text() if template is None else template
+    used = set(re.findall(r"\$\{(\w+)\}", text))
+    if used - set(VARIABLES):
+        raise ValueError(f"the template uses unknown variables {sorted(used - set(VARIABLES))}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
+
+
+def upstream_servers(replicas: list[str]) -> str:
+    """``server host:port;`` lines for the upstream block, one per replica."""
+    return "\n    ".join(f"server {r};" for r in replicas)
+
+
+#: nginx's main configuration for a local run (tests, benchmarks): one foreground process
+#: (``master_process off``: no workers switching to another user), every path under ``{d}``.
+LOCAL_MAIN_CONF = """worker_processes 1;
+master_process off;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log notice;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    access_log off;
+    include {d}/bnlab.conf;
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    """Debian's nginx (``/usr/sbin`` is not on every user's PATH), or None."""
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+@contextmanager
+def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20):
+    """Run nginx with this template on a free port of 127.0.0.1 in front of ``replicas``
+    (``host:port``), with its pid, logs and temp files in ``workdir``; yield its port.
+
+    The access log is ``workdir / "access.log"`` (the template's ``route=`` and ``upstream=``).
+    nginx is stopped when the block ends.
+    """
+    exe = nginx_binary()
+    if exe is None:
+        raise RuntimeError("nginx is missing (Debian: apt-get install nginx)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (workdir / "bnlab.conf").write_text(render({
+        "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_UPSTREAM_SERVERS": upstream_servers(replicas),
+        "NGINX_ACCESS_LOG": str(workdir / "access.log"),
+    }))
+    (workdir / "nginx.conf").write_text(LOCAL_MAIN_CONF.format(d=workdir))
+    args = [exe, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log")]
+    check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        raise RuntimeError(f"nginx -t failed: {check.stderr}")
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("nginx did not answer") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--listen", default="8080", help="nginx's listen (port or address:port)")
+    ap.add_argument("--replica", action="append", required=True, help="host:port of a replica (repeat)")
+    ap.add_argument("--access-log", default="/var/log/nginx/access.log")
+    a = ap.parse_args()
+    print(render({"NGINX_LISTEN": a.listen, "NGINX_UPSTREAM_SERVERS": upstream_servers(a.replica),
+                  "NGINX_ACCESS_LOG": a.access_log}), end="")
+
+
+if __name__ == "__main__":
+    main()

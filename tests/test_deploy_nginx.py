@@ -1,0 +1,178 @@
+"""The scaled-out deployment, tested without Docker: Debian's nginx in front of two replicas.
+
+There is no Docker engine here, so the container itself is not built. What the deployment
+depends on is tested for real: nginx runs ``deploy/nginx/bnlab.conf.template`` (filled in by
+``deploy/nginx_conf.py``, as the nginx image's entrypoint fills it for ``deploy/compose.yaml``)
+in front of two ``streamlit run`` replicas on 127.0.0.1, and the classroom benchmark's client
+(``benchmarks/st_client.py``) plays the students. nginx runs in the foreground as one process
+(``master_process off``, ``deploy/nginx_conf.local_proxy``) on a free port, with its pid, logs
+and temp files in a temp dir: no system service is touched. ``scripts/run_tests.sh`` installs Debian's nginx when it is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookies
+import re
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from benchmarks import st_client
+from deploy import nginx_conf
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "valley-vs-bowl"  # chapter 1: a full run, then a fragment rerun of its step-size slider
+STUDENTS = 10  # sessions opened through the proxy (more if all landed on one replica)
+MAX_STUDENTS = 24
+
+def _nginx() -> None:
+    if nginx_conf.nginx_binary() is None:
+        pytest.fail("Debian's nginx is missing: `bash scripts/run_tests.sh` installs it (apt-get install nginx)")
+
+
+class Student:
+    """A browser through the proxy: the page's HTML first (which sets the route cookie), then the
+    WebSocket with that cookie, as a browser sends it."""
+
+    def __init__(self, proxy_port: int) -> None:
+        self.port = proxy_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{proxy_port}/{PAGE}", timeout=30) as r:
+            assert r.status == 200 and b"<html" in r.read(2000).lower()
+            cookie = http.cookies.SimpleCookie(r.headers["Set-Cookie"])
+        self.route = cookie["bnlab_route"].value
+        self.session = self.connect()
+
+    def connect(self, query: str = "", resume: str | None = None) -> st_client.Session:
+        return st_client.Session(self.port, PAGE, query, headers={"Cookie": f"bnlab_route={self.route}"},
+                                 timeout_s=60, resume=resume)
+
+    def reconnect(self) -> str:
+        """Drop the WebSocket and reconnect as the browser does (its address bar's query and its
+        session's id); return the id the session had."""
+        old = self.session
+        old.close()
+        self.session = self.connect(old.query_string, resume=old.session_id)
+        return old.session_id
+
+
+def _routes(access_log: Path) -> dict[str, list[str]]:
+    """route cookie -> the upstream address of each of its logged requests."""
+    out: dict[str, list[str]] = {}
+    for line in access_log.read_text().splitlines():
+        m = re.search(r"route=(\S+) upstream=(.+?) time=", line)
+        if m:
+            out.setdefault(m.group(1), []).append(m.group(2))
+    return out
+
+
+def _wait_for(predicate, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_compose_and_image_use_the_template_and_the_health_check():
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    mount = re.search(r"- \./(\S+):/etc/nginx/templates/default\.conf\.template:ro", compose)
+    assert mount and (ROOT / "deploy" / mount.group(1)).resolve() == nginx_conf.TEMPLATE
+    for name in nginx_conf.VARIABLES:  # every variable the template uses is set for the image
+        assert re.search(rf"^\s+{name}: \S", compose, re.M), name
+    docker = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", docker, re.M)
+    assert re.search(r"^USER (?!root)\w+", docker, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n?.*/_stcore/health", docker, re.M)
+    cmd = docker[docker.index("CMD [\"python\", \"-m\", \"streamlit\""):]
+    for flag in ('"--server.headless", "true"', '"--browser.gatherUsageStats", "false"',
+                 '"--server.fileWatcherType", "none"', '"--server.port", "8501"',
+                 '"--logger.hideWelcomeMessage", "true"'):  # no outside lookup of the address
+        assert flag in cmd, flag
+
+
+def _stop(replicas: dict, logs: list, students: list) -> None:
+    for s in students:
+        try:
+            s.session.close()
+        except Exception:  # noqa: BLE001 - already closed by its server
+            pass
+    for proc in replicas.values():
+        if proc.poll() is None:
+            st_client.stop_server(proc)
+    for log in logs:
+        log.close()
+
+
+def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_one():
+    _nginx()
+    d = Path(tempfile.mkdtemp(prefix="bnlab-nginx-"))
+    ports = [st_client.free_port(), st_client.free_port()]
+    logs = [open(d / f"replica-{p}.log", "wb") for p in ports]  # noqa: SIM115 - closed by _stop
+    replicas = {p: st_client.launch_server(p, log) for p, log in zip(ports, logs, strict=True)}
+    students: list[Student] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(_stop, replicas, logs, students)
+        for p, proc in replicas.items():
+            assert st_client.wait_healthy(f"http://127.0.0.1:{p}", proc=proc), f"replica {p} did not start"
+        proxy_port = stack.enter_context(nginx_conf.local_proxy([f"127.0.0.1:{p}" for p in ports], d))
+
+        # Students open chapter 1 through the proxy and move the step-size slider.
+        def replica_of(student: Student) -> str:
+            # The replica that served the student's HTML (logged once nginx has sent it all).
+            assert _wait_for(lambda: student.route in _routes(d / "access.log"), 10)
+            return _routes(d / "access.log")[student.route][0]
+
+        while len(students) < MAX_STUDENTS:
+            s = Student(proxy_port)
+            students.append(s)
+            first = s.session.rerun()
+            assert first.ok and "plotly_chart" in first.messages, first.exceptions
+            move = s.session.rerun({"c1_frac": "0.9"})
+            assert move.ok and move.fragment, move.exceptions
+            if len(students) >= STUDENTS and len({replica_of(t) for t in students}) == 2:
+                break
+        by_replica = {f"127.0.0.1:{p}": [s for s in students if replica_of(s) == f"127.0.0.1:{p}"] for p in ports}
+        assert all(by_replica.values()), "every student landed on one replica"
+
+        # Sticky: a reconnect with the same cookie reaches the same replica (its first WebSocket
+        # was logged when it closed), which still holds the session and resumes it.
+        for s in students:
+            before = s.reconnect()
+            assert s.session.rerun().ok
+            assert s.session.session_id == before, "the reconnect did not reach the session's replica"
+        assert _wait_for(lambda: all(len(_routes(d / "access.log")[s.route]) >= 2 for s in students), 10)
+        for route, upstreams in _routes(d / "access.log").items():
+            assert len(set(upstreams)) == 1, (route, upstreams)  # HTML and WebSocket: one replica
+
+        # One replica stops. Its students' WebSockets close; the others' keep going untouched.
+        gone, kept = ports
+        st_client.stop_server(replicas[gone])
+        for s in by_replica[f"127.0.0.1:{kept}"]:
+            before = s.session.session_id
+            run = s.session.rerun({"c1_frac": "0.3"})
+            assert run.ok and s.session.session_id == before
+        for s in by_replica[f"127.0.0.1:{gone}"]:
+            with pytest.raises(Exception):  # noqa: B017 - whichever of websockets' closed errors
+                s.session.rerun({"c1_frac": "0.3"})
+            assert "c1_frac=0.9" in s.session.query_string  # the address bar: the last setting that ran
+            before = s.reconnect()
+            run = s.session.rerun()
+            assert run.ok and "plotly_chart" in run.messages, run.exceptions  # a fresh page, no traceback
+            assert s.session.session_id != before  # a new session, on the other replica
+            assert s.session.shown("c1_frac") == ["0.9"]  # the link brought the setting back
+            assert s.session.rerun({"c1_frac": "0.2"}).ok
+        for s in students:
+            s.session.close()
+        assert _wait_for(lambda: all(
+            _routes(d / "access.log")[s.route][-1].endswith(f"127.0.0.1:{kept}") for s in by_replica[f"127.0.0.1:{gone}"]
+        ), 10), _routes(d / "access.log")
+    for p in ports:
+        text = (d / f"replica-{p}.log").read_text(errors="replace")
+        assert "Traceback" not in text and "RuntimeWarning" not in text, text[-3000:]
+    shutil.rmtree(d, ignore_errors=True)
