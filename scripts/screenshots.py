@@ -8,8 +8,8 @@ the page has finished running, and saves
 
 * ``docs/screenshots/home.png`` and ``docs/screenshots/chapter<N>.png``: the first screen, as a
   projector shows it before anyone scrolls (linked from the README's "Teaching with it");
-* ``data/thumbnails/chapter<N>.png``: the chapter's main chart (its first chart), 480 px wide,
-  shown on the home page's chapter card.
+* ``data/thumbnails/chapter<N>.png``: the top of the chapter's main chart (its first chart),
+  480 px wide and at most 300 px high, shown on the home page's chapter card.
 
 Nothing else is written. Run it after a change to what a chapter's first screen shows.
 """
@@ -38,11 +38,6 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.goto(url)
-            page.get_by_role("heading", name="BatchNorm Lab", exact=True).wait_for(timeout=90_000)
-            settle(page)
-            page.screenshot(path=SHOTS / "home.png")
-            print(SHOTS / "home.png")
             for ch in course.chapters():
                 page.goto(f"{url}/{ch.url_path}")
                 page.get_by_role("heading", name=ch.title).wait_for(timeout=90_000)
@@ -52,11 +47,18 @@ def main() -> None:
                 page.wait_for_timeout(1500)  # Plotly's last relayout
                 shot = SHOTS / f"chapter{ch.number}.png"
                 page.screenshot(path=shot)
-                image = Image.open(io.BytesIO(chart.screenshot()))
+                image = Image.open(io.BytesIO(chart.screenshot())).convert("RGB")
+                # one shape for every card: the chart's top (title and plot), 16:10
+                image = image.crop((0, 0, image.width, min(image.height, round(image.width * 0.625))))
                 height = round(image.height * THUMB_WIDTH / image.width)
-                image.convert("RGB").resize((THUMB_WIDTH, height), Image.LANCZOS).save(
-                    ch.thumbnail, optimize=True)
+                image.resize((THUMB_WIDTH, height), Image.LANCZOS).save(ch.thumbnail, optimize=True)
                 print(shot, ch.thumbnail)
+            page.goto(url)  # last, so that it shows the pictures just made
+            page.get_by_role("heading", name="BatchNorm Lab", exact=True).wait_for(timeout=90_000)
+            settle(page)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=SHOTS / "home.png")
+            print(SHOTS / "home.png")
             browser.close()
     finally:
         stop_server(proc)
