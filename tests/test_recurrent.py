@@ -13,27 +13,13 @@ from hypothesis import strategies as st
 from bn_core import recurrent as R
 from bn_core.layers import BatchNorm1d
 from bn_core.recurrent import EVAL_POLICIES, NORMS, RNNClassifier, RNNConfig, train
+from tests.test_layers import numeric_grad
 
 NORM_NAMES = list(NORMS)
 
 
 def loss_of(model, x, G, training=True, lengths=None):
     return float(np.sum(model.forward(x, training=training, lengths=lengths) * G))
-
-
-def numeric_grad(f, arr, eps=1e-6):
-    num = np.zeros_like(arr)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        fp = f()
-        arr[i] = old - eps
-        fm = f()
-        arr[i] = old
-        num[i] = (fp - fm) / (2 * eps)
-    return num
 
 
 def rel_err(a, b):

@@ -7,6 +7,8 @@ woken the app: the link is the server's very first request. The app uses Streaml
 Each link gets a server of its own, started for it.
 """
 
+import contextlib
+
 import pytest
 
 from tests.apptest import TITLES
@@ -31,10 +33,7 @@ def test_every_chapter_has_a_deep_link_here():
 def test_first_request_of_a_fresh_server_opens_the_linked_chapter(browser, chapter):
     path = DEEP_LINKS[chapter]
     ch = course.chapter(chapter)
-    proc, url = start_server()
-    try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
+    with fresh_server_page(browser) as (page, url):
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + path)
@@ -49,37 +48,34 @@ def test_first_request_of_a_fresh_server_opens_the_linked_chapter(browser, chapt
             assert sidebar.get_by_role("link", name=c.title).count() == 1, c.title
         assert_no_exception(page)
         assert not errors, errors
-        context.close()
+
+
+@contextlib.contextmanager
+def fresh_server_page(browser):
+    """A page of a new browser context on a freshly started server: (page, server URL)."""
+    proc, url = start_server()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        yield context.new_page(), url
     finally:
+        context.close()
         stop_server(proc)
 
 
 def test_an_unknown_path_says_so_and_opens_the_home_page(browser):
-    proc, url = start_server()
-    try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
+    with fresh_server_page(browser) as (page, url):
         page.goto(url + "/no-such-chapter")
         page.get_by_text("Page not found").wait_for(timeout=90_000)
         page.get_by_role("heading", name="BatchNorm Lab", exact=True).wait_for(timeout=60_000)
         settle(page)
         assert_no_exception(page)
-        context.close()
-    finally:
-        stop_server(proc)
 
 
 def test_an_old_chapter_one_link_at_the_root_opens_chapter_one(browser):
     """Before the home page, chapter 1 lived at ``/``: such a shared link still opens it."""
-    proc, url = start_server()
-    try:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
+    with fresh_server_page(browser) as (page, url):
         page.goto(url + "/?c1_frac=0.9")
         page.get_by_role("heading", name=course.chapter(1).title).wait_for(timeout=90_000)
         settle(page)
         assert "/valley-vs-bowl" in page.url and "c1_frac=0.9" in page.url, page.url
         assert_no_exception(page)
-        context.close()
-    finally:
-        stop_server(proc)
