@@ -40,6 +40,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as a file, not only with -m
 
 from benchmarks.bench_rerun_server import Session, start_server
+from ui import live_chart
 
 PAGE = "curse-of-batch-norm"
 MAIN = "Test error vs batch size"
@@ -61,8 +62,8 @@ def visit(port: int) -> dict[str, float]:
         now = time.perf_counter() - t0
         if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
             el = fwd.delta.new_element
-            if el.WhichOneof("type") == "plotly_chart":
-                spec = el.plotly_chart.spec
+            if el.WhichOneof("type") == live_chart.ELEMENT_TYPE:
+                spec = live_chart.spec_json(el.bidi_component)
                 if MAIN in spec:
                     out.setdefault("first_chart_s", now)
                     if "mean over seeds" in spec:  # a measured trace is drawn

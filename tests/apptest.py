@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from ui import course
+from ui import course, live_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -35,13 +35,24 @@ def open_page(page: str, query: dict | None = None, timeout: float = 120) -> App
     return at
 
 
+def charts(at: AppTest) -> list:
+    """The page's charts, in page order (:mod:`ui.live_chart` elements; AppTest sees their protos)."""
+    return [el for el in at.get(live_chart.ELEMENT_TYPE) if el.proto.component_name == live_chart.COMPONENT]
+
+
+def chart_json(el) -> str:
+    """One chart's figure as the JSON text the browser receives."""
+    return live_chart.spec_json(el.proto)
+
+
+def chart_specs(at: AppTest, **json_kwargs) -> list[dict]:
+    """Every chart's Plotly spec, in page order (``json.loads`` keyword arguments pass through)."""
+    return [json.loads(chart_json(el), **json_kwargs) for el in charts(at)]
+
+
 def figures(at: AppTest) -> dict[str, dict]:
     """Chart title -> Plotly spec (the JSON the browser receives), for every chart on the page."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
+    return {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
 
 
 def figure(at: AppTest, title_start: str) -> dict:

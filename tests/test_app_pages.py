@@ -2,14 +2,13 @@
 defaults, without an exception, and draws only finite, titled charts."""
 
 import base64
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.apptest import HOME, TITLES, open_page
+from tests.apptest import HOME, TITLES, chart_specs, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,10 +55,9 @@ def test_page_runs_with_defaults(page):
     at = open_page(page, timeout=180)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title and at.title[0].value == TITLES[page], f"{page} did not open (title {at.title})"
-    charts = at.get("plotly_chart")
-    assert charts or page == HOME, f"{page} draws no chart"
-    for chart in charts:
-        spec = json.loads(chart.proto.spec)
+    specs = chart_specs(at)
+    assert specs or page == HOME, f"{page} draws no chart"
+    for spec in specs:
         bad = non_finite_values(spec)
         assert not bad, f"non-finite values in a chart of {page}: {bad[:5]}"
         layout = spec.get("layout", {})

@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks import st_client
 from deploy import nginx_conf
+from ui import live_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "valley-vs-bowl"  # chapter 1: a full run, then a fragment rerun of its step-size slider
@@ -132,7 +133,7 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
             s = Student(proxy_port)
             students.append(s)
             first = s.session.rerun()
-            assert first.ok and "plotly_chart" in first.messages, first.exceptions
+            assert first.ok and live_chart.ELEMENT_TYPE in first.messages, first.exceptions
             move = s.session.rerun({"c1_frac": "0.9"})
             assert move.ok and move.fragment, move.exceptions
             if len(students) >= STUDENTS and len({replica_of(t) for t in students}) == 2:
@@ -163,7 +164,7 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
             assert "c1_frac=0.9" in s.session.query_string  # the address bar: the last setting that ran
             before = s.reconnect()
             run = s.session.rerun()
-            assert run.ok and "plotly_chart" in run.messages, run.exceptions  # a fresh page, no traceback
+            assert run.ok and live_chart.ELEMENT_TYPE in run.messages, run.exceptions  # a fresh page, no traceback
             assert s.session.session_id != before  # a new session, on the other replica
             assert s.session.shown("c1_frac") == ["0.9"]  # the link brought the setting back
             assert s.session.rerun({"c1_frac": "0.2"}).ok

@@ -1,10 +1,9 @@
 """ui.page and ui.course: the shared sidebar, lecture mode, guided experiments, the home page."""
 
-import json
 
 import pytest
 
-from tests.apptest import HOME, open_page
+from tests.apptest import HOME, chart_specs, open_page
 from ui import course, page, state
 
 
@@ -36,7 +35,7 @@ def test_lecture_spec_enlarges_every_axis_and_the_title_and_keeps_the_data():
 
 
 def _chart_font_sizes(at):
-    return [json.loads(c.proto.spec)["layout"]["font"]["size"] for c in at.get("plotly_chart")]
+    return [spec["layout"]["font"]["size"] for spec in chart_specs(at)]
 
 
 def test_lecture_mode_from_the_link_enlarges_chart_fonts_and_stays_in_the_link():

@@ -1,14 +1,13 @@
 """Chapter 1 page under AppTest: it runs, interactions change what is drawn, URLs restore and clamp."""
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import open_page
+from tests.apptest import chart_json, chart_specs, charts, open_page
 
 PAGE = "pages/1_valley-vs-bowl.py"
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -34,7 +33,7 @@ def _no_constant(name):
 
 def _specs(at) -> list[dict]:
     """Figure JSONs; parsing fails on a NaN/Infinity literal."""
-    return [json.loads(el.proto.spec, parse_constant=_no_constant) for el in at.get("plotly_chart")]
+    return chart_specs(at, parse_constant=_no_constant)
 
 
 def _path(spec) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +157,8 @@ def test_divergence_is_named_and_charts_stay_finite():
     at = _app(c1_frac="1.5", c1_epochs="60", c1_map="0")
     errors = " ".join(e.value for e in at.error)
     assert "diverged at step" in errors
-    for el in at.get("plotly_chart"):
-        assert "NaN" not in el.proto.spec and "Infinity" not in el.proto.spec
+    for el in charts(at):
+        assert "NaN" not in chart_json(el) and "Infinity" not in chart_json(el)
     for s in _specs(at):
         assert _all_numbers_finite(s)
     assert "diverged at step" in _title(_landscapes(at)["raw"])

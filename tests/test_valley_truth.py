@@ -6,14 +6,13 @@ item's test failed on the code before its fix (checked by running it against tha
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 
 from bn_core import regression as R
-from tests.apptest import open_page
+from tests.apptest import chart_specs, open_page
 from ui import valley as vs
 from ui import valley_figures as vf
 
@@ -28,7 +27,7 @@ def _app(**query):
 
 
 def _specs(at) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    return chart_specs(at)
 
 
 def _landscapes(at) -> dict:

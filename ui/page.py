@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from ui import course, memory, state
+from ui.live_chart import live_chart
 from ui.theme import FigureSpec
 
 #: The favicon: an emoji, which Streamlit turns into an inline SVG (a Material icon would be
@@ -56,6 +57,8 @@ FONT = {False: (15, 18), True: (21, 25)}
 #: fit inside a drawn box).
 FIXED_SIZE = "fixed-size"
 TEXT_COLOR = "#1a1a1a"
+#: The app's own font (Streamlit's "Source Sans", served by the app), so charts match the text.
+FONT_FAMILY = '"Source Sans", sans-serif'
 
 #: Less empty space above the title and the navigation, so that a projector's 720 pixels
 #: hold the title, the lead sentence and the main chart (a style-only st.html takes no room).
@@ -249,10 +252,10 @@ def lecture_spec(spec: dict, big: bool) -> dict:
     """
     base, title_size = FONT[big]
     layout = dict(spec.get("layout", {}))
-    layout["font"] = {**layout.get("font", {}), "size": base, "color": TEXT_COLOR}
+    layout["font"] = {**layout.get("font", {}), "size": base, "color": TEXT_COLOR, "family": FONT_FAMILY}
     title = layout.get("title")
     if isinstance(title, dict):
-        layout["title"] = {**title, "font": {**title.get("font", {}), "size": title_size}}
+        layout["title"] = {**title, "font": {**title.get("font", {}), "size": title_size, "weight": 600}}
     for k, v in list(layout.items()):
         if isinstance(v, dict) and (k.startswith("xaxis") or k.startswith("yaxis")):
             axis = dict(v)
@@ -277,12 +280,13 @@ def lecture_spec(spec: dict, big: bool) -> dict:
     return {**spec, "layout": layout}
 
 
-def chart(fig, *, key: str, where=None, **kwargs):
-    """``st.plotly_chart`` with the house fonts (larger in lecture mode).
+def chart(fig, *, key: str, where=None) -> None:
+    """Draw a chart with the house fonts (larger in lecture mode), updated in place on reruns.
 
     ``fig`` is a :class:`ui.theme.FigureSpec` or a ``go.Figure``; ``where`` a container
-    (default: the current one). Extra keyword arguments go to ``st.plotly_chart``.
+    (default: the current one). The chart is a :func:`ui.live_chart.live_chart`, not an
+    ``st.plotly_chart``: a new figure under the same ``key`` is redrawn with ``Plotly.react``
+    instead of being rebuilt (see that module for why and what it costs).
     """
     spec = fig.spec if isinstance(fig, FigureSpec) else fig.to_plotly_json()
-    target = where or st
-    return target.plotly_chart(FigureSpec(lecture_spec(spec, lecture())), key=key, **kwargs)
+    return live_chart(lecture_spec(spec, lecture()), key=key, where=where)

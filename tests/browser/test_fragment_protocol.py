@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from benchmarks.bench_rerun_server import Session
 from tests.browser.conftest import start_server, stop_server
+from ui import live_chart
 
 
 def test_a_step_size_change_reruns_only_the_fragment_and_resends_only_what_depends_on_it():
@@ -21,12 +22,12 @@ def test_a_step_size_change_reruns_only_the_fragment_and_resends_only_what_depen
         s.rerun()  # the first, full run
         full = Counter(s.last_messages)
         assert not s.last_was_fragment
-        assert full["plotly_chart"] == 4  # two landscapes, convergence, stability map
+        assert full[live_chart.ELEMENT_TYPE] == 4  # two landscapes, convergence, stability map
 
         s.rerun({"c1_frac": "0.9"})
         frag = Counter(s.last_messages)
         assert s.last_was_fragment, "a learning-rate change must rerun only the fragment"
-        assert frag["plotly_chart"] == 4  # every chart depends on the step size
+        assert frag[live_chart.ELEMENT_TYPE] == 4  # every chart depends on the step size
         assert frag["heading"] == 0 and frag["metric"] == 0 and frag["code"] == 0  # the prose is not re-sent
         assert frag["slider"] == 1  # the step-size slider itself, and no other control
         assert sum(frag.values()) < sum(full.values()) / 2
@@ -36,7 +37,7 @@ def test_a_step_size_change_reruns_only_the_fragment_and_resends_only_what_depen
         assert not s.last_was_fragment
         s.rerun({"c1_lr": "0.0001"})
         assert s.last_was_fragment and parse_qs(s.query_string)["c1_lr"] == ["0.0001"]
-        assert Counter(s.last_messages)["plotly_chart"] == 4
+        assert Counter(s.last_messages)[live_chart.ELEMENT_TYPE] == 4
         s.ws.close()
     finally:
         stop_server(proc)

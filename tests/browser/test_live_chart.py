@@ -1,0 +1,54 @@
+"""Live charts in Chromium: a slider move redraws the same chart elements in place.
+
+``ui.live_chart`` exists so that a rerun hands each chart its new figure and Plotly updates it
+(``Plotly.react``) instead of Streamlit throwing the chart away and building a new one. These
+tests fail if a chart element is replaced, if its data does not follow the slider, if plotly.js
+comes from anywhere but this server, or if it is loaded more than once per page.
+"""
+
+from tests.browser.conftest import assert_no_exception, settle
+from ui import live_chart
+
+# Tag every chart element on the page, then (later) count how many still carry their tag.
+TAG_JS = """() => { const ps = [...document.querySelectorAll('.js-plotly-plot')];
+  ps.forEach((p, i) => { p.__bnTag = i; }); return ps.length; }"""
+KEPT_JS = "() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.__bnTag !== undefined).length"
+# The x of the first landscape's path trace (a typed array or a list; stringified to compare).
+PATH_JS = """() => { const p = document.querySelector('.js-plotly-plot');
+  const t = p.data.find(t => (t.name || '').startsWith('path')); return JSON.stringify(Array.from(t.x)); }"""
+
+
+def test_a_step_size_move_updates_every_chart_in_place(app_url, page):
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{app_url}/valley-vs-bowl?c1_frac=0.5&c1_epochs=30")
+    slider = page.get_by_role("slider", name="fraction of 2/λ_max")
+    slider.wait_for(timeout=60_000)
+    settle(page)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 4", timeout=60_000)
+    assert page.get_by_test_id("stLiveChart").count() == 4  # every chart is a live chart
+    assert page.evaluate(TAG_JS) == 4
+    before = page.evaluate(PATH_JS)
+
+    slider.focus()
+    slider.press("ArrowRight")  # 0.5 -> 0.6: every chart depends on the step size
+    page.wait_for_function("() => window.location.search.includes('c1_frac=0.6')", timeout=30_000)
+    settle(page)
+    page.wait_for_function(f"before => ({PATH_JS})() !== before", arg=before, timeout=30_000)
+    assert page.evaluate(KEPT_JS) == 4, "a chart element was rebuilt instead of updated"
+    assert_no_exception(page)
+
+    plotly_js = [u for u in requests if u.endswith("plotly.min.js")]
+    assert len(plotly_js) == 1, plotly_js  # loaded once per page, not once per chart
+    assert plotly_js[0].startswith(app_url) and live_chart.ASSET_ROUTE in plotly_js[0]
+    assert all(u.startswith(app_url) or u.startswith("data:") or u.startswith("blob:") for u in requests), \
+        [u for u in requests if not u.startswith(app_url)][:5]
+
+
+def test_lecture_mode_font_reaches_the_drawn_chart(app_url, page):
+    page.goto(f"{app_url}/valley-vs-bowl?c1_epochs=5&c1_map=0&lecture=1")
+    page.wait_for_selector(".js-plotly-plot .xtick text", timeout=60_000)
+    settle(page)
+    size = page.evaluate("() => document.querySelector('.js-plotly-plot .xtick text').style.fontSize")
+    assert size == "21px"  # ui.page.FONT[True][0]: readable from the back row
+    assert_no_exception(page)

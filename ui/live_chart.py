@@ -1,0 +1,126 @@
+"""Plotly charts that update in place: what a slider move redraws in about 100 ms.
+
+Why not ``st.plotly_chart``: in Streamlit 1.67 its element id is derived from the figure itself
+and its frontend reads the figure only when the element is created, so every changed figure
+is thrown away and drawn again with Plotly's ``newPlot``: four charts per step-size move in
+chapter 1, 300-500 ms of the browser's time (``benchmarks/bench_browser.py``). A ``key`` does
+not help: the frontend ignores a new figure under an old id.
+
+This module draws the same figure spec with a Streamlit *components v2* element (no iframe,
+mounted in the page) whose identity is its ``key``, so a rerun hands the element the new spec
+and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws in place.
+
+* **Nothing from outside.** Plotly.js is the ``plotly.min.js`` the ``plotly`` Python package
+  ships (the same Plotly.js version that package validates figures for), served by this
+  Streamlit server from the package's own folder through a components-v1 file route
+  (``/component/<name>/plotly.min.js``); the page loads it once, on the first live chart.
+* **Same figures, same tests.** The data is the spec's JSON (``plotly.io.to_json``, orjson when
+  installed), exactly what ``st.plotly_chart`` would send; :func:`spec_of` reads it back for
+  AppTest (``tests/apptest.py`` reads both kinds of chart).
+* **What the browser gets.** A ``div.js-plotly-plot`` inside ``[data-testid="stLiveChart"]``,
+  Plotly's own mode bar (PNG download, zoom, reset) and responsive width; animation frames are
+  passed to ``Plotly.react`` (so ▶ play works), and a rejected animation promise (pause, or play
+  while playing) is caught, not reported as a page error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import plotly
+import plotly.io as pio
+import streamlit as st
+from streamlit.components.v1 import declare_component
+
+#: The folder of the plotly package that holds ``plotly.min.js``.
+PLOTLY_JS_DIR = Path(plotly.__file__).resolve().parent / "package_data"
+#: The file route's component name (components v1 prefix it with this module's name).
+ASSET_NAME = "plotlyjs"
+ASSET_ROUTE = f"component/{__name__}.{ASSET_NAME}/plotly.min.js"
+
+# The element's JavaScript, an ES module. Streamlit imports it once per page and calls its default
+# export when the element mounts and again whenever the element's data (the figure) changes,
+# always with the same parentElement; the cleanup it returns runs when the element goes away.
+JS = r"""
+const SRC = "@ROUTE@";
+function loadPlotly() {
+  if (!window.__bnPlotly) {
+    window.__bnPlotly = window.Plotly ? Promise.resolve(window.Plotly) : new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = new URL(SRC, document.baseURI).href;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { window.__bnPlotly = null; reject(new Error("plotly.js did not load from " + s.src)); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__bnPlotly;
+}
+const decoder = new TextDecoder();
+const FULLSCREEN = {width: 24, height: 24, path: "M3 3h7v2H5v5H3V3zm11 0h7v7h-2V5h-5V3zM3 14h2v5h5v2H3v-7zm16 0h2v7h-7v-2h5v-5z"};
+export default function (component) {
+  const { data, parentElement } = component;
+  let box = parentElement.querySelector(":scope > div.bn-live");
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "bn-live";
+    box.setAttribute("data-testid", "stLiveChart");
+    parentElement.appendChild(box);
+  }
+  if (!data) return;
+  const text = typeof data === "string" ? data : decoder.decode(data);
+  if (box.__bnText === text) return;  // the same figure again: nothing to redraw
+  box.__bnText = text;
+  const fig = JSON.parse(text);
+  box.style.minHeight = ((fig.layout && fig.layout.height) || 450) + "px";  // no jump while plotly.js loads
+  loadPlotly().then(Plotly => {
+    if (box.__bnText !== text) return;  // a newer figure arrived meanwhile
+    const config = Object.assign({
+      displaylogo: false, responsive: true,
+      modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud"],
+      modeBarButtonsToAdd: [{name: "fullscreen", title: "Full screen (Esc to leave)", icon: FULLSCREEN,
+                             click: () => box.requestFullscreen && box.requestFullscreen()}],
+    }, fig.config || {});
+    // Plotly.react diffs against the figure on screen and redraws in place; an interrupted
+    // animation's promise rejection is not an error of the page.
+    const drawn = Plotly.react(box, {data: fig.data || [], layout: fig.layout || {},
+                                     frames: fig.frames || [], config: config});
+    if (drawn && drawn.catch) drawn.catch(() => {});
+  }).catch(err => { box.textContent = "This chart could not be drawn: " + err.message; });
+  return () => { if (window.Plotly) window.Plotly.purge(box); };
+}
+""".replace("@ROUTE@", ASSET_ROUTE)
+
+CSS = ".bn-live { width: 100%; } .bn-live:fullscreen { background: white; }"
+
+#: The component's name, and the element type its deltas carry (what tests and benchmarks count).
+COMPONENT = "bnlab_live_chart"
+ELEMENT_TYPE = "bidi_component"
+
+_component = st.components.v2.component(COMPONENT, js=JS, css=CSS, isolate_styles=False)
+
+
+def _serve_plotly_js() -> None:
+    """Register the file route for plotly.min.js on the running server (cheap; idempotent)."""
+    declare_component(ASSET_NAME, path=str(PLOTLY_JS_DIR))
+
+
+def live_chart(spec: dict, *, key: str, where=None) -> None:
+    """Draw ``spec`` (``{"data", "layout", "frames"}``) as a chart that updates in place."""
+    _serve_plotly_js()
+    payload = pio.to_json(spec, validate=False).encode()
+    if where is None:
+        _component(key=key, data=payload, height="content")
+    else:
+        with where:
+            _component(key=key, data=payload, height="content")
+
+
+def spec_json(element_proto) -> str:
+    """The figure JSON a live chart's element carries (its ``BidiComponent`` proto): for tests."""
+    return (element_proto.bytes or element_proto.json.encode()).decode()
+
+
+def spec_of(element_proto, **json_kwargs) -> dict:
+    """The figure spec a live chart's element carries, parsed (``json.loads`` keyword arguments)."""
+    return json.loads(spec_json(element_proto), **json_kwargs)
