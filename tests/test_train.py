@@ -333,6 +333,20 @@ def test_batch_statistics_accuracy_is_the_training_mode_pass_over_test_batches(n
     assert r.history["test_acc"][-1] == acc_eval
 
 
+@pytest.mark.parametrize("norm", ["none", "bn_before", "brn"])
+def test_leaving_out_the_batch_statistics_accuracy_changes_no_other_record(norm):
+    cfg = dataclasses.replace(SMALL, norm=norm)
+    full, lean = train(cfg), train(cfg, test_batch_stats=False)
+    assert "test_acc_batch_stats" not in lean.history
+    assert set(full.history) - set(lean.history) == {"test_acc_batch_stats"}
+    for key in lean.history:
+        if key != "step_time":  # measured wall-clock times differ from run to run
+            np.testing.assert_array_equal(lean.history[key], full.history[key], err_msg=key)
+    for a, b in zip(full.model.batchnorm_layers(), lean.model.batchnorm_layers(), strict=True):
+        np.testing.assert_array_equal(a._running, b._running)
+        assert a.num_batches_tracked == b.num_batches_tracked
+
+
 def test_batch_renorm_with_r_max_1_d_max_0_trains_exactly_like_batch_norm():
     bn = train(dataclasses.replace(SMALL, norm="bn_before"))
     brn = train(dataclasses.replace(SMALL, norm="brn", r_max=1.0, d_max=0.0))
