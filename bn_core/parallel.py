@@ -10,7 +10,9 @@ processes (started with ``spawn``: never ``fork`` a threaded server) and keeps o
 * many sessions asking for the same config share one run (the first submits it, the others
   wait for the same future) and later ones get the finished result at once;
 * :meth:`TrainPool.prefetch` queues likely next configs (e.g. every learning rate of the
-  slider) that start only when a worker is idle, so a requested run never waits behind them.
+  slider) that start only when a worker is idle, newest call first; a requested run never
+  waits behind them: one that finds every worker busy with a prefetch run stops that run
+  within a few steps (:class:`Preempted`; it goes back to the front of the queue).
 
 Pure Python and NumPy (no Streamlit): usable from a notebook too::
 
@@ -37,24 +39,32 @@ import numpy as np
 
 from bn_core.train import TrainConfig, TrainResult, digits, train, validate_config
 
-__all__ = ["TrainPool", "train_for_page"]
+__all__ = ["Preempted", "TrainPool", "train_for_page"]
 
 
 #: The data a worker trains on, handed over by the parent (see :func:`_receive_data`).
 _DATA: dict = {}
+#: In a worker: the parent's stop flags, one byte per slot (see :func:`_train_job`).
+_STOP: list = []
 
 
-def train_for_page(config: TrainConfig) -> TrainResult:
+class Preempted(Exception):
+    """A prefetch run stopped early because a requested run needed its worker."""
+
+
+def train_for_page(config: TrainConfig, progress=None, *, test_batch_stats: bool = True) -> TrainResult:
     """:func:`bn_core.train.train` on the default digits, without the model (small to pickle).
 
     Adds ``history["wall_time_s"]`` of shape (1,): the whole run's wall time in seconds,
     evaluations included. Never warns (``np.errstate``); a config that cannot train raises
     ``ValueError`` (see :func:`bn_core.train.validate_config`). In a worker the data are the
     parent's :func:`bn_core.train.digits` arrays (the same numbers, so the same run).
+    ``progress`` and ``test_batch_stats`` are passed on to :func:`~bn_core.train.train`.
     """
     start = time.perf_counter()
     with np.errstate(all="ignore"):
-        result = train(config, data=_DATA.get(config.dtype))
+        result = train(config, data=_DATA.get(config.dtype), progress=progress,
+                       test_batch_stats=test_batch_stats)
     result = replace(result, model=None)
     result.history["wall_time_s"] = np.array([time.perf_counter() - start])
     return result
@@ -94,13 +104,33 @@ def _noop() -> None:
     return None
 
 
-def _receive_data(splits: dict) -> None:
-    """Worker initializer: keep the parent's data sets (dtype -> DigitsSplit).
+def _receive_data(splits: dict, stop=None) -> None:
+    """Worker initializer: keep the parent's data sets (dtype -> DigitsSplit) and stop flags.
 
-    Loading them here would import scikit-learn (and SciPy) in every worker, about 160 MB
-    each; the arrays themselves are under 2 MB.
+    Loading the data here would import scikit-learn (and SciPy) in every worker, about
+    160 MB each; the arrays themselves are under 2 MB. ``stop`` is the pool's shared array
+    of stop flags (a ``multiprocessing`` RawArray, shared with the parent).
     """
     _DATA.update(splits)
+    _STOP[:] = [] if stop is None else [stop]
+
+
+def _train_job(config: TrainConfig, slot: int = -1, test_batch_stats: bool = True) -> TrainResult:
+    """:func:`train_for_page` in a worker; a prefetch run (``slot >= 0``) can be stopped.
+
+    The training loop reports its progress about 100 times per run (every few milliseconds
+    for the page's runs); a prefetch run then checks its stop flag and raises
+    :class:`Preempted` when the parent has set it.
+    """
+    if slot < 0 or not _STOP:
+        return train_for_page(config, test_batch_stats=test_batch_stats)
+    flags = _STOP[0]
+
+    def check(fraction: float) -> None:
+        if fraction < 1.0 and flags[slot]:
+            raise Preempted(f"stopped for a requested run: {config}")
+
+    return train_for_page(config, progress=check, test_batch_stats=test_batch_stats)
 
 
 class TrainPool:
@@ -116,21 +146,48 @@ class TrainPool:
         tens of kilobytes.
     max_prefetch : int
         Queued prefetch configs kept; newer requests push out older ones.
+    test_batch_stats : bool
+        Whether the runs record ``history["test_acc_batch_stats"]`` (see
+        :func:`bn_core.train.train`); ``False`` saves a pass over the test set per evaluation
+        for callers that never show it.
+
+    Notes
+    -----
+    Requested runs come first. A prefetch run holds a worker for a whole run (about 0.3 s for
+    the page's default), and the executor hands each worker its next job only when the
+    current one ends, so a request arriving while every worker is prefetching used to wait
+    for the end of a run nobody had asked for. Now each running prefetch run has a stop flag
+    (a byte in memory shared with the workers, checked about 100 times per run); a request
+    that finds no idle worker sets the flag of the most recently started prefetch run nobody
+    has asked for, that run raises :class:`Preempted` within a few steps, the request takes
+    its worker, and the preempted config goes back to the front of the prefetch queue. A run
+    that someone has submitted is never stopped.
     """
 
-    def __init__(self, workers: int | None = None, max_results: int = 256, max_prefetch: int = 40):
+    def __init__(self, workers: int | None = None, max_results: int = 256, max_prefetch: int = 40,
+                 test_batch_stats: bool = True):
         if workers is None:
             workers = min(2, os.cpu_count() or 1)
         self.workers = int(workers)
         self.max_results = int(max_results)
         self.max_prefetch = int(max_prefetch)
+        self.test_batch_stats = bool(test_batch_stats)
         self._lock = threading.RLock()  # a done-callback may run inside submit
         self._futures: OrderedDict[TrainConfig, Future] = OrderedDict()
         self._prefetch: OrderedDict[TrainConfig, None] = OrderedDict()
         self._in_flight = 0
+        # running prefetch runs that nobody has asked for (future -> slot), oldest first
+        self._unwanted: OrderedDict[Future, int] = OrderedDict()
+        self._stopping: set[Future] = set()  # flag set, the worker has not stopped yet
+        self._free_slots: list[int] = []
+        self._stop = None  # the shared stop flags (one byte per slot)
         self._executor: ProcessPoolExecutor | None = None
         if self.workers > 0:
             try:
+                context = multiprocessing.get_context("spawn")
+                # at most `workers` prefetch runs run at once, plus as many being stopped
+                self._stop = context.RawArray("b", 2 * self.workers)
+                self._free_slots = list(range(2 * self.workers))
                 self._executor = self._new_executor()
             except (OSError, ValueError, NotImplementedError):  # pragma: no cover - no processes here
                 self._executor = None
@@ -140,7 +197,8 @@ class TrainPool:
         """A ``spawn`` pool of ``workers`` processes holding the digits, all started now."""
         executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_receive_data,
-                                       initargs=({d: digits(d) for d in ("float32", "float64")},))
+                                       initargs=({d: digits(d) for d in ("float32", "float64")},
+                                                 self._stop))
         with _bare_main():  # every worker starts now (one per submit while none is idle)
             for _ in range(self.workers):
                 executor.submit(_noop)
@@ -148,33 +206,63 @@ class TrainPool:
 
     # ------------------------------------------------------------------ submitting
 
-    def _start(self, config: TrainConfig) -> Future:
-        """Submit ``config`` (lock held) and remember its future."""
+    def _start(self, config: TrainConfig, prefetch: bool = False) -> Future:
+        """Submit ``config`` (lock held) and remember its future.
+
+        A prefetch run gets a stop slot (none free: it runs unstoppable, which only happens
+        if stopped runs are slow to end); a requested run may stop a prefetch run for its
+        worker (see the class notes).
+        """
         if self._executor is None:
             future: Future = Future()
             try:
-                future.set_result(train_for_page(config))
+                future.set_result(train_for_page(config, test_batch_stats=self.test_batch_stats))
             except Exception as exc:  # noqa: BLE001 - handed to the caller through the future
                 future.set_exception(exc)
         else:
+            slot = self._free_slots.pop() if prefetch and self._free_slots else -1
+            if slot >= 0:
+                self._stop[slot] = 0
             try:
-                future = self._executor.submit(train_for_page, config)
+                future = self._executor.submit(_train_job, config, slot, self.test_batch_stats)
             except BrokenProcessPool:
                 # a worker died (e.g. killed for memory): the executor refuses all work from now
                 # on, for every session; its pending futures already hold the error (so they are
                 # started again when asked for). Replace it once, then submit again.
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._new_executor()
-                future = self._executor.submit(train_for_page, config)
+                future = self._executor.submit(_train_job, config, slot, self.test_batch_stats)
             self._in_flight += 1
-            future.add_done_callback(self._finished)
+            if slot >= 0:
+                self._unwanted[future] = slot
+            else:
+                self._make_room()
+            future.add_done_callback(lambda f, c=config, k=slot: self._finished(f, c, k))
         self._futures[config] = future
         self._trim()
         return future
 
-    def _finished(self, _future: Future) -> None:
+    def _make_room(self) -> None:
+        """Stop prefetch runs (newest first) until the runs not being stopped fit the workers."""
+        while self._unwanted and self._in_flight - len(self._stopping) > self.workers:
+            future, slot = self._unwanted.popitem(last=True)
+            self._stop[slot] = 1
+            self._stopping.add(future)
+
+    def _finished(self, future: Future, config: TrainConfig, slot: int) -> None:
         with self._lock:
             self._in_flight -= 1
+            self._unwanted.pop(future, None)
+            self._stopping.discard(future)
+            if slot >= 0:
+                self._free_slots.append(slot)
+            preempted = (not future.cancelled()) and isinstance(future.exception(), Preempted)
+            if preempted and self._futures.get(config) is future:
+                # nobody waits for it (a request would have started it again): forget the run and
+                # queue it again, first in line, for when a worker is idle
+                del self._futures[config]
+                self._prefetch[config] = None
+                self._prefetch.move_to_end(config, last=False)
             self._pump()
 
     def _trim(self) -> None:
@@ -190,7 +278,7 @@ class TrainPool:
             config, _ = self._prefetch.popitem(last=False)
             if config not in self._futures:
                 try:
-                    self._start(config)
+                    self._start(config, prefetch=True)
                 except RuntimeError:  # the executor is shutting down (server stopping): drop the rest
                     self._prefetch.clear()
                     return
@@ -198,41 +286,52 @@ class TrainPool:
     def submit(self, config: TrainConfig) -> Future:
         """The future of ``config``'s run: the existing one, or a new run started now.
 
-        A run that failed (or was cancelled) is started again. Raises ``ValueError`` at once if the config
-        cannot train.
+        A run that failed, was cancelled, or is a prefetch run being stopped is started
+        again; a running prefetch run of ``config`` is kept (and will not be stopped). Raises
+        ``ValueError`` at once if the config cannot train.
         """
         _validate(config)
         with self._lock:
             future = self._futures.get(config)
-            if future is not None and not _failed(future):
+            if future is not None and not _failed(future) and future not in self._stopping:
+                self._unwanted.pop(future, None)  # someone waits for it now: never stop it
                 self._futures.move_to_end(config)
                 return future
             self._prefetch.pop(config, None)
             return self._start(config)
 
     def submit_many(self, configs: Sequence[TrainConfig]) -> list[Future]:
-        """:meth:`submit` for each config (they run in parallel, one per worker)."""
+        """:meth:`submit` for each config (they run in parallel, one per worker).
+
+        Put the longest run first: it then gets the first worker that is free.
+        """
         return [self.submit(c) for c in configs]
 
     def prefetch(self, configs: Iterable[TrainConfig]) -> int:
         """Queue ``configs`` to train when a worker is idle; returns how many were queued.
 
-        Configs already trained, running, or that cannot train are skipped. The given order
-        is kept (put the likeliest first); a requested :meth:`submit` never waits for them.
+        Configs already trained or running, or that cannot train, are skipped. The given order
+        is kept (put the likeliest first), ahead of configs still queued from earlier calls
+        (the latest request's neighbours are the likeliest next ones; the oldest are dropped
+        beyond ``max_prefetch``). A requested :meth:`submit` never waits for them.
         """
-        queued = 0
+        fresh: OrderedDict[TrainConfig, None] = OrderedDict()
         with self._lock:
             for config in configs:
-                if config in self._futures or config in self._prefetch:
+                if config in self._futures or config in fresh:
                     continue
-                try:
-                    _validate(config)
-                except ValueError:
-                    continue
-                self._prefetch[config] = None
-                queued += 1
-            while len(self._prefetch) > self.max_prefetch:
-                self._prefetch.popitem(last=False)
+                if config not in self._prefetch:
+                    try:
+                        _validate(config)
+                    except ValueError:
+                        continue
+                fresh[config] = None
+            queued = sum(1 for c in fresh if c not in self._prefetch)
+            for config in self._prefetch:
+                fresh.setdefault(config, None)
+            while len(fresh) > self.max_prefetch:
+                fresh.popitem(last=True)
+            self._prefetch = fresh
             if self._executor is not None:
                 self._pump()
         return queued

@@ -124,3 +124,53 @@ def test_prefetch_skips_what_submit_refuses():
     with pytest.raises(ValueError):
         p.submit(too_big)
     assert p.prefetch([too_big]) == 0 and p.pending() == 0
+
+
+def test_a_request_stops_a_prefetch_run_that_holds_the_only_worker():
+    """With every worker prefetching, a requested run does not wait for the end of a run
+    nobody asked for: the prefetch run stops (Preempted) and is queued again, first in line,
+    and trains to the same result later."""
+    from bn_core.parallel import Preempted
+
+    p = TrainPool(workers=1)
+    try:
+        long_run = replace(BASE, width=64, steps=20_000, eval_every=20_000, seed=31)
+        assert p.prefetch([long_run]) == 1
+        prefetched = p._futures[long_run]
+        wanted = replace(BASE, seed=32)
+        assert_same_run(p.submit(wanted).result(timeout=120), train(wanted))
+        with pytest.raises(Preempted):
+            prefetched.result(timeout=120)
+        for _ in range(1200):  # queued again, and trained once the worker is idle
+            if p.done(long_run):
+                break
+            time.sleep(0.1)
+        again = p.submit(long_run)
+        assert again is not prefetched
+        assert_same_run(again.result(timeout=300), train(long_run))
+    finally:
+        p.shutdown()
+
+
+def test_a_prefetch_run_someone_asked_for_is_not_stopped():
+    p = TrainPool(workers=1)
+    try:
+        first = replace(BASE, width=64, steps=3000, seed=33)
+        p.prefetch([first])
+        asked = p.submit(first)  # the running prefetch run is kept for this caller...
+        assert asked is p._futures[first]
+        other = replace(BASE, seed=34)
+        p.submit(other).result(timeout=120)  # ...and a later request does not stop it
+        assert_same_run(asked.result(timeout=120), train(first))
+    finally:
+        p.shutdown()
+
+
+def test_prefetch_puts_the_latest_call_first_in_its_own_order():
+    p = TrainPool(workers=0, max_prefetch=4)  # nothing runs: the queue can be read
+    a, b, c, d, e = (replace(BASE, seed=s) for s in range(40, 45))
+    assert p.prefetch([a, b]) == 2
+    assert p.prefetch([c, a]) == 1  # a was queued already: moved, not counted
+    assert list(p._prefetch) == [c, a, b]
+    assert p.prefetch([d, e]) == 2
+    assert list(p._prefetch) == [d, e, c, a]  # beyond max_prefetch the oldest (b) is dropped

@@ -1077,8 +1077,13 @@ def describe_cost(stats: Mapping[str, tuple[float, float, float] | None]) -> str
 
 @st.cache_resource(show_spinner=False)
 def trainer() -> TrainPool:
-    """The process pool shared by every session (two workers: the server's two cores)."""
-    return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")))
+    """The process pool shared by every session (two workers: the server's two cores).
+
+    Its runs leave out ``test_acc_batch_stats`` (the test set in training mode): this chapter
+    never shows it (chapter 4 does, from its own runs), and it cost an extra pass over the
+    test set at each of a run's 21 evaluations.
+    """
+    return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")), test_batch_stats=False)
 
 
 def lr_neighbours(config: TrainConfig) -> list[TrainConfig]:
@@ -1096,23 +1101,29 @@ PREFETCH = os.environ.get("BN_LAB_PREFETCH", "1") != "0"
 def train_arms(base: TrainConfig, placement: str, prefetch: bool = True) -> tuple[dict, dict]:
     """Train the plain and the BN arm in parallel (one per core), shared by every session.
 
-    Returns ``(results, errors)`` keyed by arm. After a cheap run, the same settings at the
+    Returns ``(results, errors)`` keyed by arm. For a cheap run, the same settings at the
     slider's other learning rates are queued to train while the workers are idle, so a class
-    exploring the learning rate finds them ready.
+    exploring the learning rate finds them ready (a requested run stops them for its worker:
+    :class:`bn_core.parallel.TrainPool`).
     """
     pool = trainer()
     configs = {"plain": base, "bn": replace(base, norm=placement)}
     futures, errors = {}, {}
-    for arm, cfg in configs.items():
+    # the BN arm first: it takes longer (about 1.4 times the plain arm's time by default), so
+    # when only one worker is free at once it should be the one that starts
+    for arm in ("bn", "plain"):
         try:
-            futures[arm] = pool.submit(cfg)
+            futures[arm] = pool.submit(configs[arm])
         except ValueError as exc:  # a config that cannot train: the core says why
             errors[arm] = str(exc)
+    futures = {arm: futures[arm] for arm in ARMS if arm in futures}  # results in ARMS order
+    if prefetch and PREFETCH and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
+        # queued now, not after the wait: when these runs end, the workers go on with this
+        # session's neighbours rather than with older sessions' leftovers
+        pool.prefetch(c for n in lr_neighbours(base) for c in (replace(n, norm=placement), n))
     if all(f.done() for f in futures.values()):
         results = {arm: f.result() for arm, f in futures.items()}
     else:
         with st.spinner(f"Training both networks on both cores ({format_seconds(estimate_seconds(base) / 2)})…"):
             results = {arm: f.result() for arm, f in futures.items()}
-    if prefetch and PREFETCH and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
-        pool.prefetch(c for n in lr_neighbours(base) for c in (n, replace(n, norm=placement)))
     return results, errors
