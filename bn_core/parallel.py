@@ -10,7 +10,8 @@ processes (started with ``spawn``: never ``fork`` a threaded server) and keeps o
 * many sessions asking for the same config share one run (the first submits it, the others
   wait for the same future) and later ones get the finished result at once;
 * :meth:`TrainPool.prefetch` queues likely next configs (e.g. every learning rate of the
-  slider) that start only when a worker is idle, newest call first; a requested run never
+  slider) that start only when a worker is idle (on all workers but one: the calling process
+  needs a core too), newest call first; a requested run never
   waits behind them: one that finds every worker busy with a prefetch run stops that run
   within a few steps (:class:`Preempted`; it goes back to the front of the queue).
 
@@ -150,6 +151,11 @@ class TrainPool:
         Whether the runs record ``history["test_acc_batch_stats"]`` (see
         :func:`bn_core.train.train`); ``False`` saves a pass over the test set per evaluation
         for callers that never show it.
+    prefetch_workers : int
+        Workers that prefetch runs may use at once (default ``workers - 1``, at least 1):
+        the calling process needs a core too. On the two-core server, prefetching on both
+        workers left none for the page that had just received its runs, and building its
+        charts took about twice as long as on an idle core. Requested runs use every worker.
 
     Notes
     -----
@@ -165,13 +171,15 @@ class TrainPool:
     """
 
     def __init__(self, workers: int | None = None, max_results: int = 256, max_prefetch: int = 40,
-                 test_batch_stats: bool = True):
+                 test_batch_stats: bool = True, prefetch_workers: int | None = None):
         if workers is None:
             workers = min(2, os.cpu_count() or 1)
         self.workers = int(workers)
         self.max_results = int(max_results)
         self.max_prefetch = int(max_prefetch)
         self.test_batch_stats = bool(test_batch_stats)
+        self.prefetch_workers = max(1, self.workers - 1 if prefetch_workers is None else int(prefetch_workers))
+        self._prefetch_running = 0  # prefetch runs in flight (wanted or not)
         self._lock = threading.RLock()  # a done-callback may run inside submit
         self._futures: OrderedDict[TrainConfig, Future] = OrderedDict()
         self._prefetch: OrderedDict[TrainConfig, None] = OrderedDict()
@@ -233,11 +241,12 @@ class TrainPool:
                 self._executor = self._new_executor()
                 future = self._executor.submit(_train_job, config, slot, self.test_batch_stats)
             self._in_flight += 1
+            self._prefetch_running += prefetch
             if slot >= 0:
                 self._unwanted[future] = slot
-            else:
+            elif not prefetch:
                 self._make_room()
-            future.add_done_callback(lambda f, c=config, k=slot: self._finished(f, c, k))
+            future.add_done_callback(lambda f, c=config, k=slot, pre=prefetch: self._finished(f, c, k, pre))
         self._futures[config] = future
         self._trim()
         return future
@@ -249,9 +258,10 @@ class TrainPool:
             self._stop[slot] = 1
             self._stopping.add(future)
 
-    def _finished(self, future: Future, config: TrainConfig, slot: int) -> None:
+    def _finished(self, future: Future, config: TrainConfig, slot: int, prefetch: bool) -> None:
         with self._lock:
             self._in_flight -= 1
+            self._prefetch_running -= prefetch
             self._unwanted.pop(future, None)
             self._stopping.discard(future)
             if slot >= 0:
@@ -273,8 +283,10 @@ class TrainPool:
             self._futures.popitem(last=False)
 
     def _pump(self) -> None:
-        """Start queued prefetch configs while a worker is idle (lock held)."""
-        while self._prefetch and self._in_flight < self.workers:
+        """Start queued prefetch configs while a worker is idle (lock held), on at most
+        ``prefetch_workers`` workers at once."""
+        while (self._prefetch and self._in_flight < self.workers
+               and self._prefetch_running < self.prefetch_workers):
             config, _ = self._prefetch.popitem(last=False)
             if config not in self._futures:
                 try:

@@ -62,6 +62,18 @@ def test_prefetch_runs_only_on_idle_workers_and_fills_the_cache(pool):
     assert pool.prefetch(extra) == 0  # already there
 
 
+def test_prefetch_leaves_a_core_to_the_caller_but_a_request_uses_every_worker(pool):
+    assert pool.workers == 2 and pool.prefetch_workers == 1
+    extra = [replace(BASE, width=64, steps=3000, seed=12, lr=v) for v in (0.01, 0.03)]
+    pool.prefetch(extra)
+    assert pool._prefetch_running == 1 and pool._in_flight == 1  # the other worker stays idle
+    wanted = [replace(BASE, seed=13), replace(BASE, seed=13, norm="bn_before")]
+    futures = pool.submit_many(wanted)
+    assert pool._in_flight - len(pool._stopping) == 2  # both requests run now, one per worker
+    for future, cfg in zip(futures, wanted, strict=True):
+        assert_same_run(future.result(timeout=120), train(cfg))
+
+
 def test_in_process_fallback_gives_the_same_runs():
     p = TrainPool(workers=0)
     assert_same_run(p.submit(BASE).result(), train_for_page(BASE))
