@@ -40,7 +40,7 @@ import numpy as np
 
 from bn_core.train import TrainConfig, TrainResult, digits, train, validate_config
 
-__all__ = ["Preempted", "TrainPool", "train_for_page"]
+__all__ = ["Preempted", "TrainPool", "keep_freed_memory", "train_for_page"]
 
 
 #: The data a worker trains on, handed over by the parent (see :func:`_receive_data`).
@@ -105,15 +105,39 @@ def _noop() -> None:
     return None
 
 
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 << 20) -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse (this process); True if it could.
+
+    Every evaluation of a run pushes the whole data set through the network: arrays of
+    1797 x 100 values (about 0.7 MB each, a dozen per evaluation). glibc serves such sizes
+    with fresh ``mmap`` pages or trims its heap after freeing them, so each evaluation
+    faulted in its pages again: about 32,000 page faults per default BN run, ~20 % of its
+    time (326 -> 261 ms, and 224 -> 187 ms for the plain run; measured on this machine, peak
+    memory unchanged at ~190 MB). Raising the two thresholds keeps the pages mapped between
+    evaluations; the numbers computed are the same. A no-op (False) without glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+        return bool(libc.mallopt(m_mmap_threshold, int(mmap_threshold))
+                    and libc.mallopt(m_trim_threshold, int(trim_threshold)))
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+
+
 def _receive_data(splits: dict, stop=None) -> None:
     """Worker initializer: keep the parent's data sets (dtype -> DigitsSplit) and stop flags.
 
     Loading the data here would import scikit-learn (and SciPy) in every worker, about
     160 MB each; the arrays themselves are under 2 MB. ``stop`` is the pool's shared array
-    of stop flags (a ``multiprocessing`` RawArray, shared with the parent).
+    of stop flags (a ``multiprocessing`` RawArray, shared with the parent). The worker's
+    allocator keeps freed memory (:func:`keep_freed_memory`).
     """
     _DATA.update(splits)
     _STOP[:] = [] if stop is None else [stop]
+    keep_freed_memory()
 
 
 def _train_job(config: TrainConfig, slot: int = -1, test_batch_stats: bool = True) -> TrainResult:

@@ -186,3 +186,14 @@ def test_prefetch_puts_the_latest_call_first_in_its_own_order():
     assert list(p._prefetch) == [c, a, b]
     assert p.prefetch([d, e]) == 2
     assert list(p._prefetch) == [d, e, c, a]  # beyond max_prefetch the oldest (b) is dropped
+
+
+def test_workers_keep_freed_memory_on_glibc():
+    """The worker initializer's allocator setting (see keep_freed_memory) takes effect here."""
+    import platform
+
+    from bn_core.parallel import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
