@@ -64,7 +64,7 @@ def test_prefetch_runs_only_on_idle_workers_and_fills_the_cache(pool):
 
 def test_prefetch_leaves_a_core_to_the_caller_but_a_request_uses_every_worker(pool):
     assert pool.workers == 2 and pool.prefetch_workers == 1
-    extra = [replace(BASE, width=64, steps=3000, seed=12, lr=v) for v in (0.01, 0.03)]
+    extra = [replace(BASE, width=64, steps=3000, seed=12, lr=v) for v in (0.01, 0.03, 0.1, 0.3)]
     pool.prefetch(extra)
     assert pool._prefetch_running == 1 and pool._in_flight == 1  # the other worker stays idle
     wanted = [replace(BASE, seed=13), replace(BASE, seed=13, norm="bn_before")]
@@ -72,6 +72,16 @@ def test_prefetch_leaves_a_core_to_the_caller_but_a_request_uses_every_worker(po
     assert pool._in_flight - len(pool._stopping) == 2  # both requests run now, one per worker
     for future, cfg in zip(futures, wanted, strict=True):
         assert_same_run(future.result(timeout=120), train(cfg))
+    with pool._lock:  # right after the requests: one worker prefetches, one stays free
+        assert pool._prefetch_running <= 1
+    peak = 0
+    for _ in range(600):  # once a prefetch run has ended, both workers prefetch
+        with pool._lock:
+            peak = max(peak, pool._prefetch_running)
+        if all(pool.done(c) for c in extra):
+            break
+        time.sleep(0.01)
+    assert peak == 2 and all(pool.done(c) for c in extra)
 
 
 def test_in_process_fallback_gives_the_same_runs():
@@ -178,14 +188,14 @@ def test_a_prefetch_run_someone_asked_for_is_not_stopped():
         p.shutdown()
 
 
-def test_prefetch_puts_the_latest_call_first_in_its_own_order():
+def test_prefetch_keeps_earlier_calls_first_and_drops_the_oldest_beyond_its_bound():
     p = TrainPool(workers=0, max_prefetch=4)  # nothing runs: the queue can be read
     a, b, c, d, e = (replace(BASE, seed=s) for s in range(40, 45))
     assert p.prefetch([a, b]) == 2
-    assert p.prefetch([c, a]) == 1  # a was queued already: moved, not counted
-    assert list(p._prefetch) == [c, a, b]
+    assert p.prefetch([c, a]) == 1  # a is queued already: it keeps its place
+    assert list(p._prefetch) == [a, b, c]
     assert p.prefetch([d, e]) == 2
-    assert list(p._prefetch) == [d, e, c, a]  # beyond max_prefetch the oldest (b) is dropped
+    assert list(p._prefetch) == [b, c, d, e]
 
 
 def test_workers_keep_freed_memory_on_glibc():

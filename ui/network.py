@@ -1118,8 +1118,8 @@ def train_arms(base: TrainConfig, placement: str, prefetch: bool = True) -> tupl
             errors[arm] = str(exc)
     futures = {arm: futures[arm] for arm in ARMS if arm in futures}  # results in ARMS order
     if prefetch and PREFETCH and estimate_seconds(base) / 2 <= PREFETCH_MAX_S:
-        # queued now, not after the wait: when these runs end, the workers go on with this
-        # session's neighbours rather than with older sessions' leftovers
+        # queued now, not after the wait: a worker that these runs free can go on with the
+        # neighbours at once, while this page draws (they start only on an idle worker)
         pool.prefetch(c for n in lr_neighbours(base) for c in (replace(n, norm=placement), n))
     if all(f.done() for f in futures.values()):
         results = {arm: f.result() for arm, f in futures.items()}
