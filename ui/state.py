@@ -275,13 +275,16 @@ def hold(params: Sequence[Param]) -> None:
 
 def publish(params: Sequence[Param]) -> None:
     """Write the current values of ``params`` to the URL and keep a copy (after the widgets)."""
+    changed = {}
     for p in params:
         if p.key in st.session_state:
             value = st.session_state[p.key]
             st.session_state[KEPT_PREFIX + p.key] = stored(value)
             text = p.encode(value)
             if st.query_params.get(p.key) != text:
-                st.query_params[p.key] = text
+                changed[p.key] = text
+    if changed:  # one message to the browser, not one per setting (17 on chapter 1's first run)
+        st.query_params.update(changed)
 
 
 def show_notices(notices: Sequence[str]) -> None:

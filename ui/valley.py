@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -397,15 +398,32 @@ def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, o
 
     Each row is cached; the progress bar lives outside the cached functions, so a cache hit
     replays nothing (an element created inside a cached function is replayed on every hit).
+    A map this process has swept already is read without a progress bar (its rows are cache
+    hits; a row evicted since is recomputed without one): a class opening the same link does
+    not each get eight progress messages for a map that takes no time.
     """
     sizes = map_batch_sizes(data)
+    args = (data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2)
+    if args in _SWEPT:
+        return R.concat_stability_maps([stability_row(*args, int(b)) for b in sizes])
     bar = st.progress(0.0, text="Sweeping 40 step sizes × batch sizes for every variant…")
     rows = []
     for i, b in enumerate(sizes):
         rows.append(stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b)))
         bar.progress((i + 1) / len(sizes), text=f"Swept batch size {int(b)} ({i + 1}/{len(sizes)})")
     bar.empty()
+    with _SWEPT_LOCK:
+        _SWEPT[args] = True
+        while len(_SWEPT) > _SWEPT_MAX:
+            _SWEPT.pop(next(iter(_SWEPT)))
     return R.concat_stability_maps(rows)
+
+
+#: Maps swept by this process (insertion-ordered, oldest dropped first): at most as many as
+#: ``stability_row``'s cache holds in full (128 rows, up to 8 per map).
+_SWEPT: dict = {}
+_SWEPT_MAX = 16
+_SWEPT_LOCK = threading.Lock()
 
 
 @per_rerun_cache(16)

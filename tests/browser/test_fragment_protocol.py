@@ -22,6 +22,14 @@ def test_a_step_size_change_reruns_only_the_fragment_and_resends_only_what_depen
         s.rerun()  # the first, full run
         full = Counter(s.last_messages)
         assert not s.last_was_fragment
+        # The link is written once by the page's controls and once by the fragment's step size
+        # (ui.state.publish sends one message per call), not once per setting (17).
+        assert full["page_info_changed"] == 2
+        assert parse_qs(s.query_string)["c1_frac"] == ["0.5"] and "c1_epochs" in parse_qs(s.query_string)
+        # A class opening the same link: the second session's map is swept already, so no progress bar.
+        with Session(int(url.rsplit(":", 1)[1])) as second:
+            second.rerun()
+            assert "progress" not in second.last_messages and second.last.ok
         assert full[live_chart.ELEMENT_TYPE] == 4  # two landscapes, convergence, stability map
 
         s.rerun({"c1_frac": "0.9"})
