@@ -12,12 +12,20 @@ server's ``script_finished``; no browser rendering (``bench_browser`` measures t
 server (headless, no file watcher, no usage stats; the flags the tests use) serves, in order:
 
 1. a warm-up: one session opens chapter 1 and one chapter 3 (imports, data, default runs);
-2. new sessions on the warm server: ``--new`` sessions open chapter 1 one after the other;
+2. new sessions on the warm server: ``--new`` sessions open chapter 1 one after the other,
+   first with nobody else connected, then with the teacher's session connected (it opens
+   chapter 1 and stays connected to the end, as the projected tab does in a lecture). The two
+   differ because Streamlit 1.67 drops its compiled page scripts whenever the last session
+   disconnects (``WebsocketSessionManager.disconnect_session``), so a lone visitor's first run
+   compiles the page again;
 3. one student on chapter 3 changes the learning rate to a value not computed yet (with a
    different seed in the link, so the class below still finds its own values uncomputed);
 4. the class opens chapter 1 at once (N students released by one barrier; connecting counts);
    right after its page has arrived, each student moves the step-size slider ``--moves``
-   times, ``--pause`` s apart, to values drawn from the slider's options (seeded per student);
+   times, ``--pause`` s apart, to values drawn from the slider's options (seeded per student):
+   the worst case, 30 moves within a few milliseconds of each other, every ``--pause`` s. Then
+   each moves ``--moves`` times more at a person's own pace: every wait ``--pause`` s plus a
+   uniform 0-``--spread`` s (the class has the page; the teacher said "now move it");
 5. the class opens chapter 3 at once, then all pick a learning rate at the same moment:
    student i takes the i-th (mod K) of K = 10 distinct values of the slider (fewer if the
    slider has fewer values besides its default), none computed before;
@@ -115,7 +123,9 @@ def main() -> None:
     ap.add_argument("--students", type=int, default=30, help="students in the class (default 30)")
     ap.add_argument("--moves", type=int, default=3, help="step-size moves per student (default 3)")
     ap.add_argument("--pause", type=float, default=0.5, help="seconds between a student's moves")
-    ap.add_argument("--new", type=int, default=5, help="new sessions timed one after the other")
+    ap.add_argument("--new", type=int, default=10, help="new sessions timed one after the other")
+    ap.add_argument("--spread", type=float, default=2.0,
+                    help="the own-pace moves: each wait is --pause plus uniform 0..SPREAD s (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the students' slider choices")
     ap.add_argument("--port", type=int, help="a running server on 127.0.0.1 instead of a fresh one")
     ap.add_argument("--pid", type=int, help="with --port: the server's process id, for its memory")
@@ -193,7 +203,14 @@ def measure(port: int, args, deadline: float, sessions: list) -> list[Phase]:
     print(f"  warm-up (chapters 1 and 3, first visitor)    {(time.perf_counter() - t) * 1e3:7.0f} ms")
     new_lrs = [v for v in lr_options if v not in lr_default][:DISTINCT_LRS]
 
-    # 2. New sessions on a warm server, one after the other.
+    # 2. New sessions on a warm server, one after the other: alone, then with the teacher connected.
+    lone = Phase("new session, first run, nobody else on")
+    for _ in range(args.new):
+        with open_session(CHAPTER_1[0]) as s:
+            lone.add(s.rerun())
+    teacher = open_session(CHAPTER_1[0])
+    sessions.append(teacher)  # closed at the end, with the class
+    teacher.rerun()
     fresh = Phase("new session, first run")
     for _ in range(args.new):
         with open_session(CHAPTER_1[0]) as s:
@@ -208,6 +225,7 @@ def measure(port: int, args, deadline: float, sessions: list) -> list[Phase]:
     # 4. The class opens chapter 1 at once, then moves the step size.
     opens, moves = Phase("chapter 1, class opens at once"), Phase("chapter 1, step-size moves")
     first_moves = Phase("chapter 1, each student's first move")
+    own_pace = Phase("chapter 1, step-size moves, own pace")
 
     def chapter_1(i: int, barrier: threading.Barrier) -> None:
         rng = random.Random(args.seed * 1000 + i)
@@ -229,6 +247,11 @@ def measure(port: int, args, deadline: float, sessions: list) -> list[Phase]:
                 moves.add(run)
                 if m == 0:
                     first_moves.add(run)
+            for _ in range(args.moves):
+                time.sleep(args.pause + rng.uniform(0, args.spread))
+                value = rng.choice([v for v in frac_options if v != current])
+                current = value
+                own_pace.add(s.rerun({CHAPTER_1[1]: value}))
         except Exception as e:  # noqa: BLE001 - reported with the figures
             opens.fail(e)
 
@@ -255,7 +278,7 @@ def measure(port: int, args, deadline: float, sessions: list) -> list[Phase]:
     print(f"  (chapter 3: {min(args.students, len(new_lrs))} distinct learning rates "
           f"{new_lrs[:args.students]}, default {lr_default}; one student used {new_lrs[len(new_lrs) // 2]} "
           f"with c3_seed=1)")
-    return [fresh, one, opens, moves, first_moves, opens3, picks]
+    return [lone, fresh, one, opens, moves, first_moves, own_pace, opens3, picks]
 
 
 if __name__ == "__main__":
