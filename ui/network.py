@@ -11,7 +11,7 @@ Three kinds of functions live here:
   ``st.cache_data`` layers over :mod:`bn_core.train` / :mod:`bn_core.experiments` with a
   progress bar.
 * **Cached charts** (``*_chart``): each builder's figure built once per training run (or sweep)
-  with ``st.cache_resource`` and handed to ``st.plotly_chart`` as a read-only
+  with ``st.cache_resource`` and handed to :func:`ui.page.chart` as a read-only
   :class:`ui.theme.FigureSpec`, so a rerun does not rebuild validated figures.
 
 Why the progress bar is created *inside* the cached functions rather than passed in as a
@@ -668,7 +668,7 @@ def histories_csv(results: Mapping[str, TrainResult], table: str) -> str:
 # update_layout validate every property), and a page rerun that changes nothing, or only an
 # unrelated widget, would rebuild all of them. The wrappers below build each chart once per
 # run (or sweep) and keep it as a FigureSpec, whose ``to_dict`` hands the finished spec to
-# st.plotly_chart without copying or validating it again. The cached figures are shared
+# ui.page.chart without copying or validating it again. The cached figures are shared
 # between sessions: treat them as read-only.
 #
 # The cache key identifies the data, not the dict of arrays: ``runs_key`` names each run by

@@ -162,7 +162,7 @@ def _legend_on_top(fig: go.Figure, height: int, top: int) -> go.Figure:
 # Speed: building a go.Figure validates every property (the 4 x 3 histogram grid took ~0.5 s
 # per rerun). So each figure's *layout* is built once with plotly (make_subplots, style_figure)
 # and cached; the traces are plain dicts with base64 typed arrays, and the result is wrapped in
-# ui.theme's FigureSpec, a go.Figure that hands this trusted spec to st.plotly_chart as is.
+# ui.theme's FigureSpec, a go.Figure that hands this trusted spec to ui.page.chart as is.
 
 PIPELINE_TITLE = "A mini-batch through the layer, per feature"
 STAGES = ("x", "x_hat", "y")

@@ -2,7 +2,7 @@
 
 A slider's journey: widget value (validated by :mod:`ui.state`, mirrored in the URL) ->
 a cached pure function below (primitive, hashable arguments only; nothing read from globals)
--> a figure builder in :mod:`ui.valley_figures` -> ``st.plotly_chart``.
+-> a figure builder in :mod:`ui.valley_figures` -> :func:`ui.page.chart` (updated in place).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ every property (a landscape with 40 animation frames took ~100 ms, ``style_figur
 ~90 ms). The builders therefore write the figure *specification* as plain dicts (arrays as
 short rounded lists, see :func:`_rounded`) and wrap it in :class:`FigureSpec`, a ``go.Figure`` whose
 ``to_dict`` returns that trusted spec; the house layout comes from ``style_figure`` once per
-height and is reused. ``st.plotly_chart`` accepts it like any figure.
+height and is reused. :func:`ui.page.chart` draws it like any figure.
 """
 
 from __future__ import annotations
