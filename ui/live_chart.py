@@ -44,11 +44,17 @@ ASSET_ROUTE = f"component/{__name__}.{ASSET_NAME}/plotly.min.js"
 # always with the same parentElement; the cleanup it returns runs when the element goes away.
 JS = r"""
 const SRC = "@ROUTE@";
+// Where this server's routes start: beside Streamlit's own main script (".../static/js/index.*.js"),
+// so that a deployment under a path prefix (server.baseUrlPath, a proxy) finds the file too.
+function assetUrl() {
+  const main = [...document.scripts].map(s => s.src).find(u => /\/static\/js\/index\.[^/]*\.js/.test(u));
+  return main ? main.replace(/static\/js\/index\.[^/]*\.js.*$/, SRC) : new URL(SRC, document.baseURI).href;
+}
 function loadPlotly() {
   if (!window.__bnPlotly) {
     window.__bnPlotly = window.Plotly ? Promise.resolve(window.Plotly) : new Promise((resolve, reject) => {
       const s = document.createElement("script");
-      s.src = new URL(SRC, document.baseURI).href;
+      s.src = assetUrl();
       s.onload = () => resolve(window.Plotly);
       s.onerror = () => { window.__bnPlotly = null; reject(new Error("plotly.js did not load from " + s.src)); };
       document.head.appendChild(s);
