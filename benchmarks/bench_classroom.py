@@ -28,7 +28,10 @@ server (headless, no file watcher, no usage stats; the flags the tests use) serv
    uniform 0-``--spread`` s (the class has the page; the teacher said "now move it");
 5. the class opens chapter 3 at once, then all pick a learning rate at the same moment:
    student i takes the i-th (mod K) of K = 10 distinct values of the slider (fewer if the
-   slider has fewer values besides its default), none computed before;
+   slider has fewer values besides its default), none asked for before. The chapter's
+   ``TrainPool`` prefetches the slider's other values on idle workers while the class opens the
+   page, as it does in a lecture, so this phase measures mostly the pool's prefetching and
+   cache hits, not 30 trainings from scratch; phase 3 measures a requested training;
 6. the server's resident memory (VmRSS and its peak VmHWM, from /proc) with the class connected.
 
 With ``--replicas N`` the students reach N replicas through nginx running deploy/'s template on
