@@ -1,0 +1,65 @@
+"""ui.live_chart: what the Python side guarantees (the browser side: tests/browser/test_live_chart.py).
+
+The point of a live chart is that a rerun with a new figure keeps the element's identity, so
+the browser updates the chart in place. That identity rule is Streamlit's (components v2: the
+key alone names the element); these tests fail if a Streamlit upgrade changes it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import plotly
+from streamlit.testing.v1 import AppTest
+
+from ui import live_chart
+
+SCRIPT = """
+import streamlit as st
+from ui.live_chart import live_chart
+n = st.number_input("n", value=3)
+live_chart({"data": [{"type": "scatter", "x": list(range(int(n))), "y": [1.5] * int(n)}],
+            "layout": {"title": {"text": f"{int(n)} points"}}}, key="demo")
+box = st.container()
+live_chart({"data": [], "layout": {"title": {"text": "in a container"}}}, key="boxed", where=box)
+"""
+
+
+def _charts(at):
+    return [el for el in at.get(live_chart.ELEMENT_TYPE) if el.proto.component_name == live_chart.COMPONENT]
+
+
+def test_the_element_carries_the_spec_and_keeps_its_identity_when_the_figure_changes():
+    at = AppTest.from_string(SCRIPT, default_timeout=30)
+    at.run()
+    assert not at.exception
+    first, boxed = _charts(at)
+    spec = live_chart.spec_of(first.proto)
+    assert spec["data"][0]["x"] == [0, 1, 2] and spec["layout"]["title"]["text"] == "3 points"
+    assert live_chart.spec_of(boxed.proto)["layout"]["title"]["text"] == "in a container"
+
+    at.number_input[0].set_value(5).run()
+    changed = _charts(at)[0]
+    assert live_chart.spec_of(changed.proto)["data"][0]["x"] == [0, 1, 2, 3, 4]
+    assert changed.proto.id == first.proto.id  # same element: the browser calls Plotly.react on it
+    assert changed.proto.id != boxed.proto.id
+
+
+def test_the_served_plotly_js_is_the_one_the_plotly_package_validates_figures_for():
+    path = live_chart.PLOTLY_JS_DIR / "plotly.min.js"
+    assert path.is_file()
+    head = path.read_text(encoding="utf-8", errors="replace")[:300]
+    assert f"plotly.js v{plotly.offline.get_plotlyjs_version()}" in head
+    assert live_chart.ASSET_ROUTE.endswith("/plotly.min.js")
+    assert live_chart.ASSET_ROUTE.startswith(f"component/{live_chart.__name__}.{live_chart.ASSET_NAME}/")
+    assert "@ROUTE@" not in live_chart.JS and live_chart.ASSET_ROUTE in live_chart.JS
+
+
+def test_spec_json_reads_what_was_sent():
+    class Proto:  # the two ways a BidiComponent proto can carry data
+        def __init__(self, raw=b"", text=""):
+            self.bytes, self.json = raw, text
+
+    spec = {"data": [{"y": [1, 2]}], "layout": {}}
+    assert live_chart.spec_of(Proto(raw=json.dumps(spec).encode())) == spec
+    assert live_chart.spec_of(Proto(text=json.dumps(spec))) == spec
