@@ -32,6 +32,7 @@ from bn_core.train import (
 )
 
 __all__ = [
+    "BAND_LEVEL",
     "BATCH_SIZES",
     "BATCH_STAT_NORMS",
     "CACHED_FOR_BACKWARD",
@@ -42,6 +43,7 @@ __all__ = [
     "batch_size_sweep",
     "batch_statistics",
     "chance_accuracy",
+    "gaussian_bands",
     "gradient_norms_at_init",
     "momentum_effect",
     "non_iid",
@@ -449,6 +451,13 @@ def batch_statistics(
       (:math:`\kappa > 3`) has noisier batch variances than the Gaussian rule says. The
       biased batch variance BN uses has mean :math:`(m-1)/m\,\sigma^2` (``"expected_var"``).
 
+    The bands a chart draws are exact central intervals for **Gaussian** data (independent
+    draws), from :func:`gaussian_bands`: ``"mean_band_lo"``/``"mean_band_hi"``
+    :math:`\mu \mp \sigma/\sqrt m`, and ``"var_band_lo"``/``"var_band_hi"``
+    :math:`\sigma^2\,\chi^2_{m-1}(q)/m` at :math:`q = \Phi(\mp 1)`, both holding
+    :data:`BAND_LEVEL` (68.27 %) of the values. Unlike :math:`E \pm E\sqrt{2/(m-1)}`, the
+    variance band never goes below zero and follows the chi-square's skew at small ``m``.
+
     Returns
     -------
     dict of str to ndarray
@@ -458,6 +467,8 @@ def batch_statistics(
         ``"n_population"`` int (); ``"se_mean"``, ``"se_mean_fpc"``, ``"sd_mean_measured"``,
         ``"expected_var"``, ``"var_rel_sd_gaussian"``, ``"var_rel_sd_kurtosis"``,
         ``"var_rel_sd_measured"`` (S,) (measured: ``std(batch_vars) / mean(batch_vars)``);
+        ``"mean_band_lo"``, ``"mean_band_hi"``, ``"var_band_lo"``, ``"var_band_hi"`` (S,), the
+        Gaussian central :data:`BAND_LEVEL` intervals above; ``"band_level"`` float ();
         ``"layer"``, ``"unit"`` int ().
     """
     batch_sizes = _check_ints("batch_sizes", batch_sizes, low=2)
@@ -509,8 +520,58 @@ def batch_statistics(
         "var_rel_sd_gaussian": np.sqrt(2.0 / (m - 1)),
         "var_rel_sd_kurtosis": np.sqrt(np.maximum(2.0 / (m - 1) + (kurt - 3.0) / m, 0.0)),
         "var_rel_sd_measured": vars_.std(axis=1) / vars_.mean(axis=1),
+        **gaussian_bands(mu, var, batch_sizes),
         "layer": np.array(int(layer)),
         "unit": np.array(int(unit)),
+    }
+
+
+#: The probability inside a Gaussian's one-sigma interval, Phi(1) - Phi(-1) = 0.6827: the level
+#: of every band :func:`gaussian_bands` returns.
+BAND_LEVEL = 0.6826894921370859
+
+
+def gaussian_bands(pop_mean: float, pop_var: float, batch_sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    r"""Exact central 68.27 % intervals of the batch mean and biased batch variance, Gaussian data.
+
+    For ``m`` independent draws from :math:`N(\mu, \sigma^2)`, :math:`\mu_B \sim N(\mu, \sigma^2/m)`
+    and :math:`m\,\sigma^2_B/\sigma^2 \sim \chi^2_{m-1}` (:math:`\sigma^2_B` with divisor ``m``,
+    as BatchNorm computes it). The intervals run from the quantile :math:`q_- = \Phi(-1)` to
+    :math:`q_+ = \Phi(1)` (15.87 % and 84.13 %), so they hold :data:`BAND_LEVEL` of the values:
+
+    .. math::
+        \mu \mp rac{\sigma}{\sqrt m},\qquad
+        rac{\sigma^2}{m}\,\chi^2_{m-1}(q_\mp)
+
+    The variance interval is positive for every ``m >= 2`` and asymmetric (the chi-square is
+    skewed to the right); it is not centred on :math:`E[\sigma^2_B] = (m-1)/m\,\sigma^2`.
+
+    Parameters
+    ----------
+    pop_mean, pop_var : float
+        :math:`\mu` and :math:`\sigma^2 > 0`.
+    batch_sizes : sequence of int of shape (S,)
+        Batch sizes ``m >= 2``.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``"mean_band_lo"``, ``"mean_band_hi"``, ``"var_band_lo"``, ``"var_band_hi"`` (S,);
+        ``"band_level"`` float ().
+    """
+    from scipy.stats import chi2, norm  # lazy: scipy.stats costs a fraction of a second to import
+
+    m = np.asarray(_check_ints("batch_sizes", batch_sizes, low=2), dtype=float)
+    if not (np.isfinite(pop_var) and pop_var > 0 and np.isfinite(pop_mean)):
+        raise ValueError(f"need a finite mean and a positive variance, got {pop_mean!r}, {pop_var!r}")
+    q_lo, q_hi = norm.cdf([-1.0, 1.0])
+    half = np.sqrt(pop_var / m)
+    return {
+        "mean_band_lo": pop_mean - half,
+        "mean_band_hi": pop_mean + half,
+        "var_band_lo": pop_var * chi2.ppf(q_lo, m - 1) / m,
+        "var_band_hi": pop_var * chi2.ppf(q_hi, m - 1) / m,
+        "band_level": np.array(float(q_hi - q_lo)),
     }
 
 

@@ -190,6 +190,9 @@ def test_batch_statistics_agree_with_the_closed_forms_of_sampling_theory():
     np.testing.assert_allclose(out["var_rel_sd_kurtosis"], general)
     np.testing.assert_allclose(out["var_rel_sd_measured"], general, rtol=0.1)
     np.testing.assert_allclose(out["var_rel_sd_gaussian"], np.sqrt(2 / (m - 1)))
+    band = ex.gaussian_bands(v.mean(), v.var(), out["batch_sizes"])
+    for key, want in band.items():
+        np.testing.assert_allclose(out[key], want, rtol=1e-12, err_msg=key)
     # the batches are the ones training draws: the first batch of size 8, recomputed
     from bn_core.train import batch_schedule
 
@@ -199,6 +202,56 @@ def test_batch_statistics_agree_with_the_closed_forms_of_sampling_theory():
     assert out["batch_vars"][2, 0] == pytest.approx(v[first].var())
     with pytest.raises(ValueError, match="unit"):
         ex.batch_statistics(unit=64)
+
+
+def test_gaussian_bands_are_scipys_chi_square_and_normal_quantiles():
+    from scipy.stats import chi2, norm
+
+    sizes = (2, 3, 4, 32, 128)
+    m = np.array(sizes, dtype=float)
+    out = ex.gaussian_bands(1.5, 4.0, sizes)
+    assert out["band_level"] == pytest.approx(norm.cdf(1) - norm.cdf(-1), abs=1e-15) == ex.BAND_LEVEL
+    np.testing.assert_allclose(out["var_band_lo"], 4.0 * chi2.ppf(0.15865525393145707, m - 1) / m, rtol=1e-12)
+    np.testing.assert_allclose(out["var_band_hi"], 4.0 * chi2.ppf(0.8413447460685429, m - 1) / m, rtol=1e-12)
+    np.testing.assert_allclose(out["mean_band_lo"], 1.5 - 2.0 / np.sqrt(m), rtol=1e-12)
+    np.testing.assert_allclose(out["mean_band_hi"], 1.5 + 2.0 / np.sqrt(m), rtol=1e-12)
+    # m = 2: one degree of freedom, chi2_1 = Z^2, so the quantiles are squared normal quantiles
+    z = norm.ppf([0.5 + 0.15865525393145707 / 2, 0.5 + 0.8413447460685429 / 2])
+    np.testing.assert_allclose([out["var_band_lo"][0], out["var_band_hi"][0]], 4.0 * z**2 / 2, rtol=1e-10)
+    for bad in ((1,), (0, 4)):
+        with pytest.raises(ValueError, match="batch_sizes"):
+            ex.gaussian_bands(0.0, 1.0, bad)
+    with pytest.raises(ValueError, match="positive variance"):
+        ex.gaussian_bands(0.0, 0.0, (4,))
+
+
+@pytest.mark.parametrize("sizes", [ex.BATCH_SIZES, (2,), tuple(range(2, 300))])
+def test_variance_band_is_never_below_zero(sizes):
+    """Every batch size the chapter draws, m = 2 included (where E -+ E sqrt(2/(m-1)) was -0.21 sigma^2)."""
+    out = ex.gaussian_bands(0.0, 1e-6, sizes)
+    assert np.all(out["var_band_lo"] > 0)
+    m = np.array(sizes, dtype=float)
+    assert np.all(out["var_band_lo"] < (m - 1) / m * 1e-6)  # below the expected value, as a band should be
+    assert np.all(out["var_band_hi"] > out["var_band_lo"])
+
+
+@pytest.mark.parametrize("m", [2, 4, 32])
+def test_gaussian_bands_hold_68_percent_of_sampled_gaussian_batches(m):
+    """Independent truth: Monte Carlo. 40 000 Gaussian batches of m (fixed seed); the binomial
+    standard error of a 68 % fraction is 0.0023, the tolerance 0.01. The old variance band
+    (E -+ E sqrt(2/(m-1))) held 88 % at m = 2 and 77 % at m = 4, so this fails for it."""
+    rng = np.random.default_rng(20240601 + m)
+    mu, sigma = -0.7, 2.5
+    x = rng.normal(mu, sigma, size=(40_000, m))
+    band = ex.gaussian_bands(mu, sigma**2, (m,))
+    v, u = x.var(axis=1), x.mean(axis=1)  # biased variance, divisor m, as BatchNorm computes it
+    inside_v = np.mean((v >= band["var_band_lo"][0]) & (v <= band["var_band_hi"][0]))
+    inside_u = np.mean((u >= band["mean_band_lo"][0]) & (u <= band["mean_band_hi"][0]))
+    assert inside_v == pytest.approx(0.6827, abs=0.01)
+    assert inside_u == pytest.approx(0.6827, abs=0.01)
+    # and about 15.9 % on each side: the band is the central interval, not just any 68 % one
+    assert np.mean(v < band["var_band_lo"][0]) == pytest.approx(0.1587, abs=0.008)
+    assert np.mean(v > band["var_band_hi"][0]) == pytest.approx(0.1587, abs=0.008)
 
 
 def test_momentum_effect_matches_train_and_starts_together():
