@@ -61,7 +61,7 @@ st.subheader("Why: noisy batch statistics")
 stats = cu.stats_record(cu.batch_stats_cached())
 page.chart(cu.figure("stats", (s.batch,), lambda: cf.fig_batch_stats(stats, s.batch)), key="c4-batch-stats")
 page.see(cu.describe_batch_stats(stats))
-with page.more("Why: the standard errors"):
+with page.more("Why: the closed forms, and the central 68 % band"):
     st.latex(cu.LATEX["noise"])
     page.prose(cu.PROSE["noise"])
 st.download_button("Download the sampled batch statistics (CSV)", functools.partial(cu.stats_csv, stats),

@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pytest
 
+from bn_core import experiments as ex
 from tests.test_network_figures import assert_all_finite, axis_titles, decode_arrays, spec_of
 from ui import curse as cu
 from ui import curse_figures as cf
@@ -76,7 +77,7 @@ def fake_batch_statistics(n_batches: int = 400, seed: int = 0) -> dict:
             "se_mean_fpc": np.sqrt(var / m), "sd_mean_measured": means.std(axis=1),
             "var_rel_sd_gaussian": np.sqrt(2 / (m - 1)), "var_rel_sd_kurtosis": np.sqrt(2 / (m - 1) + (kurt - 3) / m),
             "var_rel_sd_measured": variances.std(axis=1) / variances.mean(axis=1),
-            "expected_var": (m - 1) / m * var, "values": pop}
+            "expected_var": (m - 1) / m * var, "values": pop, **ex.gaussian_bands(mu, var, SIZES)}
 
 
 def fake_momentum(batch: int = 8) -> dict:
@@ -281,27 +282,91 @@ def test_batch_stats_caption_quotes_the_measured_spreads():
     assert np.allclose(decode_arrays({"m": boxes[-1]["median"]})[0], np.median(rec["vars"][-1]))
 
 
-def test_batch_variance_band_is_centred_on_the_expected_biased_variance():
-    """BN's batch variance (divisor m) has mean (m-1)/m sigma^2, not sigma^2: the closed-form
-    band of the right panel is E +- E sqrt(2/(m-1)) there, while the mean's is around mu."""
+def band_traces(spec: dict) -> dict[tuple[str, str], tuple[list[str], np.ndarray]]:
+    """(panel "mean" or "var", end "lo" or "hi") -> the dashed band's x labels and y values.
+
+    The upper line is drawn first, then the lower one, in each panel."""
+    band = [t for t in spec["data"] if t.get("legendgroup") == "band"]
+    assert len(band) == 4, [t.get("name") for t in spec["data"]]
+    out = {}
+    for t, key in zip(band, [("mean", "hi"), ("mean", "lo"), ("var", "hi"), ("var", "lo")], strict=True):
+        assert (t.get("xaxis") == "x2") == (key[0] == "var")
+        x = [str(v) for v in (t["x"] if isinstance(t["x"], list) else decode_arrays({"x": t["x"]})[0])]
+        out[key] = x, np.asarray(decode_arrays({"y": t["y"]})[0], dtype=float)
+    return out
+
+
+def test_batch_stats_bands_are_scipys_gaussian_central_intervals():
+    """The dashed lines are the exact central 68.27 % intervals for Gaussian data, checked against
+    scipy directly: mu -+ sigma/sqrt(m), and sigma^2 chi2.ppf(q, m-1)/m at q = Phi(-+1) for the biased
+    variance. The old band E -+ E sqrt(2/(m-1)) went below zero at m = 2; this one is positive."""
+    from scipy.stats import chi2, norm
+
     core = fake_batch_statistics()
     rec = cu.stats_record(core)
     spec = spec_of(cf.fig_batch_stats(rec, 8))
     m = np.array(SIZES, dtype=float)
-    want_e = (m - 1) / m * core["pop_var"]
-    band = [t for t in spec["data"] if t.get("legendgroup") == "sd"]
-    assert len(band) == 4
-    for t in band:
-        y = np.asarray(decode_arrays({"y": t["y"]})[0], dtype=float)
-        if t.get("xaxis") == "x2":
-            centre, half = want_e, want_e * np.sqrt(2 / (m - 1))
-        else:
-            centre, half = np.full(len(m), core["pop_mean"]), core["se_mean"]
-        assert np.allclose(np.abs(y - centre), half)
-    # the sampled batch variances at the smallest batch sit near E, far below the population value
-    got = np.mean(rec["vars"][0])
-    assert abs(got - want_e[0]) < abs(got - core["pop_var"]) / 2
+    mu, var = core["pop_mean"], core["pop_var"]
+    want = {("mean", "lo"): mu - np.sqrt(var / m), ("mean", "hi"): mu + np.sqrt(var / m),
+            ("var", "lo"): var * chi2.ppf(norm.cdf(-1), m - 1) / m,
+            ("var", "hi"): var * chi2.ppf(norm.cdf(1), m - 1) / m}
+    got = band_traces(spec)
+    for key, y in want.items():
+        assert got[key][0] == [str(b) for b in SIZES], key
+        np.testing.assert_allclose(got[key][1], y, rtol=1e-12, err_msg=str(key))
+    assert np.all(got[("var", "lo")][1] > 0) and 2 in SIZES
+    assert np.all(got[("var", "lo")][1] < got[("var", "hi")][1])
+    names = {t.get("name") for t in spec["data"] if t.get("showlegend") is not False}
+    assert "closed form for Gaussian data: central 68 %" in names
+    assert not any("standard error" in str(n) for n in names)
+    # the sampled batch variances at the smallest batch sit near E = (m-1)/m sigma^2, far below sigma^2
+    got_mean = np.mean(rec["vars"][0])
+    assert abs(got_mean - (m[0] - 1) / m[0] * var) < abs(got_mean - var) / 2
 
+
+def test_batch_stats_caption_quotes_the_drawn_band_and_what_it_holds():
+    rec = cu.stats_record(fake_batch_statistics())
+    assert_caption_quotes_band(rec, spec_of(cf.fig_batch_stats(rec, 8)), cu.describe_batch_stats(rec))
+
+
+def assert_caption_quotes_band(rec: dict, spec: dict, text: str) -> None:
+    """The sentence's band ends are the drawn ones (3 significant figures) at the smallest and the
+    largest batch, and its percentages are the fractions of the sampled values between the drawn lines."""
+    sizes = [int(b) for b in rec["batch_sizes"]]
+    num = r"(-?[0-9.]+(?:e[-+]?\d+)?)"
+    hit = re.search(rf"central 68 % of the values for independent Gaussian draws; for the variance they run "
+                    rf"from {num} to {num} at batch (\d+) and from {num} to {num} at batch (\d+)\. "
+                    rf"This unit's batch variances fall inside them in (\d+) % and (\d+) % of the "
+                    rf"mini-batches, its batch means in (\d+) % and (\d+) %\.", text)
+    assert hit, text
+    lo1, hi1, b1, lo2, hi2, b2, v1, v2, u1, u2 = hit.groups()
+    assert (int(b1), int(b2)) == (sizes[0], sizes[-1])
+    band = band_traces(spec)
+    for quoted, (end, b) in zip((lo1, hi1, lo2, hi2), (("lo", b1), ("hi", b1), ("lo", b2), ("hi", b2)),
+                                strict=True):
+        x, y = band[("var", end)]
+        assert quoted == f"{y[x.index(b)]:.3g}", (end, b, text)
+    for (v, u), b in (((v1, u1), b1), ((v2, u2), b2)):
+        i = sizes.index(int(b))
+        for quoted, key, panel in ((v, "vars", "var"), (u, "means", "mean")):
+            x, lo = band[(panel, "lo")]
+            hi = band[(panel, "hi")][1]
+            sample = np.asarray(rec[key][i], dtype=float)
+            inside = np.mean((sample >= lo[x.index(b)]) & (sample <= hi[x.index(b)]))
+            assert int(quoted) == round(100 * inside), (key, b, text)
+
+
+def test_real_units_sentence_agrees_with_its_drawn_band():
+    """The page's own record (the cached core call it makes, the real unit, every batch size it
+    draws): the lower variance line is above zero everywhere, and the sentence quotes the lines
+    and the fractions of sampled statistics between them as drawn."""
+    rec = cu.stats_record(cu.batch_stats_cached())
+    assert [int(b) for b in rec["batch_sizes"]] == list(SIZES) and SIZES[0] == 2
+    spec = spec_of(cf.fig_batch_stats(rec, 8))
+    assert_all_finite(spec)
+    band = band_traces(spec)
+    assert np.all(band[("var", "lo")][1] > 0)
+    assert_caption_quotes_band(rec, spec, cu.describe_batch_stats(rec))
 
 # --------------------------------------------------------------------------- training vs inference
 

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from tests.apptest import figure as chart
 from tests.apptest import figures as charts
 from tests.apptest import open_page
+from tests.test_curse_figures import assert_caption_quotes_band, band_traces
 from tests.test_network_figures import assert_all_finite, decode_arrays
 from ui import curse as cu
 from ui import curse_figures as cf
@@ -112,6 +113,17 @@ def test_closing_table_uses_the_numbers_of_the_main_chart(default_page):
     assert bn["test error at batch 2"] == f"{err2:.1f} %"
     assert bn["accuracy after one online pass"] == "cannot train"
 
+
+def test_noisy_statistics_sentence_agrees_with_the_drawn_band(default_page):
+    """The real unit as the page shows it: the what-to-see line quotes the variance band the chart
+    draws (lower line above zero at every batch size, m = 2 included) and how much of the sampled
+    statistics lies between the lines (the page's own cached record, shared in this process)."""
+    spec = chart(default_page, "Batch mean and variance of one real unit")
+    band = band_traces(spec)
+    assert band[("var", "lo")][0][0] == "2" and np.all(band[("var", "lo")][1] > 0)
+    text = next(t for t in sees(default_page) if "central 68 %" in t)
+    assert_caption_quotes_band(cu.stats_record(cu.batch_stats_cached()), spec, text)
+    assert "standard error" not in json.dumps(spec)
 
 # --------------------------------------------------------------------------- interactions
 

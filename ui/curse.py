@@ -428,10 +428,10 @@ def stats_record(core: Mapping) -> dict:
             "means": np.asarray(core["batch_means"], dtype=float), "vars": np.asarray(core["batch_vars"], dtype=float),
             "pop_mean": float(core["pop_mean"]), "pop_var": pop_var,
             "se_mean": np.asarray(core["se_mean"], dtype=float),
-            # the biased batch variance BN uses has mean (m - 1)/m sigma^2: its band is centred there
-            "centre_var": np.asarray(core["expected_var"], dtype=float),
-            "sd_var": np.asarray(core["expected_var"], dtype=float) * np.asarray(core["var_rel_sd_gaussian"],
-                                                                                 dtype=float),
+            # the exact central 68.27 % intervals for Gaussian data (chi-square quantiles for the variance)
+            **{k: np.asarray(core[k], dtype=float)
+               for k in ("mean_band_lo", "mean_band_hi", "var_band_lo", "var_band_hi")},
+            "band_level": float(core["band_level"]),
             "sd_mean_measured": np.asarray(core["sd_mean_measured"], dtype=float),
             "var_rel_sd_measured": np.asarray(core["var_rel_sd_measured"], dtype=float),
             "var_rel_sd_gaussian": np.asarray(core["var_rel_sd_gaussian"], dtype=float),
@@ -650,7 +650,32 @@ def describe_batch_stats(rec: Mapping) -> str:
     if np.isfinite(rk[lo]) and np.isfinite(kurt):
         text += (f", and with this unit's measured kurtosis ({kurt:.2f}; 3 for Gaussian data) "
                  f"{100 * rk[lo]:.0f} % and {100 * rk[hi]:.0f} %")
+    v_lo, v_hi = np.asarray(rec["var_band_lo"], dtype=float), np.asarray(rec["var_band_hi"], dtype=float)
+    text += (f". The dashed lines hold the central {100 * float(rec['band_level']):.0f} % of the values for "
+             f"independent Gaussian draws; for the variance they run from {v_lo[lo]:.3g} to {v_hi[lo]:.3g} at batch "
+             f"{sizes[lo]} and from {v_lo[hi]:.3g} to {v_hi[hi]:.3g} at batch {sizes[hi]}. This unit's batch "
+             f"variances fall inside them in {_pct_inside(rec, 'vars', lo)} and "
+             f"{_pct_inside(rec, 'vars', hi)} of the mini-batches, its batch means in "
+             f"{_pct_inside(rec, 'means', lo)} and {_pct_inside(rec, 'means', hi)}")
     return text + "."
+
+
+def band_coverage(rec: Mapping, key: str) -> np.ndarray:
+    """Per batch size (B,), the fraction of the finite sampled ``rec[key]`` inside the drawn band, ends
+    included: ``"means"`` between ``"mean_band_lo"`` and ``"mean_band_hi"``, ``"vars"`` between
+    ``"var_band_lo"`` and ``"var_band_hi"``."""
+    band = {"means": "mean", "vars": "var"}[key]
+    values = np.asarray(rec[key], dtype=float)
+    lo = np.asarray(rec[f"{band}_band_lo"], dtype=float)[:, None]
+    hi = np.asarray(rec[f"{band}_band_hi"], dtype=float)[:, None]
+    finite = np.isfinite(values)
+    inside = finite & (values >= lo) & (values <= hi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inside.sum(axis=1) / finite.sum(axis=1)
+
+
+def _pct_inside(rec: Mapping, key: str, i: int) -> str:
+    return f"{100 * band_coverage(rec, key)[i]:.0f} %"
 
 
 def describe_train_vs_inference(rec: Mapping, momentum: Mapping | None) -> str:
@@ -855,8 +880,8 @@ def cost_table(cost: Mapping) -> pd.DataFrame:
 __all__ = [
     "BATCH_SIZES", "EXPERIMENTS", "PARAMS", "Settings", "describe_axes", "describe_batch_stats", "describe_cost",
     "describe_non_iid", "describe_online", "describe_renorm", "describe_small_batches",
-    "describe_train_vs_inference", "divisors", "key_controls", "nearest_divisor", "other_controls", "reconcile",
-    "settings", "sweep_record", "which_normalizer_table",
+    "band_coverage", "describe_train_vs_inference", "divisors", "key_controls", "nearest_divisor", "other_controls",
+    "reconcile", "settings", "sweep_record", "which_normalizer_table",
 ]
 
 
@@ -870,10 +895,19 @@ LATEX = {
 \eta(m) = \eta_{32}\,\frac{m}{32}\ \text{(linear scaling)},\quad \text{updates per epoch} = \Big\lfloor\frac{n}{m}\Big\rfloor
 """,
     "noise": r"""
+\begin{gathered}
 \operatorname{sd}(\mu_\mathcal{B}) = \frac{\sigma}{\sqrt m},\qquad
 \operatorname{E}[\sigma_\mathcal{B}^2] = \frac{m-1}{m}\,\sigma^2,\qquad
 \frac{\operatorname{sd}(\sigma_\mathcal{B}^2)}{\operatorname{E}[\sigma_\mathcal{B}^2]} \approx \sqrt{\frac{2}{m-1}}
 \ \text{(Gaussian data)},\quad \approx\sqrt{\frac{2}{m-1}+\frac{\kappa-3}{m}}\ \text{(kurtosis } \kappa\text{)}
+\\[4pt]
+\text{Gaussian data: }\ \frac{m\,\sigma_\mathcal{B}^2}{\sigma^2}\sim\chi^2_{m-1}
+\ \Rightarrow\ P\!\left(\frac{\sigma^2}{m}\,\chi^2_{m-1}(0.1587) \le \sigma_\mathcal{B}^2 \le
+\frac{\sigma^2}{m}\,\chi^2_{m-1}(0.8413)\right) = 0.6827
+= P\!\left(|\mu_\mathcal{B}-\mu| \le \frac{\sigma}{\sqrt m}\right)
+\\
+\chi^2_{m-1}(q):\ \text{the } q\text{-quantile of the chi-square distribution with } m-1 \text{ degrees of freedom}
+\end{gathered}
 """,
     "inference": r"""
 \hat\mu \leftarrow (1-\alpha)\,\hat\mu + \alpha\,\mu_\mathcal{B},\quad
@@ -927,11 +961,15 @@ PROSE = {
         "are estimates from m samples: the smaller the batch, the more every sample's normalized value depends on "
         "which other samples happened to share its batch. The unit is a real one: the pre-activation of unit 0 of "
         "the first hidden layer of a ReLU network trained for 300 steps without normalization, over the training "
-        "set; batches are drawn the way training draws them. The dashed band is the closed form: around the "
-        "population mean for the mean; for the (biased) variance around its expected value (m−1)/m σ², "
-        "below the population value at small m, using the Gaussian approximation √(2/(m−1)), which this unit's "
-        "distribution need not follow (the sentence above compares it with the measured spread and with the "
-        "formula corrected for the unit's measured kurtosis)."
+        "set; batches are drawn the way training draws them. The dashed lines are closed forms for Gaussian "
+        "data: the interval that holds the central 68 % of the batch means (μ ± σ/√m) and of the (biased) batch "
+        "variances. For the variance, m σ²_B/σ² follows a chi-square distribution with m−1 degrees of freedom, "
+        "so the lines are its 15.9 % and 84.1 % quantiles times σ²/m: never below zero, and reaching further above the "
+        "median than below it, the more so the smaller m (the chi-square's skew). The batch variance's own mean is "
+        "(m−1)/m σ², below the population value. This unit's distribution need not be Gaussian: the sentence above says "
+        "how many of its sampled batch statistics the lines actually hold, and compares the measured spread of "
+        "the variance with the Gaussian formula √(2/(m−1)) and with the formula corrected for the unit's "
+        "measured kurtosis."
     ),
     "inference": (
         "In evaluation mode BatchNorm uses running averages of the batch statistics collected in training, so a "

@@ -21,9 +21,11 @@ sweep (small batches, train vs inference)
 stats (noisy batch statistics)
     ``"batch_sizes"`` int (B,); ``"means"``, ``"vars"`` float (B, K): the batch mean and the
     biased batch variance of one unit over K mini-batches per size; ``"pop_mean"``,
-    ``"pop_var"`` floats; ``"se_mean"`` (B,) = sigma / sqrt(m); ``"centre_var"`` (B,) the
-    expected biased batch variance ``(m - 1) / m * pop_var`` and ``"sd_var"`` (B,) its
-    closed-form spread, about ``centre_var * sqrt(2 / (m - 1))``.
+    ``"pop_var"`` floats; ``"se_mean"`` (B,) = sigma / sqrt(m); ``"mean_band_lo"``,
+    ``"mean_band_hi"``, ``"var_band_lo"``, ``"var_band_hi"`` (B,): the exact central
+    ``"band_level"`` (68.27 %) intervals for Gaussian data, ``pop_mean -+ sigma / sqrt(m)`` and
+    ``pop_var * chi2.ppf(q, m - 1) / m`` at q = 15.87 % and 84.13 %
+    (:func:`bn_core.experiments.gaussian_bands`).
 running (what the running-statistics momentum does)
     ``"batch_means"`` (K,), ``"running_mean"`` (K,): the batch means a BN layer sees, one per
     step, and its running mean; ``"pop_mean"``, ``"momentum"``, ``"batch"``.
@@ -246,18 +248,19 @@ def fig_lr_used(sweep: Mapping) -> go.Figure:
 def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: int = 480) -> go.Figure:
     """The batch mean (left) and batch variance (right) of one unit over many mini-batches.
 
-    Per batch size a box of the K sampled values; the population value as a line; the
-    closed-form band ``pop_mean ± sigma / sqrt(m)`` and ``E ± E * sqrt(2/(m-1))`` around the
-    expected biased variance ``E = (m-1)/m * pop_var`` (about 68 % of the values for Gaussian
-    data) as dashed lines.
+    Per batch size a box of the K sampled values; the population value as a line; as dashed
+    lines the closed-form central 68.27 % interval for Gaussian data: ``pop_mean ± sigma /
+    sqrt(m)`` for the mean, and for the biased variance (``m * var_B / pop_var ~ chi2(m - 1)``)
+    the chi-square quantiles ``pop_var * chi2.ppf(q, m - 1) / m`` at q = 15.87 % and 84.13 %,
+    which are positive for every m >= 2 and not symmetric about the expected value.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("batch mean of x", "batch variance of x (biased)"))
     sizes = np.asarray(stats.get("batch_sizes", []), dtype=int)
     labels = [str(int(m)) for m in sizes]
     box_colour = OKABE_ITO["blue"]
-    for col, key, pop_key, sd_key, centre_key in ((1, "means", "pop_mean", "se_mean", None),
-                                                  (2, "vars", "pop_var", "sd_var", "centre_var")):
+    level = float(stats.get("band_level", 0.6827))
+    for col, key, pop_key, band in ((1, "means", "pop_mean", "mean"), (2, "vars", "pop_var", "var")):
         values = np.asarray(stats.get(key, np.zeros((0, 0))), dtype=float)
         for i, m in enumerate(labels):
             if i >= values.shape[0]:
@@ -273,21 +276,19 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
                                  marker={"color": box_colour, "size": 3, "symbol": "circle"},
                                  line={"color": box_colour, "width": 1.5}, boxpoints=False), row=1, col=col)
         pop = float(stats.get(pop_key, np.nan))
-        sd = np.asarray(stats.get(sd_key, []), dtype=float)
         if np.isfinite(pop) and labels:
             fig.add_trace(go.Scatter(x=labels, y=[pop] * len(labels), mode="lines",
                                      name="population value", legendgroup="pop",
                                      showlegend=col == 1,
                                      line={"color": OKABE_ITO["black"], "width": 2, "dash": "solid"}),
                           row=1, col=col)
-            n = min(len(labels), len(sd))
-            centre = np.asarray(stats.get(centre_key, np.full(n, pop)), dtype=float)[:n]
-            ok = np.isfinite(sd[:n]) & np.isfinite(centre)
-            xs = [labels[j] for j in range(n) if ok[j]]
-            for sign in (1.0, -1.0):
-                fig.add_trace(go.Scatter(x=xs, y=centre[ok] + sign * sd[:n][ok], mode="lines+markers",
-                                         name="closed form: ± one standard error",
-                                         legendgroup="sd", showlegend=col == 1 and sign > 0,
+            for end in ("hi", "lo"):
+                y = np.asarray(stats.get(f"{band}_band_{end}", []), dtype=float)[: len(labels)]
+                ok = np.isfinite(y)
+                fig.add_trace(go.Scatter(x=[labels[j] for j in range(len(y)) if ok[j]], y=y[ok],
+                                         mode="lines+markers",
+                                         name=f"closed form for Gaussian data: central {100 * level:.0f} %",
+                                         legendgroup="band", showlegend=col == 1 and end == "hi",
                                          line={"color": OKABE_ITO["vermillion"], "width": 2, "dash": "dash"},
                                          marker={"color": OKABE_ITO["vermillion"], "symbol": "diamond", "size": 7}),
                               row=1, col=col)
