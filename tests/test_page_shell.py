@@ -103,3 +103,31 @@ def test_a_bad_experiment_number_in_a_link_is_named_and_shows_no_note():
     assert any("guided experiment" in w.value and "99" in w.value for w in at.warning)
     last = ch.experiments()[-1]
     assert not any(last.look_for in i.value for i in at.sidebar.info)  # clamped, but settings differ
+
+
+def test_lecture_spec_uses_the_figures_own_lecture_settings_and_makes_room_below_the_plot():
+    from ui.theme import LECTURE_LAYOUT, LECTURE_TITLE
+
+    layout = {"title": {"text": "raw: loss landscape and path"}, "height": 500,
+              "margin": {"t": 64, "b": 190, "l": 64, "r": 10}, "xaxis": {"range": [0, 1]},
+              "updatemenus": [{"y": -0.22, "buttons": []}], "sliders": [{"y": -0.22, "steps": []}],
+              "legend": {"y": -0.6}, "meta": {LECTURE_TITLE: "raw", LECTURE_LAYOUT: {"xaxis": {"nticks": 4}}}}
+    spec = {"data": [], "layout": layout}
+    normal = page.lecture_spec(spec, False)["layout"]
+    assert normal["title"]["text"] == "raw: loss landscape and path" and "nticks" not in normal["xaxis"]
+    assert normal["height"] == 500 and normal["updatemenus"][0]["y"] == -0.22
+
+    big = page.lecture_spec(spec, True)["layout"]
+    assert big["title"]["text"] == "raw"
+    assert big["xaxis"] == {"range": [0, 1], "nticks": 4, "tickfont": big["xaxis"]["tickfont"]}
+    grown = big["height"] - 500
+    assert grown > 0 and big["margin"]["b"] == 190 + grown  # the plot keeps its 246 px
+    plot_h = 500 - 64 - 190
+    for key in ("updatemenus", "sliders"):  # moved down by exactly the added pixels
+        assert big[key][0]["y"] == pytest.approx(-0.22 - grown / plot_h)
+    assert big["legend"]["y"] == pytest.approx(-0.6 - grown / plot_h)
+    assert layout["height"] == 500 and layout["updatemenus"][0]["y"] == -0.22  # the input is not modified
+
+    plain = page.lecture_spec({"data": [], "layout": {"title": {"text": "t"}, "height": 400,
+                                                       "legend": {"y": -0.3}}}, True)["layout"]
+    assert plain["height"] == 400 and plain["legend"]["y"] == -0.3  # nothing below to move: unchanged

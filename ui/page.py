@@ -38,7 +38,7 @@ import streamlit as st
 
 from ui import course, memory, state
 from ui.live_chart import live_chart
-from ui.theme import FigureSpec
+from ui.theme import LECTURE_LAYOUT, LECTURE_TITLE, FigureSpec
 
 #: The favicon: an emoji, which Streamlit turns into an inline SVG (a Material icon would be
 #: fetched from a font server by the browser, and nothing may be fetched from outside).
@@ -252,10 +252,18 @@ def lecture_spec(spec: dict, big: bool) -> dict:
     """
     base, title_size = FONT[big]
     layout = dict(spec.get("layout", {}))
+    if big:  # the figure's own lecture-mode settings (see ui.theme.LECTURE_LAYOUT)
+        for k, v in ((layout.get("meta") or {}).get(LECTURE_LAYOUT) or {}).items():
+            layout[k] = {**layout[k], **v} if isinstance(v, dict) and isinstance(layout.get(k), dict) else v
     layout["font"] = {**layout.get("font", {}), "size": base, "color": TEXT_COLOR, "family": FONT_FAMILY}
     title = layout.get("title")
     if isinstance(title, dict):
         layout["title"] = {**title, "font": {**title.get("font", {}), "size": title_size, "weight": 600}}
+        short = (layout.get("meta") or {}).get(LECTURE_TITLE) if big else None
+        if short:
+            layout["title"]["text"] = short
+    if big:
+        _make_room_below(layout, 4 * (FONT[True][0] - FONT[False][0]))
     for k, v in list(layout.items()):
         if isinstance(v, dict) and (k.startswith("xaxis") or k.startswith("yaxis")):
             axis = dict(v)
@@ -278,6 +286,30 @@ def lecture_spec(spec: dict, big: bool) -> dict:
             for a in layout["annotations"]
         ]
     return {**spec, "layout": layout}
+
+
+def _make_room_below(layout: dict, px: int) -> None:
+    """Lecture mode: move play buttons, step sliders and the legend below a plot ``px`` lower.
+
+    Only for a figure with buttons or sliders under its plot (chapter 1's landscapes): the
+    larger tick labels and axis title push the axis title down by about ``px`` and it ran into
+    the buttons. The figure grows by ``px`` so that the plot itself keeps its size.
+    """
+    below = [k for k in ("updatemenus", "sliders") if any(m.get("y", 0) < 0 for m in layout.get(k, []))]
+    height, margin = layout.get("height"), layout.get("margin") or {}
+    if not below or not height:
+        return
+    plot_h = height - margin.get("t", 0) - margin.get("b", 0)
+    if plot_h <= 0:
+        return
+    dy = px / plot_h  # paper coordinates are fractions of the plot's height
+    for k in below:
+        layout[k] = [{**m, "y": m["y"] - dy} if m.get("y", 0) < 0 else m for m in layout[k]]
+    legend = layout.get("legend")
+    if isinstance(legend, dict) and legend.get("y", 0) < 0:
+        layout["legend"] = {**legend, "y": legend["y"] - dy}
+    layout["height"] = height + px
+    layout["margin"] = {**margin, "b": margin.get("b", 0) + px}
 
 
 def chart(fig, *, key: str, where=None) -> None:

@@ -38,6 +38,13 @@ ARM_STYLE = {
     "bn": {"color": OKABE_ITO["blue"], "dash": "dash", "symbol": "square"},
 }
 
+#: A key of a figure's ``layout.meta``: the (shorter) title lecture mode shows instead, where the
+#: larger title font would overrun a half-width column (see ``ui.page.lecture_spec``).
+LECTURE_TITLE = "lecture_title"
+#: A key of ``layout.meta``: layout settings lecture mode merges in (one level deep), e.g. fewer
+#: ticks on a narrow axis whose larger labels Plotly would otherwise turn on their side.
+LECTURE_LAYOUT = "lecture_layout"
+
 #: Sequential colour scale for surfaces and heat maps (perceptually uniform, colour-blind safe).
 SEQUENTIAL = "Viridis"
 

@@ -21,7 +21,15 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from ui.theme import OKABE_ITO, SEQUENTIAL, VARIANT_STYLE, FigureSpec, style_figure
+from ui.theme import (
+    LECTURE_LAYOUT,
+    LECTURE_TITLE,
+    OKABE_ITO,
+    SEQUENTIAL,
+    VARIANT_STYLE,
+    FigureSpec,
+    style_figure,
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -270,11 +278,22 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
     (x0, x1), (y0, y1) = grid_box(path, path[0], optimum)
     units = WEIGHT_UNITS[variant]
     title = f"{VARIANT_LABELS[variant]}: loss landscape and path"
+    # In lecture mode (25 px titles) the full title overran a half-width column at 1280 px; the
+    # section's heading right above says "Loss landscapes and paths", so the variant is enough.
+    lecture_title = VARIANT_LABELS[variant]
+    # 21 px tick labels on a ~200 px axis: four ticks stay level (more were turned on their side,
+    # into the axis title and the buttons below).
+    lecture_layout: dict = {"xaxis": {"nticks": 4}}
     note = path_note(diverged_at, px, py, ps, (x0, x1), (y0, y1))
     if note:
         # Its own (small) title line: appended to the first one it was cut off in a half-width
         # column. The axes stay on the landscape, so say where the drawn path leaves them.
         title += f"<br><sup>{note}</sup>"
+        # in lecture mode only the divergence (the page's error box says the rest): the full
+        # line ran into the colour bar's title at 21 px
+        short = f"diverged at step {diverged_at}" if diverged_at is not None else note
+        lecture_title += f"<br><sup>{short}</sup>"
+        lecture_layout["margin"] = {"t": 92}  # the second title line clear of the colour bar's title
     fa, fb = feature_names
     layout = _layout(title, f"w1 [{units.format(f=fa)}]", f"w2 [{units.format(f=fb)}]", height,
                      updatemenus=[buttons], sliders=[slider], margin={"t": 64, "b": 190, "l": 64, "r": 10},
@@ -282,7 +301,8 @@ def landscape_figure(variant: str, w1: np.ndarray, w2: np.ndarray, subopt: np.nd
                              "entrywidthmode": "fraction"},
                      xaxis={"range": [float(x0), float(x1)], "constrain": "domain"},
                      yaxis={"range": [float(y0), float(y1)], "scaleanchor": "x", "scaleratio": 1,
-                            "constrain": "domain"})
+                            "constrain": "domain"},
+                     meta={LECTURE_TITLE: lecture_title, LECTURE_LAYOUT: lecture_layout})
     return FigureSpec({"data": data, "layout": layout, "frames": frames})
 
 
