@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -479,20 +478,16 @@ def test_lecture_mode_sweep_charts_fit_half_the_projector():
     lecture mode "Final test accuracy vs initial weight std" and "initial weight std [weight
     units], log scale" were cut off at the chart's right edge, and the legend overlapped the
     x axis title (legend y was a fixed -0.27 of a 180 px plot area)."""
-    import ast
-
+    from ui import network_controls as nc
     from ui import page
 
-    src = (Path(__file__).resolve().parents[1] / "pages" / "3_bn-in-network.py").read_text()
-    rows = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Tuple) and len(n.elts) == 5
-            and isinstance(n.elts[1], ast.Constant) and n.elts[1].value in ("lr", "init_scale")]
-    assert len(rows) == 2
+    rows = nc.SWEEPS  # (field, title, x-axis title, what): the page draws one chart per row
+    assert [row[0] for row in rows] == ["lr", "init_scale"]
     sweep = {"values": np.array([0.01, 0.1, 1.0]), "none/test_acc": np.array([0.5, 0.9, 0.1]),
              "none/diverged_at": np.array([-1, -1, -1]), "bn_before/test_acc": np.array([0.9, 0.95, 0.96]),
              "bn_before/diverged_at": np.array([-1, -1, -1])}
     base, _ = page.FONT[True]
-    for row in rows:
-        title, x_title = row.elts[2].value, row.elts[3].value
+    for _field, title, x_title, _what in rows:
         fig = net.fig_sweep(sweep, {"plain": "none", "bn": "bn_before"}, title=title, x_title=x_title,
                             current=0.1)
         layout = page.lecture_spec(spec_of(fig), True)["layout"]

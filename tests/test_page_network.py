@@ -225,7 +225,8 @@ def test_batchnorm_with_large_initial_weights_trains_and_is_not_reported_diverge
 
 def test_chapter_names_do_not_shadow_the_cores_tables():
     """The chapter's widget choices must not reuse names of bn_core's public tables
-    (ACTIVATIONS, OPTIMIZERS, NORMS, ...), which hold different things."""
+    (ACTIVATIONS, OPTIMIZERS, NORMS, ...), which hold different things (the page's names, and
+    those of ui/network_controls.py, where its controls and tables live)."""
     import ast
 
     import bn_core.layers
@@ -234,10 +235,11 @@ def test_chapter_names_do_not_shadow_the_cores_tables():
 
     core = set(bn_core.layers.__all__) | set(bn_core.network.__all__) | set(bn_core.train.__all__)
     core |= {"ACTIVATIONS", "OPTIMIZERS", "NORMS", "PERCENTILES"}
-    tree = ast.parse((ROOT / PAGE).read_text())
-    defined = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-               if isinstance(t, ast.Name)}
-    assert not defined & core, defined & core
+    for path in (ROOT / PAGE, ROOT / "ui" / "network_controls.py"):
+        tree = ast.parse(path.read_text())
+        defined = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                   if isinstance(t, ast.Name)}
+        assert not defined & core, (path.name, defined & core)
 
 
 # ---------------------------------------------------------------- cost guard (expensive links)
