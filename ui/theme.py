@@ -5,8 +5,8 @@ colour blindness. Every series that is told apart by colour is also told apart b
 style or marker symbol, so a chart still reads in greyscale.
 
 :class:`FigureSpec` is the house figure type of every chapter: a prebuilt, trusted Plotly
-spec that :func:`ui.page.chart` (a :mod:`ui.live_chart`) serializes as is, because validating a ``go.Figure`` property by
-property cost up to ~100 ms per chart on every rerun.
+spec that :func:`ui.page.chart` (a :mod:`ui.live_chart`) serializes as is, because validating
+a ``go.Figure`` property by property cost up to ~100 ms per chart on every rerun.
 """
 
 from __future__ import annotations
