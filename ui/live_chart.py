@@ -18,9 +18,12 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
   installed), exactly what ``st.plotly_chart`` would send; :func:`spec_of` reads it back for
   AppTest (``tests/apptest.py`` reads both kinds of chart).
 * **What the browser gets.** A ``div.js-plotly-plot`` inside ``[data-testid="stLiveChart"]``,
-  Plotly's own mode bar (PNG download, zoom, reset) and responsive width; animation frames are
-  passed to ``Plotly.react`` (so ▶ play works), and a rejected animation promise (pause, or play
-  while playing) is caught, not reported as a page error.
+  Plotly's own mode bar (PNG download, zoom, reset; no "share" button, which would upload the
+  chart to Plotly's cloud) plus a full-screen button (the chart then fills the screen), and
+  responsive width. A figure with animation frames is redrawn with ``newPlot`` on the same
+  element (``Plotly.react`` keeps the old frames, so ▶ play and the step slider broke after an
+  update); a rejected animation promise (pause, or play while playing) is caught, not reported
+  as a page error.
 """
 
 from __future__ import annotations
@@ -83,15 +86,35 @@ export default function (component) {
     if (box.__bnText !== text) return;  // a newer figure arrived meanwhile
     const config = Object.assign({
       displaylogo: false, responsive: true,
-      modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud"],
+      // no "share"/"edit in Chart Studio" buttons: they upload the chart to Plotly's cloud
+      showSendToCloud: false, showEditInChartStudio: false,
+      modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud", "sendChartToCloud"],
       modeBarButtonsToAdd: [{name: "fullscreen", title: "Full screen (Esc to leave)", icon: FULLSCREEN,
                              click: () => box.requestFullscreen && box.requestFullscreen()}],
     }, fig.config || {});
-    // Plotly.react diffs against the figure on screen and redraws in place; an interrupted
+    const figure = {data: fig.data || [], layout: fig.layout || {}, frames: fig.frames || [], config: config};
+    box.__bnHeight = figure.layout.height;
+    if (document.fullscreenElement === box) {  // a new figure while full screen: stay full screen
+      figure.layout = Object.assign({}, figure.layout, {width: window.innerWidth, height: window.innerHeight});
+    }
+    // Plotly.react diffs against the figure on screen and redraws in place. A figure with
+    // animation frames (chapter 1's landscapes, with their play buttons and step slider) is
+    // drawn anew on the same element instead (purge, then newPlot: same task, so no blank
+    // frame is painted): react keeps the old frames, so "play" and the step slider stopped
+    // working after the first update, and react and newPlot alike add the slider's event
+    // listeners again on every update unless the element is purged. An interrupted
     // animation's promise rejection is not an error of the page.
-    const drawn = Plotly.react(box, {data: fig.data || [], layout: fig.layout || {},
-                                     frames: fig.frames || [], config: config});
+    if (figure.frames.length) Plotly.purge(box);
+    const drawn = (figure.frames.length ? Plotly.newPlot : Plotly.react)(box, figure);
     if (drawn && drawn.catch) drawn.catch(() => {});
+    if (!box.__bnFullscreen) {  // full screen: the chart takes the whole screen, and back
+      box.__bnFullscreen = true;
+      box.addEventListener("fullscreenchange", () => {
+        const full = document.fullscreenElement === box;
+        Plotly.relayout(box, full ? {width: window.innerWidth, height: window.innerHeight}
+                                  : {width: null, height: box.__bnHeight || null});
+      });
+    }
   }).catch(err => { box.textContent = "This chart could not be drawn: " + err.message; });
   return () => { if (window.Plotly) window.Plotly.purge(box); };
 }

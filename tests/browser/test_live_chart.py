@@ -45,6 +45,49 @@ def test_a_step_size_move_updates_every_chart_in_place(app_url, page):
         [u for u in requests if not u.startswith(app_url)][:5]
 
 
+# The first landscape: frames installed (what "play" and its step slider animate), listeners.
+FRAMES_JS = "() => document.querySelector('.js-plotly-plot')._transitionData._frames.length"
+LISTENERS_JS = """() => { const ev = document.querySelector('.js-plotly-plot')._internalEv;
+  return ev && ev.listenerCount ? ev.listenerCount('plotly_animatingframe') : -1; }"""
+PATH_LEN_JS = """() => { const p = document.querySelector('.js-plotly-plot');
+  return p.data.find(t => (t.name || '').startsWith('path')).x.length; }"""
+
+
+def test_after_updates_play_and_the_step_slider_still_animate_and_nothing_uploads(app_url, page):
+    page.goto(f"{app_url}/valley-vs-bowl?c1_frac=0.5&c1_epochs=30&c1_map=0")
+    slider = page.get_by_role("slider", name="fraction of 2/λ_max")
+    slider.wait_for(timeout=60_000)
+    settle(page)
+    frames, listeners = page.evaluate(FRAMES_JS), page.evaluate(LISTENERS_JS)
+    assert frames > 1
+    slider.focus()
+    for value in ("0.6", "0.7", "0.8"):  # three updates of every chart
+        slider.press("ArrowRight")
+        page.wait_for_function(f"() => window.location.search.includes('c1_frac={value}')", timeout=30_000)
+        settle(page)
+    assert page.evaluate(FRAMES_JS) == frames, "the landscape lost its animation frames in an update"
+    assert page.evaluate(LISTENERS_JS) == listeners, "every update added event listeners"
+    full = page.evaluate(PATH_LEN_JS)
+    # "play" starts at step 0: the drawn path gets shorter than the whole run's, then grows back.
+    page.locator(".js-plotly-plot").first.locator(".updatemenu-button", has_text="play").click()
+    page.wait_for_function(f"() => ({PATH_LEN_JS})() < {full}", timeout=10_000)
+    page.wait_for_function(f"() => ({PATH_LEN_JS})() === {full}", timeout=30_000)
+
+    chart = page.locator(".js-plotly-plot").first
+    chart.hover()
+    buttons = chart.locator(".modebar-btn")
+    titles = [buttons.nth(i).get_attribute("data-title") or "" for i in range(buttons.count())]
+    assert not [t for t in titles if "share" in t.lower() or "cloud" in t.lower() or "studio" in t.lower()], titles
+    chart.locator('.modebar-btn[data-title^="Full screen"]').click()
+    page.wait_for_function("() => document.fullscreenElement !== null", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout.height === window.innerHeight",
+                           timeout=10_000)
+    page.evaluate("() => document.exitFullscreen()")
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout.height < window.innerHeight",
+                           timeout=10_000)
+    assert_no_exception(page)
+
+
 def test_lecture_mode_font_reaches_the_drawn_chart(app_url, page):
     page.goto(f"{app_url}/valley-vs-bowl?c1_epochs=5&c1_map=0&lecture=1")
     page.wait_for_selector(".js-plotly-plot .xtick text", timeout=60_000)
