@@ -53,7 +53,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.theme import OKABE_ITO, SEQUENTIAL, style_figure
+from ui.theme import LECTURE_LAYOUT, OKABE_ITO, SEQUENTIAL, style_figure
 
 #: The norms of this chapter, in legend order, with their house style.
 NORM_STYLE = {
@@ -550,7 +550,7 @@ def tile_image(x: np.ndarray, pad: int = 1) -> tuple[np.ndarray, int, int]:
     return img, h + pad, w + pad
 
 
-def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
+def fig_axes(axes: Mapping, height: int = 490) -> go.Figure:
     """Wu & He (2018) Fig. 2 on a real tensor: an N x C grid of H x W activation maps.
 
     The tiles whose values share the highlighted value's mean and variance keep their colour
@@ -600,7 +600,14 @@ def fig_axes(axes: Mapping, height: int = 440) -> go.Figure:
                      showgrid=False, zeroline=False)
     fig.update_yaxes(range=[img.shape[0] - 0.3, -0.7], tickvals=[i * th + (h - 1) / 2 for i in range(n)],
                      ticktext=[f"n{i}" for i in range(n)], showgrid=False, zeroline=False)
-    _legend_below(fig, y=-0.12, bottom=80)
+    # below the two-line channel labels and the axis title (at -0.12 it sat on the axis title and
+    # cut the labels' second line): about 90 px under a 270 px plot, 160 px of margin for it
+    _legend_below(fig, y=-0.34, bottom=160)
+    # Lecture mode (21 px): one word per line, level, so six labels fit under six ~115 px columns
+    # (Plotly turned the two-line labels on their side, into the axis title); more room below.
+    words = [f"c{j}" + ("".join(f"<br>{w}" for w in names[j].split()) if j < len(names) else "") for j in range(c)]
+    fig.update_layout(meta={LECTURE_LAYOUT: {"xaxis": {"ticktext": words, "tickangle": 0}, "legend": {"y": -0.5},
+                                             "margin": {"b": 200}, "height": height + 40}})
     return fig
 
 

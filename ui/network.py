@@ -52,7 +52,7 @@ from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, 
 from ui import state
 from ui.page import Experiment
 from ui.progress import progress_bar
-from ui.theme import ARM_STYLE, OKABE_ITO, SEQUENTIAL, FigureSpec, style_figure
+from ui.theme import ARM_STYLE, LECTURE_TITLE, OKABE_ITO, SEQUENTIAL, FigureSpec, style_figure
 
 #: The two arms of every experiment: the plain network and the batch-normalized one.
 ARMS = ("plain", "bn")
@@ -607,6 +607,7 @@ def fig_step_time(histories: Mapping[str, History]) -> go.Figure:
             error_y={"type": "data", "symmetric": False, "array": [q75 - med], "arrayminus": [med - q25]}))
     style_figure(fig, "Cost: measured time per training step (median; whiskers 25th–75th percentile)",
                  "network", "time per step [ms]", height=360)
+    fig.update_layout(meta={LECTURE_TITLE: "Cost: time per training step (median; whiskers 25th–75th)"})
     if not fig.data:
         _empty_note(fig, "no timings to show")
     return fig

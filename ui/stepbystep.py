@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 from bn_core import walkthrough
 from ui.page import Experiment
 from ui.state import ChoiceParam, FloatParam, IntParam
-from ui.theme import CYCLE, OKABE_ITO, FigureSpec, style_figure
+from ui.theme import CYCLE, LECTURE_TITLE, OKABE_ITO, FigureSpec, style_figure
 
 # --------------------------------------------------------------------------- controls (URL state)
 
@@ -419,7 +419,8 @@ def eval_gap_figure(hist: dict) -> go.Figure:
                      "name": feature_name(j),
                      "line": {"color": CYCLE[j % len(CYCLE)], "dash": FEATURE_DASH[j % 4], "width": 2}})
     return _spec(_simple_layout("Same batch: train vs eval gap in x̂ per step", "step [training batches]",
-                                "mean |x̂_train − x̂_eval| [x̂ units]", 420), data)
+                                "mean |x̂_train − x̂_eval| [x̂ units]", 420), data,
+                 meta={LECTURE_TITLE: "Train vs eval gap in x̂"})  # fits half the projector at 25 px
 
 
 def train_vs_eval_scatter(y_train: np.ndarray, y_first: np.ndarray, y_last: np.ndarray,
@@ -446,7 +447,8 @@ def train_vs_eval_scatter(y_train: np.ndarray, y_first: np.ndarray, y_last: np.n
                      "line": {"color": OKABE_ITO["black"], "dash": "dash", "width": 1}})
     return _spec(_simple_layout("Same batch: eval vs train output, early and late",
                                 "training-mode output y [output units]",
-                                "evaluation-mode output y [output units]", 420), data)
+                                "evaluation-mode output y [output units]", 420), data,
+                 meta={LECTURE_TITLE: "Eval vs train output"})
 
 
 def placement_dot(bn_after_activation: bool) -> str:
