@@ -46,3 +46,34 @@ def test_first_screen_shows_title_key_control_and_main_chart(browser, app_url, c
         assert not outside, f"chapter {chapter} fetched from outside: {outside[:5]}"
     finally:
         context.close()
+
+
+# Every chart's title, and every tick label of every x axis, inside the chart's own box, and
+# no x tick label turned on its side (Plotly does that when the labels do not fit).
+OVERRUNS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => {
+  const box = p.getBoundingClientRect(), out = [];
+  const name = (p.layout && p.layout.title && String(p.layout.title.text).slice(0, 40)) || '?';
+  const t = p.querySelector('.gtitle');
+  if (t && t.getBoundingClientRect().right > box.right + 1) out.push(`title of '${name}' runs past its chart`);
+  for (const tick of p.querySelectorAll('.xtick text')) {
+    const r = tick.getBoundingClientRect();
+    if (r.width && (r.right > box.right + 1 || r.left < box.left - 1)) { out.push(`x tick of '${name}' outside`); break; }
+    if (/rotate\\((-?[1-9]|-?[1-9][0-9])/.test(tick.getAttribute('transform') || '')) {
+      out.push(`x ticks of '${name}' turned on their side`); break; }
+  }
+  return out; })"""
+
+
+@pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
+def test_lecture_mode_titles_and_ticks_fit_their_charts_on_a_projector(browser, app_url, chapter):
+    ch = course.chapter(chapter)
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/{ch.url_path}?lecture=1")
+        page.get_by_role("heading", name=ch.title).wait_for(timeout=90_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+        settle(page)
+        assert page.evaluate(OVERRUNS_JS) == []
+    finally:
+        context.close()
