@@ -242,25 +242,13 @@ def settings(ss) -> Settings:
 
 def cost_guard(what: str, seconds: float, threshold: float, drivers: str, approved_key: str,
                approval: object, button: str) -> bool:
-    """True if the run may start: cheap enough, or the user pressed "… anyway" for this config.
-
-    An expensive config (e.g. from a crafted link, which clamps to the largest network) shows a
-    warning with the estimate and a button instead of training for minutes unannounced.
-    """
-    ss = st.session_state
-    if seconds <= threshold or ss.get(approved_key) == approval:
-        return True
-    box = st.empty()
-    with box.container():
-        st.warning(f"**{what} would take {net.format_seconds(seconds)}** on this machine, so it has not "
-                   f"started. What makes it expensive: {drivers}. Lower the steps, the batch size, the "
-                   "width or the depth, or start it anyway.", icon=":material/hourglass_top:")
-        clicked = st.button(f"{button} (about {seconds:.0f} s)", key=f"{approved_key}_button")
-    if clicked:
-        ss[approved_key] = approval
-        box.empty()  # the run starts now: the warning and the button go
-        return True
-    return False
+    """True if the run may start: cheap enough, or the user pressed "… anyway" for this config
+    (:func:`ui.page.cost_gate` with this chapter's warning)."""
+    return page.cost_gate(seconds, threshold,
+                          f"**{what} would take {net.format_seconds(seconds)}** on this machine, so it has not "
+                          f"started. What makes it expensive: {drivers}. Lower the steps, the batch size, the "
+                          "width or the depth, or start it anyway.",
+                          approved_key, approval, button, f"{approved_key}_button")
 
 
 def may_train(cfg: Settings) -> bool:

@@ -288,6 +288,29 @@ def lecture_spec(spec: dict, big: bool) -> dict:
     return {**spec, "layout": layout}
 
 
+def cost_gate(seconds: float, threshold: float, warning: str, approved_key: str, approval: object,
+              button: str, button_key: str) -> bool:
+    """True if an expensive run may start: ``seconds`` within ``threshold``, or approved before.
+
+    Otherwise show ``warning`` and a "``button`` (about N s)" button instead of training for
+    minutes unannounced (e.g. a crafted link clamped to the largest network); pressing it stores
+    ``approval`` (the configuration) under ``approved_key``, removes the warning and returns True.
+    The same configuration then runs without asking again; any other asks again.
+    """
+    ss = st.session_state
+    if seconds <= threshold or ss.get(approved_key) == approval:
+        return True
+    box = st.empty()
+    with box.container():
+        st.warning(warning, icon=":material/hourglass_top:")
+        clicked = st.button(f"{button} (about {seconds:.0f} s)", key=button_key)
+    if clicked:
+        ss[approved_key] = approval
+        box.empty()  # the run starts now: the warning and the button go
+        return True
+    return False
+
+
 def _make_room_below(layout: dict, px: int) -> None:
     """Lecture mode: move play buttons, step sliders and the legend below a plot ``px`` lower.
 

@@ -464,21 +464,12 @@ APPROVED = "_c5_approved_cost"
 def cost_ok(s: Settings) -> bool:
     """True if the six runs may start: cheap, cached, or approved with the "Train anyway" button."""
     seconds = estimate_seconds(s)
-    ss = st.session_state
-    if seconds <= COST_THRESHOLD_S or ss.get(APPROVED) == s:
-        return True
-    box = st.empty()
-    with box.container():
-        st.warning(f"**Training the six networks would take about {seconds:.0f} s** on this machine, "
-                   f"so it has not started: {s.steps} steps × batch {s.batch} × {s.hidden} hidden "
-                   f"units × up to {max(8, s.length)} time steps. Lower the steps, the batch, the "
-                   "hidden units or T, or start it anyway.", icon=":material/hourglass_top:")
-        clicked = st.button(f"Train anyway (about {seconds:.0f} s)", key="c5_train_anyway")
-    if clicked:
-        ss[APPROVED] = s
-        box.empty()
-        return True
-    return False
+    return page.cost_gate(seconds, COST_THRESHOLD_S,
+                          f"**Training the six networks would take about {seconds:.0f} s** on this machine, "
+                          f"so it has not started: {s.steps} steps × batch {s.batch} × {s.hidden} hidden "
+                          f"units × up to {max(8, s.length)} time steps. Lower the steps, the batch, the "
+                          "hidden units or T, or start it anyway.",
+                          APPROVED, s, "Train anyway", "c5_train_anyway")
 
 
 def report_problems(cmp: Comparison) -> None:
