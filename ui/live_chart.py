@@ -29,6 +29,7 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 
 import plotly
@@ -129,9 +130,20 @@ ELEMENT_TYPE = "bidi_component"
 _component = st.components.v2.component(COMPONENT, js=JS, css=CSS, isolate_styles=False)
 
 
+#: The Streamlit runtimes (one per server; AppTest makes one per test) that serve plotly.min.js.
+_SERVED: weakref.WeakSet = weakref.WeakSet()
+
+
 def _serve_plotly_js() -> None:
-    """Register the file route for plotly.min.js on the running server (cheap; idempotent)."""
+    """Register the file route for plotly.min.js, once per running Streamlit runtime."""
+    from streamlit import runtime
+
+    current = runtime.get_instance() if runtime.exists() else None
+    if current is not None and current in _SERVED:
+        return
     declare_component(ASSET_NAME, path=str(PLOTLY_JS_DIR))
+    if current is not None:
+        _SERVED.add(current)
 
 
 def live_chart(spec: dict, *, key: str, where=None) -> None:
