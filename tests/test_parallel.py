@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bn_core.parallel import TrainPool, train_for_page
+from bn_core.parallel import TrainPool, _niceness, train_for_page
 from bn_core.train import TrainConfig, train
 
 BASE = TrainConfig(depth=2, width=16, steps=30, eval_every=10)
@@ -32,6 +32,19 @@ def test_pool_results_equal_train_and_carry_the_wall_time(pool):
         got = future.result(timeout=120)
         assert_same_run(got, train(cfg))
         assert got.model is None and got.history["wall_time_s"].shape == (1,)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "nice"), reason="no os.nice on this platform")
+def test_workers_run_below_the_parent_s_cpu_priority(pool):
+    """The server's event loop answers every student: the training workers yield the core to it."""
+    parent = _niceness()
+    seen = {pool._executor.submit(_niceness).result(timeout=60) for _ in range(4)}
+    assert seen == {min(parent + pool.nice, 19)} and pool.nice == 10
+    same = TrainPool(workers=1, nice=0)
+    try:
+        assert same._executor.submit(_niceness).result(timeout=60) == parent
+    finally:
+        same.shutdown()
 
 
 def test_one_future_per_config_shared_by_every_caller(pool):
