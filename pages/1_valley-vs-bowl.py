@@ -153,10 +153,12 @@ boxes["download"] = st.container()
 
 
 @st.fragment
+@page.in_turn()  # thirty students moving at once are answered one after another
 def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None:
     """The step-size slider (into its sidebar place) and everything that depends on the step.
 
     Writes only into the containers in ``boxes``, made by the full run at their places.
+    Runs in turn with the other sessions of the server process (:func:`ui.page.in_turn`).
     """
     cfg = vc.step_size_control(cfg)
     seed, batch, epochs, opt, hyper, tol = cfg.seed, cfg.batch, cfg.epochs, cfg.optimizer, cfg.hyper, cfg.tol

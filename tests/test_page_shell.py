@@ -131,3 +131,69 @@ def test_lecture_spec_uses_the_figures_own_lecture_settings_and_makes_room_below
     plain = page.lecture_spec({"data": [], "layout": {"title": {"text": "t"}, "height": 400,
                                                        "legend": {"y": -0.3}}}, True)["layout"]
     assert plain["height"] == 400 and plain["legend"]["y"] == -0.3  # nothing below to move: unchanged
+
+
+class _CountingLock:
+    """Stands in for ``page._TURN``: a lock that counts the turns taken."""
+
+    def __init__(self):
+        import threading
+        self.lock, self.taken = threading.Lock(), 0
+
+    def acquire(self, timeout=-1):
+        got = self.lock.acquire(timeout=timeout)
+        self.taken += got
+        return got
+
+    def release(self):
+        self.lock.release()
+
+
+def test_in_turn_runs_sessions_one_after_another_and_waits_a_bounded_time():
+    import threading
+    import time
+
+    order, started = [], threading.Event()
+
+    def session(name, hold_s, wait_s=page.TURN_WAIT_S):
+        with page.in_turn(wait_s) as got:
+            started.set()
+            order.append((name, "in", got))
+            time.sleep(hold_s)
+            order.append((name, "out", got))
+
+    first = threading.Thread(target=session, args=("a", 0.3))
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=session, args=("b", 0.0))
+    second.start()
+    first.join(5), second.join(5)
+    assert order == [("a", "in", True), ("a", "out", True), ("b", "in", True), ("b", "out", True)]
+
+    # a turn longer than the wait: the waiting session goes ahead after wait_s, without a turn
+    order.clear(), started.clear()
+    slow = threading.Thread(target=session, args=("slow", 1.0))
+    slow.start()
+    started.wait(5)
+    t0 = time.perf_counter()
+    session("impatient", 0.0, wait_s=0.2)
+    waited = time.perf_counter() - t0
+    slow.join(5)
+    assert 0.15 < waited < 0.8 and ("impatient", "in", False) in order
+    assert order.index(("impatient", "in", False)) < order.index(("slow", "out", True))
+
+    with pytest.raises(RuntimeError), page.in_turn():  # an interrupted rerun ends its turn
+        raise RuntimeError("a newer slider move")
+    with page.in_turn(0) as got:
+        assert got
+
+
+def test_chapter_1_s_step_size_rerun_takes_its_turn(monkeypatch):
+    counting = _CountingLock()
+    monkeypatch.setattr(page, "_TURN", counting)
+    at = open_page("pages/1_valley-vs-bowl.py")
+    assert not at.exception and counting.taken >= 1
+    before = counting.taken
+    at.select_slider(key="c1_frac").set_value(0.9).run()
+    assert not at.exception and counting.taken == before + 1
+    assert not counting.lock.locked()

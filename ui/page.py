@@ -31,6 +31,8 @@ lines, the controls and the charts stay.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -333,6 +335,38 @@ def _make_room_below(layout: dict, px: int) -> None:
         layout["legend"] = {**legend, "y": legend["y"] - dy}
     layout["height"] = height + px
     layout["margin"] = {**margin, "b": margin.get("b", 0) + px}
+
+
+#: Taken by :func:`in_turn`: one session at a time through a rerun's drawing, in this process.
+_TURN = threading.Lock()
+#: How long :func:`in_turn` waits for its turn before it goes ahead anyway [s].
+TURN_WAIT_S = 1.0
+
+
+@contextlib.contextmanager
+def in_turn(wait_s: float = TURN_WAIT_S):
+    """Run what follows while no other session of this server process runs under ``in_turn``.
+
+    Streamlit runs each session's script in its own thread of one Python process, and the
+    process runs Python in one thread at a time. Thirty slider moves that arrive together
+    were interleaved, so every student's reply was complete only when nearly all were:
+    chapter 1's fastest of 30 took about 150 ms, the median about 190 ms. Taken in turn, the
+    first is answered in about 10 ms and the others follow one after another (the median
+    about halves; ``benchmarks/bench_classroom.py``, 30 simulated students).
+
+    A session waits at most ``wait_s`` seconds for its turn and then goes ahead anyway
+    (interleaved, as without the turn), so a slow turn (chapter 1's largest settings on a
+    500-row upload compute for ~3 s) delays the others by at most that; a burst of a class's
+    fast reruns (~10 ms each) is over well before. An exception inside (a newer slider
+    move interrupting the rerun) ends the turn. Yields whether this session got its turn.
+    Also a decorator: ``@in_turn()``.
+    """
+    got = _TURN.acquire(timeout=wait_s)
+    try:
+        yield got
+    finally:
+        if got:
+            _TURN.release()
 
 
 def chart(fig, *, key: str, where=None) -> None:
