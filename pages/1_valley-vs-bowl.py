@@ -207,6 +207,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 
 
 step_size_and_results(cfg, variants, boxes)
+page.rerun_when_reconnected()  # else, after a server restart, the step-size slider would not redraw
 
 with page.more("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # ui.code.source: read once per process

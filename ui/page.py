@@ -32,6 +32,7 @@ lines, the controls and the charts stay.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -335,6 +336,31 @@ def _make_room_below(layout: dict, px: int) -> None:
         layout["legend"] = {**legend, "y": legend["y"] - dy}
     layout["height"] = height + px
     layout["margin"] = {**margin, "b": margin.get("b", 0) + px}
+
+
+#: The timer of :func:`rerun_when_reconnected`'s empty fragment: it only has to exist.
+RECONNECT_WATCH_EVERY = datetime.timedelta(days=1)
+
+
+@st.fragment(run_every=RECONNECT_WATCH_EVERY)
+def _reconnect_watch() -> None:
+    """Draws nothing (see :func:`rerun_when_reconnected`); its timed reruns cost nothing."""
+
+
+def rerun_when_reconnected() -> None:
+    """Make the browser rerun the whole page whenever its connection to the server comes back.
+
+    For a page with an ``st.fragment``. Streamlit 1.67's browser reruns the page after a
+    reconnect only if its last run was a fragment's or if the page has a fragment on a timer
+    (``handleConnectionStateChanged`` in its frontend). Otherwise a browser that reconnects to
+    a *new* session (the server restarted, or its replica stopped and the proxy sent it to
+    another) keeps the old page, and a widget drawn inside a fragment then moves without
+    effect: the new session has never run that fragment and drops its reruns. Chapter 1's
+    step-size slider would show a value the page does not use. This draws an empty fragment
+    on a one-day timer, so every reconnect reruns the page (one full run per reconnect;
+    ``tests/browser/test_deploy_failover.py`` checks the slider right after a failover).
+    """
+    _reconnect_watch()
 
 
 #: Taken by :func:`in_turn`: one session at a time through a rerun's drawing, in this process.

@@ -1,7 +1,7 @@
 """Chromium through deploy/'s nginx in front of two replicas: the browser itself keeps the route
 cookie (so its WebSocket reaches the replica that served its page), and when that replica stops
-the page reconnects to the other one and keeps working (after one full rerun: see below), without
-an exception or a browser error.
+the page reconnects to the other one and keeps working, the step-size slider included, without
+an exception or a browser error. The same after one server restarts under an open page.
 
 ``tests/test_deploy_nginx.py`` checks the same proxy with the benchmarks' WebSocket client, which
 sends the cookie by hand; only a browser shows that the cookie nginx sets (Path, SameSite,
@@ -100,12 +100,12 @@ def test_the_browser_stays_on_its_replica_and_survives_losing_it(browser):
                 route == cookie["value"] and up.endswith(f":{kept}") for _, route, up in _log(d)):
             page.wait_for_timeout(250)
         assert any(route == cookie["value"] and up.endswith(f":{kept}") for _, route, up in _log(d)), _log(d)[-5:]
-        # A full rerun first: a control outside chapter 1's fragment (epochs). The step-size
-        # slider lives in an st.fragment, and Streamlit 1.67 drops a fragment rerun for a
-        # fragment the (new) session has never run ("The fragment with id ... does not exist
-        # anymore"), and the browser does not rerun the page when it reconnects: until a full
-        # rerun, that slider moves without redrawing anything (see the README's deployment notes).
-        assert _redraws(page, EPOCHS, "ArrowLeft", tries=6), "after the failover a full rerun did not redraw the charts"
+        # The step-size slider first: it lives in an st.fragment, and Streamlit 1.67 drops a
+        # fragment rerun for a fragment the (new) session has never run. The page reruns
+        # itself when the browser reconnects (ui.page.rerun_when_reconnected), so the new
+        # session knows the fragment by the time the slider moves. Then a control outside it.
+        assert _redraws(page, SLIDER, "ArrowRight", tries=3), "after the failover the step-size slider did not redraw"
+        assert _redraws(page, EPOCHS, "ArrowLeft", tries=3), "after the failover a full rerun did not redraw the charts"
         assert _redraws(page, SLIDER, "ArrowRight", tries=3), "after a full rerun the step-size slider did not redraw"
         assert_no_exception(page)
         assert not errors, errors
@@ -124,3 +124,31 @@ def test_the_browser_stays_on_its_replica_and_survives_losing_it(browser):
         text = (d / f"replica-{p}.log").read_text(errors="replace")
         assert "Traceback" not in text, text[-3000:]
     shutil.rmtree(d, ignore_errors=True)
+
+
+def test_after_a_server_restart_the_step_size_slider_redraws_at_once(browser):
+    """One server restarted under an open page (a Community Cloud reboot mid-lecture): the
+    browser reconnects to a new session, and the first move of the step-size slider redraws."""
+    port = st_client.free_port()
+    proc = st_client.launch_server(port)
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    errors: list[str] = []
+    try:
+        assert st_client.wait_healthy(f"http://127.0.0.1:{port}", proc=proc)
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{port}/valley-vs-bowl?c1_frac=0.3&c1_map=0")
+        page.locator(SLIDER).wait_for(timeout=90_000)
+        settle(page)
+        st_client.stop_server(proc)
+        proc = st_client.launch_server(port)
+        assert st_client.wait_healthy(f"http://127.0.0.1:{port}", proc=proc)
+        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                               " || !/connect/i.test(document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                               ".innerText)", timeout=60_000)
+        assert _redraws(page, SLIDER, "ArrowRight", tries=3), "after the restart the step-size slider did not redraw"
+        assert_no_exception(page)
+        assert not errors, errors
+    finally:
+        context.close()
+        st_client.stop_server(proc)
