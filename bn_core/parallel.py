@@ -194,13 +194,15 @@ class TrainPool:
         every worker prefetches again. Requested runs use every worker.
     nice : int
         How much lower the workers' CPU priority is than the parent's (``os.nice``; default
-        10, ``0`` keeps it). The parent is the web server, whose one event loop answers every
-        student; on two cores, training (requested or prefetched) competed with it as an
-        equal: in ``benchmarks/bench_classroom.py`` the chapter-3 neighbours one student's
-        visit queued were still training while the class moved chapter 1's slider, and those
-        moves took p95 632 ms against 354 ms with prefetching off. At nice 10 the kernel gives
-        the server the core whenever it needs it, and training takes the rest: it slows down
-        only while the server is busy.
+        19, the lowest; ``0`` keeps it). The parent is the web server, whose one event loop
+        answers every student; on two cores, training (requested or prefetched) competed with
+        it as an equal: in ``benchmarks/bench_classroom.py`` the chapter-3 neighbours that one
+        student's visit queued were still training while the class moved chapter 1's slider,
+        and those moves took p95 632 ms against 354 ms with prefetching off. At nice 10 they
+        took 395 ms; at 19 (with chapter 1's turns, ``ui.page.in_turn``) 175-225 ms in three
+        runs, and the class's chapter-3 picks got faster too (the server draws the finished
+        runs sooner). Training takes the cores the server leaves: it slows down only while
+        the server is busy.
 
     Notes
     -----
@@ -216,7 +218,7 @@ class TrainPool:
     """
 
     def __init__(self, workers: int | None = None, max_results: int = 256, max_prefetch: int = 40,
-                 test_batch_stats: bool = True, prefetch_workers: int | None = None, nice: int = 10):
+                 test_batch_stats: bool = True, prefetch_workers: int | None = None, nice: int = 19):
         if workers is None:
             workers = min(2, os.cpu_count() or 1)
         self.workers = int(workers)
