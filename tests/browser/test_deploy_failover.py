@@ -129,8 +129,10 @@ def test_the_browser_stays_on_its_replica_and_survives_losing_it(browser):
 def test_after_a_server_restart_the_step_size_slider_redraws_at_once(browser):
     """One server restarted under an open page (a Community Cloud reboot mid-lecture): the
     browser reconnects to a new session, and the first move of the step-size slider redraws."""
+    d = Path(tempfile.mkdtemp(prefix="bnlab-restart-"))
     port = st_client.free_port()
-    proc = st_client.launch_server(port)
+    logs = [open(d / f"server-{i}.log", "wb") for i in range(2)]  # noqa: SIM115 - closed below
+    proc = st_client.launch_server(port, logs[0])
     context = browser.new_context(viewport={"width": 1280, "height": 720})
     errors: list[str] = []
     try:
@@ -141,7 +143,7 @@ def test_after_a_server_restart_the_step_size_slider_redraws_at_once(browser):
         page.locator(SLIDER).wait_for(timeout=90_000)
         settle(page)
         st_client.stop_server(proc)
-        proc = st_client.launch_server(port)
+        proc = st_client.launch_server(port, logs[1])
         assert st_client.wait_healthy(f"http://127.0.0.1:{port}", proc=proc)
         page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
                                " || !/connect/i.test(document.querySelector('[data-testid=\"stStatusWidget\"]')"
@@ -152,3 +154,9 @@ def test_after_a_server_restart_the_step_size_slider_redraws_at_once(browser):
     finally:
         context.close()
         st_client.stop_server(proc)
+        for log in logs:
+            log.close()
+    for i in range(2):
+        text = (d / f"server-{i}.log").read_text(errors="replace")
+        assert not any(w in text for w in ("Traceback", "Warning", "WARNING")), text[-3000:]
+    shutil.rmtree(d, ignore_errors=True)
