@@ -139,14 +139,30 @@ def _receive_data(splits: dict, stop=None, nice: int = 0) -> None:
     _DATA.update(splits)
     _STOP[:] = [] if stop is None else [stop]
     keep_freed_memory()
-    if nice > 0 and hasattr(os, "nice"):
+    lower_priority(nice)
+
+
+def lower_priority(nice: int) -> int:
+    """Raise the nice value of every thread of this process by ``nice`` (capped at 19).
+
+    On Linux a nice value belongs to a thread, and ``os.nice`` changes only the calling one;
+    a worker already has threads of its own when its initializer runs (OpenBLAS starts its
+    pool when NumPy is imported, while the worker unpickles its arguments). So each thread
+    listed in ``/proc/self/task`` is lowered; elsewhere (no ``/proc``) the whole process.
+    Returns how many threads (or processes) were lowered; 0 if ``nice <= 0`` or not allowed.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return 0
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]  # PRIO_PROCESS with 0: this process
+    lowered = 0
+    for tid in tids:
         with contextlib.suppress(OSError):
-            os.nice(nice)
-
-
-def _niceness() -> int:
-    """This process's nice value (what a worker reports to the tests)."""
-    return os.nice(0)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(nice)))
+            lowered += 1
+    return lowered
 
 
 def _train_job(config: TrainConfig, slot: int = -1, test_batch_stats: bool = True) -> TrainResult:
@@ -193,16 +209,10 @@ class TrainPool:
         (~135 against ~60 ms). A prefetch run lasts longer than that, so once a page is done
         every worker prefetches again. Requested runs use every worker.
     nice : int
-        How much lower the workers' CPU priority is than the parent's (``os.nice``; default
-        19, the lowest; ``0`` keeps it). The parent is the web server, whose one event loop
-        answers every student; on two cores, training (requested or prefetched) competed with
-        it as an equal: in ``benchmarks/bench_classroom.py`` the chapter-3 neighbours that one
-        student's visit queued were still training while the class moved chapter 1's slider,
-        and those moves took p95 632 ms against 354 ms with prefetching off. At nice 10 they
-        took 395 ms; at 19 (with chapter 1's turns, ``ui.page.in_turn``) 175-225 ms in three
-        runs, and the class's chapter-3 picks got faster too (the server draws the finished
-        runs sooner). Training takes the cores the server leaves: it slows down only while
-        the server is busy.
+        How much lower the workers' CPU priority is than the parent's (default 0: the same;
+        at most 19, the lowest), for every thread of each worker (:func:`lower_priority`).
+        It applies to every run, requested or prefetched. A web server passes a high value so
+        that training takes only the cores its event loop leaves (``ui.network.trainer``).
 
     Notes
     -----
@@ -218,7 +228,7 @@ class TrainPool:
     """
 
     def __init__(self, workers: int | None = None, max_results: int = 256, max_prefetch: int = 40,
-                 test_batch_stats: bool = True, prefetch_workers: int | None = None, nice: int = 19):
+                 test_batch_stats: bool = True, prefetch_workers: int | None = None, nice: int = 0):
         if workers is None:
             workers = min(2, os.cpu_count() or 1)
         self.workers = int(workers)

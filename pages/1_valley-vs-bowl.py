@@ -20,6 +20,7 @@ from ui import valley_controls as vc
 from ui import valley_figures as vf
 
 page.setup(1)
+page.rerun_when_reconnected()  # else, after a server restart, the step-size slider would not redraw
 cfg = vc.controls()  # sidebar widgets (the step size first), URL state and data source
 page.guided(vs.EXPERIMENTS, vs.PARAMS)
 ds, facts = cfg.dataset, cfg.facts  # facts: numbers quoted in the prose, computed from the data shown
@@ -207,7 +208,6 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 
 
 step_size_and_results(cfg, variants, boxes)
-page.rerun_when_reconnected()  # else, after a server restart, the step-size slider would not redraw
 
 with page.more("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # ui.code.source: read once per process

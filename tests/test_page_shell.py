@@ -1,5 +1,9 @@
 """ui.page and ui.course: the shared sidebar, lecture mode, guided experiments, the home page."""
 
+import ast
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -137,7 +141,6 @@ class _CountingLock:
     """Stands in for ``page._TURN``: a lock that counts the turns taken."""
 
     def __init__(self):
-        import threading
         self.lock, self.taken = threading.Lock(), 0
 
     def acquire(self, timeout=-1):
@@ -150,37 +153,42 @@ class _CountingLock:
 
 
 def test_in_turn_runs_sessions_one_after_another_and_waits_a_bounded_time():
-    import threading
-    import time
+    order, started, failures = [], threading.Event(), []
 
-    order, started = [], threading.Event()
-
-    def session(name, hold_s, wait_s=page.TURN_WAIT_S):
-        with page.in_turn(wait_s) as got:
-            started.set()
-            order.append((name, "in", got))
-            time.sleep(hold_s)
-            order.append((name, "out", got))
+    def session(name, hold_s, wait_s=None):
+        try:
+            with page.in_turn(wait_s) as got:
+                started.set()
+                order.append((name, "in", got))
+                time.sleep(hold_s)
+                order.append((name, "out", got))
+        except BaseException as exc:  # noqa: BLE001 - a thread's failure fails the test below
+            failures.append(exc)
 
     first = threading.Thread(target=session, args=("a", 0.3))
     first.start()
     started.wait(5)
     second = threading.Thread(target=session, args=("b", 0.0))
     second.start()
-    first.join(5), second.join(5)
+    first.join(5)
+    second.join(5)
     assert order == [("a", "in", True), ("a", "out", True), ("b", "in", True), ("b", "out", True)]
+    assert not page._TURN.locked()
 
     # a turn longer than the wait: the waiting session goes ahead after wait_s, without a turn
-    order.clear(), started.clear()
+    order.clear()
+    started.clear()
     slow = threading.Thread(target=session, args=("slow", 1.0))
     slow.start()
     started.wait(5)
     t0 = time.perf_counter()
     session("impatient", 0.0, wait_s=0.2)
     waited = time.perf_counter() - t0
+    assert page._TURN.locked()  # the impatient session did not release the slow one's turn
     slow.join(5)
     assert 0.15 < waited < 0.8 and ("impatient", "in", False) in order
     assert order.index(("impatient", "in", False)) < order.index(("slow", "out", True))
+    assert not failures and not page._TURN.locked()
 
     with pytest.raises(RuntimeError), page.in_turn():  # an interrupted rerun ends its turn
         raise RuntimeError("a newer slider move")
@@ -188,12 +196,17 @@ def test_in_turn_runs_sessions_one_after_another_and_waits_a_bounded_time():
         assert got
 
 
-def test_chapter_1_s_step_size_rerun_takes_its_turn(monkeypatch):
+def test_chapter_1_s_step_size_fragment_takes_its_turn_inside_the_fragment(monkeypatch):
+    # the order of the decorators: @page.in_turn() above @st.fragment would take the turn only
+    # on full runs (AppTest reruns whole scripts, so only the source shows it)
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "pages" / "1_valley-vs-bowl.py").read_text())
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "step_size_and_results"]
+    assert [ast.unparse(d) for d in fn.decorator_list] == ["st.fragment", "page.in_turn()"]
+
     counting = _CountingLock()
     monkeypatch.setattr(page, "_TURN", counting)
     at = open_page("pages/1_valley-vs-bowl.py")
-    assert not at.exception and counting.taken >= 1
-    before = counting.taken
+    assert not at.exception and counting.taken == 1
     at.select_slider(key="c1_frac").set_value(0.9).run()
-    assert not at.exception and counting.taken == before + 1
+    assert not at.exception and counting.taken == 2
     assert not counting.lock.locked()

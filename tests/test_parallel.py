@@ -1,12 +1,14 @@
 """bn_core.parallel.TrainPool: the same results as train(), one run per config, prefetch never first."""
 
+import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bn_core.parallel import TrainPool, _niceness, train_for_page
+from bn_core.parallel import TrainPool, train_for_page
 from bn_core.train import TrainConfig, train
 
 BASE = TrainConfig(depth=2, width=16, steps=30, eval_every=10)
@@ -34,17 +36,27 @@ def test_pool_results_equal_train_and_carry_the_wall_time(pool):
         assert got.model is None and got.history["wall_time_s"].shape == (1,)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "nice"), reason="no os.nice on this platform")
-def test_workers_run_below_the_parent_s_cpu_priority(pool):
-    """The server's event loop answers every student: the training workers yield the core to it."""
-    parent = _niceness()
-    seen = {pool._executor.submit(_niceness).result(timeout=60) for _ in range(4)}
-    assert seen == {min(parent + pool.nice, 19)} and pool.nice == 19
-    same = TrainPool(workers=1, nice=0)
+def _thread_nice_values(pid: int) -> list[int]:
+    """The nice value of every thread of process ``pid`` (field 19 of /proc/<pid>/task/*/stat)."""
+    return [int(stat.read_text().rsplit(")", 1)[1].split()[16]) for stat in Path(f"/proc/{pid}/task").glob("*/stat")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads threads from /proc (Linux)")
+def test_workers_run_every_thread_below_the_parent_s_cpu_priority(pool):
+    """A web server's event loop answers every student: its training workers can yield the cores."""
+    parent = os.getpriority(os.PRIO_PROCESS, 0)
+    low = TrainPool(workers=2, nice=5)
     try:
-        assert same._executor.submit(_niceness).result(timeout=60) == parent
+        assert low.submit(BASE).result(timeout=120).config == BASE  # it still trains
+        workers = list(low._executor._processes)
+        assert len(workers) == 2
+        for pid in workers:
+            values = _thread_nice_values(pid)
+            assert len(values) >= 1 and set(values) == {min(parent + 5, 19)}, (pid, values)
     finally:
-        same.shutdown()
+        low.shutdown()
+    for pid in pool._executor._processes:  # the default: the parent's priority
+        assert set(_thread_nice_values(pid)) == {parent}
 
 
 def test_one_future_per_config_shared_by_every_caller(pool):

@@ -1076,6 +1076,10 @@ def describe_cost(stats: Mapping[str, tuple[float, float, float] | None]) -> str
 # --------------------------------------------------------------------------- both cores, one run per config
 
 
+#: How much lower the training workers' CPU priority is than the server's (see :func:`trainer`).
+TRAIN_NICE = 19
+
+
 @st.cache_resource(show_spinner=False)
 def trainer() -> TrainPool:
     """The process pool shared by every session (two workers: the server's two cores).
@@ -1083,8 +1087,22 @@ def trainer() -> TrainPool:
     Its runs leave out ``test_acc_batch_stats`` (the test set in training mode): this chapter
     never shows it (chapter 4 does, from its own runs), and it cost an extra pass over the
     test set at each of a run's 21 evaluations.
+
+    The workers run at nice 19, the lowest CPU priority (``TRAIN_NICE``), requested runs
+    included: the server's one event loop answers every student, and on two cores training
+    competed with it as an equal. In ``benchmarks/bench_classroom.py`` the chapter-3
+    neighbours that one student's visit queued were still training while the class moved
+    chapter 1's slider in lockstep: those moves took p95 632 ms with the workers at the
+    server's priority (354 ms with prefetching off), 395 ms at nice 10, and with chapter 1's
+    reruns in turn (``ui.page.in_turn``) 230-275 ms at nice 10 against 175-225 ms at nice 19
+    (three runs each); the class's chapter-3 picks went from p95 1.83 s to 1.21-1.32 s
+    (probably because the server, no longer sharing its core with training, draws finished
+    runs sooner). A student's own requested run slows down while the server is busy with
+    others.
     """
-    return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")), test_batch_stats=False)
+    return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")), test_batch_stats=False,
+                     nice=TRAIN_NICE)
+
 
 
 def lr_neighbours(config: TrainConfig) -> list[TrainConfig]:

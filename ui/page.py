@@ -344,21 +344,25 @@ RECONNECT_WATCH_EVERY = datetime.timedelta(days=1)
 
 @st.fragment(run_every=RECONNECT_WATCH_EVERY)
 def _reconnect_watch() -> None:
-    """Draws nothing (see :func:`rerun_when_reconnected`); its timed reruns cost nothing."""
+    """Draws nothing (see :func:`rerun_when_reconnected`); its timed reruns cost almost nothing."""
 
 
 def rerun_when_reconnected() -> None:
     """Make the browser rerun the whole page whenever its connection to the server comes back.
 
-    For a page with an ``st.fragment``. Streamlit 1.67's browser reruns the page after a
-    reconnect only if its last run was a fragment's or if the page has a fragment on a timer
-    (``handleConnectionStateChanged`` in its frontend). Otherwise a browser that reconnects to
-    a *new* session (the server restarted, or its replica stopped and the proxy sent it to
-    another) keeps the old page, and a widget drawn inside a fragment then moves without
-    effect: the new session has never run that fragment and drops its reruns. Chapter 1's
-    step-size slider would show a value the page does not use. This draws an empty fragment
-    on a one-day timer, so every reconnect reruns the page (one full run per reconnect;
-    ``tests/browser/test_deploy_failover.py`` checks the slider right after a failover).
+    For a page with an ``st.fragment`` (chapter 1). Streamlit 1.67's browser reruns the page
+    after a reconnect only if a run was in progress or requested, if its last run was a
+    fragment's, or if the page has a fragment on a timer (``handleConnectionStateChanged`` in
+    its frontend). Otherwise a browser that reconnects to a *new* session (the server
+    restarted, or its replica stopped and the proxy sent it to another) keeps the old page,
+    and a widget drawn inside a fragment then moves without effect: the new session has
+    never run that fragment and drops its reruns. Chapter 1's step-size slider would show a
+    value the page does not use. This draws an empty fragment on a one-day timer, so every
+    reconnect reruns the page: one full run per reconnect, also when the browser comes back
+    to its own session (a laptop waking up). Call it early in the page: the browser forgets
+    the timer at the start of every full run and learns it again only when the run gets here.
+    ``tests/browser/test_deploy_failover.py`` moves the slider right after a failover and
+    right after a restart.
     """
     _reconnect_watch()
 
@@ -370,24 +374,29 @@ TURN_WAIT_S = 1.0
 
 
 @contextlib.contextmanager
-def in_turn(wait_s: float = TURN_WAIT_S):
+def in_turn(wait_s: float | None = None):
     """Run what follows while no other session of this server process runs under ``in_turn``.
 
     Streamlit runs each session's script in its own thread of one Python process, and the
-    process runs Python in one thread at a time. Thirty slider moves that arrive together
-    were interleaved, so every student's reply was complete only when nearly all were:
-    chapter 1's fastest of 30 took about 150 ms, the median about 190 ms. Taken in turn, the
-    first is answered in about 10 ms and the others follow one after another (the median
-    about halves; ``benchmarks/bench_classroom.py``, 30 simulated students).
+    process runs Python in one thread at a time. Thirty of chapter 1's step-size reruns that
+    arrive together were interleaved, so every student's reply was complete only when nearly
+    all were. In turn, their fragment code runs one session after another (Streamlit's own
+    per-run work around it still interleaves). Measured with 30 simulated students moving at
+    once (``benchmarks/st_client.py`` from a /tmp script, load 0.1-0.7, five runs each): median
+    reply 179-229 ms before, 85-136 ms in turn; fastest reply 132-170 ms before, 7-11 ms in
+    turn (in the four in-turn runs that printed it). In
+    ``benchmarks/bench_classroom.py`` the lockstep moves went from p50 302 / p95 395 ms to
+    p50 201 / p95 275 ms.
 
-    A session waits at most ``wait_s`` seconds for its turn and then goes ahead anyway
-    (interleaved, as without the turn), so a slow turn (chapter 1's largest settings on a
-    500-row upload compute for ~3 s) delays the others by at most that; a burst of a class's
-    fast reruns (~10 ms each) is over well before. An exception inside (a newer slider
-    move interrupting the rerun) ends the turn. Yields whether this session got its turn.
-    Also a decorator: ``@in_turn()``.
+    A session waits at most ``wait_s`` seconds (default :data:`TURN_WAIT_S`) for its turn
+    and then goes ahead anyway (interleaved, as without the turn), so a slow turn (chapter
+    1's largest settings on a 500-row upload compute for ~3 s) delays the others by at most
+    that; a burst of a class's fast reruns (~10 ms each) is over well before. A rerun that a
+    newer slider move interrupts while it waits still waits for its turn, then stops at its
+    first Streamlit call; the newer rerun queues again. An exception inside ends the turn.
+    Yields whether this session got its turn. Also a decorator, below ``@st.fragment``.
     """
-    got = _TURN.acquire(timeout=wait_s)
+    got = _TURN.acquire(timeout=TURN_WAIT_S if wait_s is None else wait_s)
     try:
         yield got
     finally:
