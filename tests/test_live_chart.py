@@ -63,3 +63,40 @@ def test_spec_json_reads_what_was_sent():
     spec = {"data": [{"y": [1, 2]}], "layout": {}}
     assert live_chart.spec_of(Proto(raw=json.dumps(spec).encode())) == spec
     assert live_chart.spec_of(Proto(text=json.dumps(spec))) == spec
+
+
+def test_figure_json_is_what_plotly_io_to_json_makes_of_the_figure():
+    import datetime
+
+    import numpy as np
+    import plotly.io as pio
+
+    specs = [
+        {"data": [{"x": np.arange(4), "y": [1.0, float("nan"), float("inf"), None],
+                   "z": np.ones((2, 3), dtype=np.float32), "name": "a </script> κ"}],
+         "layout": {"title": {"text": "<b>T</b>"}, 1: "non-str key"}, "frames": [{"data": [{"x": [0.5]}]}]},
+        {"data": [{"x": [datetime.date(2026, 12, 1)], "y": [np.float64(2.5)]}], "layout": {}},
+    ]
+    for spec in specs:
+        assert json.loads(live_chart.figure_json(spec)) == json.loads(pio.to_json(spec, validate=False))
+
+
+def test_every_chart_of_every_chapter_serializes_as_plotly_io_would(monkeypatch):
+    import plotly.io as pio
+
+    from tests.apptest import open_page
+    from ui import course
+
+    compared, original = [], live_chart.figure_json
+
+    def checked(spec):
+        out = original(spec)
+        assert json.loads(out) == json.loads(pio.to_json(spec, validate=False))
+        compared.append(1)
+        return out
+
+    monkeypatch.setattr(live_chart, "figure_json", checked)
+    for ch in course.chapters():
+        at = open_page(ch.file)
+        assert not at.exception, ch
+    assert len(compared) >= 10
