@@ -154,7 +154,7 @@ boxes["download"] = st.container()
 
 
 @st.fragment
-@page.in_turn()  # thirty students moving at once are answered one after another
+@page.in_turn()  # thirty students moving at once take turns instead of all waiting for all
 def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None:
     """The step-size slider (into its sidebar place) and everything that depends on the step.
 

@@ -384,9 +384,8 @@ def in_turn(wait_s: float | None = None):
     per-run work around it still interleaves). Measured with 30 simulated students moving at
     once (``benchmarks/st_client.py`` from a /tmp script, load 0.1-0.7, five runs each): median
     reply 179-229 ms before, 85-136 ms in turn; fastest reply 132-170 ms before, 7-11 ms in
-    turn (in the four in-turn runs that printed it). In
-    ``benchmarks/bench_classroom.py`` the lockstep moves went from p50 302 / p95 395 ms to
-    p50 201 / p95 275 ms.
+    turn (in the four in-turn runs that printed it). In ``benchmarks/bench_classroom.py`` the
+    lockstep moves went from p50 302 / p95 395 ms to p50 201 / p95 275 ms.
 
     A session waits at most ``wait_s`` seconds (default :data:`TURN_WAIT_S`) for its turn
     and then goes ahead anyway (interleaved, as without the turn), so a slow turn (chapter
