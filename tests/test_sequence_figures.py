@@ -258,3 +258,19 @@ def test_unrolled_diagram_in_lecture_mode_keeps_its_box_labels_inside_the_boxes(
     base = page.FONT[True][0]
     plot_h = layout["height"] - layout["margin"].get("t", 100) - layout["margin"]["b"]
     assert -layout["legend"]["y"] * plot_h >= 2.5 * base  # below the (tick-less) axis title
+
+
+def test_two_panel_figures_get_a_wider_gap_and_centred_panel_titles_in_lecture_mode():
+    from ui import page
+
+    fig = sf.fig_running_means(None, None, 8)
+    normal, big = page.lecture_spec(fig.to_plotly_json(), False), page.lecture_spec(fig.to_plotly_json(), True)
+    for spec, gap in ((normal, sf.PANEL_GAP), (big, sf.LECTURE_PANEL_GAP)):
+        left, right = spec["layout"]["xaxis"]["domain"], spec["layout"]["xaxis2"]["domain"]
+        assert right[0] - left[1] == pytest.approx(gap) and left[0] == 0 and right[1] == 1
+        titles = {a["text"]: a["x"] for a in spec["layout"]["annotations"] if a.get("xref") == "paper"
+                  and a["text"].startswith(("Sequential", "Loudest"))}
+        assert sorted(titles.values()) == pytest.approx([sum(left) / 2, sum(right) / 2])
+    # the notes inside the panels ("no batch-norm statistics") stay where they were
+    notes = [a for a in big["layout"]["annotations"] if "no batch-norm" in a["text"]]
+    assert len(notes) == 2 and {a["xref"] for a in notes} == {"x domain", "x2 domain"}

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bn_core.recurrent import RNNConfig, RNNResult
-from ui.theme import CYCLE, OKABE_ITO, style_figure
+from ui.theme import CYCLE, LECTURE_LAYOUT, OKABE_ITO, style_figure
 
 NORM_ORDER = ("none", "bn", "ln")
 NORM_LABEL = {"none": "no normalization", "bn": "BN per time step", "ln": "LayerNorm"}
@@ -97,15 +97,42 @@ def _readable(fig: go.Figure) -> go.Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- two panels
+
+#: The gap between two side-by-side panels, as a fraction of the figure's width: as drawn, and
+#: in lecture mode, where the right panel's enlarged y-axis title ran into the left panel's
+#: tick labels and the two panel titles touched (1280 x 720, ``?lecture=1``).
+PANEL_GAP, LECTURE_PANEL_GAP = 0.09, 0.16
+
+
+def _two_panels(left: str, right: str) -> go.Figure:
+    return make_subplots(rows=1, cols=2, horizontal_spacing=PANEL_GAP, subplot_titles=(left, right))
+
+
+def _lecture_gap(fig: go.Figure) -> go.Figure:
+    """Give a two-panel figure the wider :data:`LECTURE_PANEL_GAP` in lecture mode.
+
+    Call last: the lecture layout carries the panels' domains and the whole annotation list
+    with the panel titles moved to the new panel centres (a list is replaced, not merged).
+    """
+    w = (1 - LECTURE_PANEL_GAP) / 2
+    old = {round((1 - PANEL_GAP) / 4, 6): w / 2, round(1 - (1 - PANEL_GAP) / 4, 6): 1 - w / 2}
+    annotations = [a.to_plotly_json() for a in fig.layout.annotations]
+    for a in annotations:  # the panel titles: paper-positioned at the old panel centres
+        if a.get("xref") == "paper" and round(a.get("x", -1), 6) in old:
+            a["x"] = old[round(a["x"], 6)]
+    fig.update_layout(meta={**(fig.layout.meta or {}), LECTURE_LAYOUT: {
+        "xaxis": {"domain": [0.0, w]}, "xaxis2": {"domain": [1 - w, 1.0]}, "annotations": annotations}})
+    return fig
+
+
 # --------------------------------------------------------------------------- main chart
 
 
 def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
     """Left: sequential-digits test accuracy vs step. Right: accuracy vs test length (1..3T)."""
     T = cmp.train_length
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=(
-        "Sequential digits (T = 8 rows), while training",
-        f"Loudest channel, trained on length T = {T}"))
+    fig = _two_panels("Sequential digits (T = 8 rows), while training", f"Loudest channel, trained on length T = {T}")
     for norm in NORM_ORDER:
         res = cmp.digits.get(norm)
         if res is not None:
@@ -147,7 +174,7 @@ def fig_comparison(cmp: Comparison, height: int = 400) -> go.Figure:
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="test accuracy (fraction)", range=[0, 1.02], row=1, col=2)
     fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
-    return _readable(fig)
+    return _lecture_gap(_readable(fig))
 
 
 # --------------------------------------------------------------------------- unrolled diagram
@@ -271,8 +298,7 @@ def running_mean_series(res: RNNResult, test_length: int | None = None) -> dict:
 def fig_running_means(digits_bn: RNNResult | None, length_bn: RNNResult | None, T: int,
                       height: int = 380) -> go.Figure:
     """Per-step running means of BN's statistics (units 1-4) against the time step."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=(
-        "Sequential digits: running mean per row", f"Loudest channel: per step, tested up to {3 * T}"))
+    fig = _two_panels("Sequential digits: running mean per row", f"Loudest channel: per step, tested up to {3 * T}")
     for col, res, L in ((1, digits_bn, None), (2, length_bn, 3 * T)):
         if res is None or np.asarray(res.history["running_mean"]).size == 0:
             _note(fig, "no batch-norm statistics<br>(BN did not train here)", 0.5, 0.5,
@@ -308,7 +334,7 @@ def fig_running_means(digits_bn: RNNResult | None, length_bn: RNNResult | None, 
     fig.update_yaxes(title_text="running mean of a<sub>t</sub> (units of a<sub>t</sub>)", row=1, col=1)
     fig.update_yaxes(title_text="running mean of a<sub>t</sub>", row=1, col=2)
     fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
-    return _readable(fig)
+    return _lecture_gap(_readable(fig))
 
 
 def fig_step_spread(cmp: Comparison, height: int = 360) -> go.Figure:
@@ -318,8 +344,7 @@ def fig_step_spread(cmp: Comparison, height: int = 360) -> go.Figure:
     the units (evaluation mode, the last record of each run): left the digits, right the
     loudest-channel task at its training length.
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09, subplot_titles=(
-        "Sequential digits", f"Loudest channel (T = {cmp.train_length})"))
+    fig = _two_panels("Sequential digits", f"Loudest channel (T = {cmp.train_length})")
     for col, results in ((1, cmp.digits), (2, cmp.length)):
         for norm in NORM_ORDER:
             res = results.get(norm)
@@ -338,7 +363,7 @@ def fig_step_spread(cmp: Comparison, height: int = 360) -> go.Figure:
     fig.update_yaxes(title_text="std of a<sub>t</sub> over test sequences", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_layout(legend={"y": -0.3}, margin={"t": 70, "b": 115})
-    return _readable(fig)
+    return _lecture_gap(_readable(fig))
 
 
 # --------------------------------------------------------------------------- variable lengths
