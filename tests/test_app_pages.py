@@ -2,13 +2,16 @@
 defaults, without an exception, and draws only finite, titled charts."""
 
 import base64
+import json
 import math
 from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 
 from tests.apptest import HOME, TITLES, chart_specs, open_page
+from ui import live_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,12 +54,23 @@ def test_non_finite_values_are_found_in_lists_and_typed_arrays():
 
 
 @pytest.mark.parametrize("page", routed_pages())
-def test_page_runs_with_defaults(page):
+def test_page_runs_with_defaults(page, monkeypatch):
+    serialized = []  # and every chart's JSON parses to what plotly.io.to_json makes of its figure
+    fast = live_chart.figure_json
+
+    def checked(spec):
+        out = fast(spec)
+        assert json.loads(out) == json.loads(pio.to_json(spec, validate=False))
+        serialized.append(len(out))
+        return out
+
+    monkeypatch.setattr(live_chart, "figure_json", checked)
     at = open_page(page, timeout=180)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title and at.title[0].value == TITLES[page], f"{page} did not open (title {at.title})"
     specs = chart_specs(at)
     assert specs or page == HOME, f"{page} draws no chart"
+    assert len(serialized) >= len(specs)
     for spec in specs:
         bad = non_finite_values(spec)
         assert not bad, f"non-finite values in a chart of {page}: {bad[:5]}"

@@ -28,6 +28,7 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import weakref
 from pathlib import Path
@@ -82,9 +83,12 @@ export default function (component) {
     box.setAttribute("data-testid", "stLiveChart");
     parentElement.appendChild(box);
   }
-  if (!data) return;
+  // Streamlit keeps the cleanup that the latest call returned and runs it when the element
+  // goes away: every exit returns it, so a rerun that sends the same figure keeps it too.
+  const cleanup = () => { if (window.Plotly) window.Plotly.purge(box); };
+  if (!data) return cleanup;
   const text = typeof data === "string" ? data : decoder.decode(data);
-  if (box.__bnText === text) return;  // the same figure again: nothing to redraw
+  if (box.__bnText === text) return cleanup;  // the same figure again: nothing to redraw
   box.__bnText = text;
   const fig = JSON.parse(text);
   box.style.minHeight = ((fig.layout && fig.layout.height) || 450) + "px";  // no jump while plotly.js loads
@@ -122,7 +126,7 @@ export default function (component) {
       });
     }
   }).catch(err => { box.textContent = "This chart could not be drawn: " + err.message; });
-  return () => { if (window.Plotly) window.Plotly.purge(box); };
+  return cleanup;
 }
 """.replace("@ROUTE@", ASSET_ROUTE)
 
@@ -174,11 +178,8 @@ def live_chart(spec: dict, *, key: str, where=None) -> None:
     """Draw ``spec`` (``{"data", "layout", "frames"}``) as a chart that updates in place."""
     _serve_plotly_js()
     payload = figure_json(spec)
-    if where is None:
+    with contextlib.nullcontext() if where is None else where:
         _component(key=key, data=payload, height="content")
-    else:
-        with where:
-            _component(key=key, data=payload, height="content")
 
 
 def spec_json(element_proto) -> str:
