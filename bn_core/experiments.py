@@ -540,8 +540,8 @@ def gaussian_bands(pop_mean: float, pop_var: float, batch_sizes: Sequence[int]) 
     :math:`q_+ = \Phi(1)` (15.87 % and 84.13 %), so they hold :data:`BAND_LEVEL` of the values:
 
     .. math::
-        \mu \mp rac{\sigma}{\sqrt m},\qquad
-        rac{\sigma^2}{m}\,\chi^2_{m-1}(q_\mp)
+        \mu \mp \frac{\sigma}{\sqrt m},\qquad
+        \frac{\sigma^2}{m}\,\chi^2_{m-1}(q_\mp)
 
     The variance interval is positive for every ``m >= 2`` and asymmetric (the chi-square is
     skewed to the right); it is not centred on :math:`E[\sigma^2_B] = (m-1)/m\,\sigma^2`.

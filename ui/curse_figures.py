@@ -21,7 +21,7 @@ sweep (small batches, train vs inference)
 stats (noisy batch statistics)
     ``"batch_sizes"`` int (B,); ``"means"``, ``"vars"`` float (B, K): the batch mean and the
     biased batch variance of one unit over K mini-batches per size; ``"pop_mean"``,
-    ``"pop_var"`` floats; ``"se_mean"`` (B,) = sigma / sqrt(m); ``"mean_band_lo"``,
+    ``"pop_var"`` floats; ``"mean_band_lo"``,
     ``"mean_band_hi"``, ``"var_band_lo"``, ``"var_band_hi"`` (B,): the exact central
     ``"band_level"`` (68.27 %) intervals for Gaussian data, ``pop_mean -+ sigma / sqrt(m)`` and
     ``pop_var * chi2.ppf(q, m - 1) / m`` at q = 15.87 % and 84.13 %
@@ -53,6 +53,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from bn_core.experiments import BAND_LEVEL
 from ui.theme import LECTURE_LAYOUT, OKABE_ITO, SEQUENTIAL, style_figure
 
 #: The norms of this chapter, in legend order, with their house style.
@@ -259,7 +260,7 @@ def fig_batch_stats(stats: Mapping, current_batch: int | None = None, height: in
     sizes = np.asarray(stats.get("batch_sizes", []), dtype=int)
     labels = [str(int(m)) for m in sizes]
     box_colour = OKABE_ITO["blue"]
-    level = float(stats.get("band_level", 0.6827))
+    level = float(stats.get("band_level", BAND_LEVEL))
     for col, key, pop_key, band in ((1, "means", "pop_mean", "mean"), (2, "vars", "pop_var", "var")):
         values = np.asarray(stats.get(key, np.zeros((0, 0))), dtype=float)
         for i, m in enumerate(labels):
