@@ -135,9 +135,7 @@ with page.more("The formulas behind the table"):
 st.subheader("Stability map: learning rate × batch size")
 map_args = (cfg.data_key, cfg.seed, cfg.variants, cfg.mode, cfg.epochs, cfg.optimizer, *cfg.hyper)
 if cfg.show_map:
-    if st.session_state.get("_c1_map_args") != map_args:  # new settings: sweep rows with a progress bar
-        vs.stability(*map_args)
-        st.session_state["_c1_map_args"] = map_args
+    vs.sweep_stability(*map_args)  # a progress bar the first time this process sweeps these settings
     boxes["map"] = st.container()
     stab, stab_fig = vs.stability_figure(*map_args)
     page.see(vs.describe_stability(stab, stab_fig.spec))

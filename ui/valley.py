@@ -392,31 +392,30 @@ def map_batch_sizes(data: tuple) -> np.ndarray:
     return R.default_batch_sizes(data_facts(data).n)
 
 
-def stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
-              mom: float, beta1: float, beta2: float) -> R.StabilityMap:
-    """The stability map (40 step sizes x up to 8 batch sizes), row by row with a progress bar.
+def sweep_stability(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
+                    mom: float, beta1: float, beta2: float) -> None:
+    """Compute the stability map's rows (40 step sizes x up to 8 batch sizes) with a progress bar.
 
     Each row is cached; the progress bar lives outside the cached functions, so a cache hit
     replays nothing (an element created inside a cached function is replayed on every hit).
-    A map this process has swept already is read without a progress bar (its rows are cache
-    hits; a row evicted since is recomputed without one): a class opening the same link does
-    not each get eight progress messages for a map that takes no time.
+    A map this process has swept already returns at once (its rows are cache hits for
+    :func:`stability_figure`; a row evicted since is recomputed there, without a bar): a class
+    opening the same link does not each get eight progress messages for a map that takes no
+    time.
     """
-    sizes = map_batch_sizes(data)
     args = (data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2)
     if args in _SWEPT:
-        return R.concat_stability_maps([stability_row(*args, int(b)) for b in sizes])
+        return
+    sizes = map_batch_sizes(data)
     bar = st.progress(0.0, text="Sweeping 40 step sizes × batch sizes for every variant…")
-    rows = []
     for i, b in enumerate(sizes):
-        rows.append(stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b)))
+        stability_row(*args, int(b))
         bar.progress((i + 1) / len(sizes), text=f"Swept batch size {int(b)} ({i + 1}/{len(sizes)})")
     bar.empty()
     with _SWEPT_LOCK:
         _SWEPT[args] = True
         while len(_SWEPT) > _SWEPT_MAX:
             _SWEPT.pop(next(iter(_SWEPT)))
-    return R.concat_stability_maps(rows)
 
 
 #: Maps swept by this process (insertion-ordered, oldest dropped first): at most as many as
@@ -431,7 +430,7 @@ def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs:
                      mom: float, beta1: float, beta2: float):
     """The stability map's figure (without the current-setting star; see ``with_current_setting``).
 
-    Call :func:`stability` first in the same run: its rows are then cache hits here.
+    Call :func:`sweep_stability` first in the same run: its rows are then cache hits here.
     """
     rows = [stability_row(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2, int(b))
             for b in map_batch_sizes(data)]
