@@ -37,8 +37,8 @@ EXPECTED = {
     "server.disconnectedSessionTTL": 3600,  # a sleeping laptop comes back to its own session
     "server.headless": True,
     "browser.gatherUsageStats": False,  # nothing sent out at run time
-    "runner.postScriptGC": False,
-    "runner.magicEnabled": False,  # no syntax-tree rewrite when Streamlit recompiles the pages  # ui/memory.py keeps full collections off the rerun path
+    "runner.postScriptGC": False,  # ui/memory.py keeps full collections off the rerun path
+    "runner.magicEnabled": False,  # no syntax-tree rewrite when Streamlit recompiles the pages
 }
 
 

@@ -120,9 +120,12 @@ def test_lecture_spec_uses_the_figures_own_lecture_settings_and_makes_room_below
     normal = page.lecture_spec(spec, False)["layout"]
     assert normal["title"]["text"] == "raw: loss landscape and path" and "nticks" not in normal["xaxis"]
     assert normal["height"] == 500 and normal["updatemenus"][0]["y"] == -0.22
+    assert "meta" not in normal  # the lecture-only settings stay on the server
 
     big = page.lecture_spec(spec, True)["layout"]
-    assert big["title"]["text"] == "raw"
+    assert big["title"]["text"] == "raw" and "meta" not in big
+    kept = page.lecture_spec({"data": [], "layout": {"meta": {"other": 1, LECTURE_TITLE: "t"}}}, True)
+    assert kept["layout"]["meta"] == {"other": 1}
     assert big["xaxis"] == {"range": [0, 1], "nticks": 4, "tickfont": big["xaxis"]["tickfont"]}
     grown = big["height"] - 500
     assert grown > 0 and big["margin"]["b"] == 190 + grown  # the plot keeps its 246 px

@@ -255,14 +255,17 @@ def lecture_spec(spec: dict, big: bool) -> dict:
     """
     base, title_size = FONT[big]
     layout = dict(spec.get("layout", {}))
+    meta = layout.pop("meta", None) or {}
+    if rest := {k: v for k, v in meta.items() if k not in (LECTURE_TITLE, LECTURE_LAYOUT)}:
+        layout["meta"] = rest  # the lecture-only settings are read here, not sent to the browser
     if big:  # the figure's own lecture-mode settings (see ui.theme.LECTURE_LAYOUT)
-        for k, v in ((layout.get("meta") or {}).get(LECTURE_LAYOUT) or {}).items():
+        for k, v in (meta.get(LECTURE_LAYOUT) or {}).items():
             layout[k] = {**layout[k], **v} if isinstance(v, dict) and isinstance(layout.get(k), dict) else v
     layout["font"] = {**layout.get("font", {}), "size": base, "color": TEXT_COLOR, "family": FONT_FAMILY}
     title = layout.get("title")
     if isinstance(title, dict):
         layout["title"] = {**title, "font": {**title.get("font", {}), "size": title_size, "weight": 600}}
-        short = (layout.get("meta") or {}).get(LECTURE_TITLE) if big else None
+        short = meta.get(LECTURE_TITLE) if big else None
         if short:
             layout["title"]["text"] = short
     if big:
