@@ -18,7 +18,7 @@ processes (started with ``spawn``: never ``fork`` a threaded server) and keeps o
 Pure Python and NumPy (no Streamlit): usable from a notebook too::
 
     pool = TrainPool(workers=2)
-    plain, bn = (f.result() for f in pool.submit_many([cfg, replace(cfg, norm="bn_before")]))
+    bn, plain = (f.result() for f in pool.submit_many([replace(cfg, norm="bn_before"), cfg]))
 """
 
 from __future__ import annotations
@@ -251,9 +251,11 @@ class TrainPool:
         if self.workers > 0:
             try:
                 context = multiprocessing.get_context("spawn")
-                # at most `workers` prefetch runs run at once, plus as many being stopped
-                self._stop = context.RawArray("b", 2 * self.workers)
-                self._free_slots = list(range(2 * self.workers))
+                # one stop flag per worker: a prefetch run holds its slot until it has ended
+                # (stopped or not), and one starts only while fewer than `workers` runs are
+                # in flight, so at most `workers` hold a slot at once
+                self._stop = context.RawArray("b", self.workers)
+                self._free_slots = list(range(self.workers))
                 self._executor = self._new_executor()
             except (OSError, ValueError, NotImplementedError):  # pragma: no cover - no processes here
                 self._executor = None
@@ -275,9 +277,9 @@ class TrainPool:
     def _start(self, config: TrainConfig, prefetch: bool = False) -> Future:
         """Submit ``config`` (lock held) and remember its future.
 
-        A prefetch run gets a stop slot (none free: it runs unstoppable, which only happens
-        if stopped runs are slow to end); a requested run may stop a prefetch run for its
-        worker (see the class notes).
+        A prefetch run gets a stop slot (there is always one: see ``__init__``; without one
+        it would run unstoppable); a requested run may stop a prefetch run for its worker
+        (see the class notes).
         """
         if self._executor is None:
             future: Future = Future()

@@ -223,12 +223,12 @@ def test_prefetch_keeps_earlier_calls_first_and_drops_the_oldest_beyond_its_boun
     assert list(p._prefetch) == [b, c, d, e]
 
 
-def test_workers_keep_freed_memory_on_glibc():
-    """The worker initializer's allocator setting (see keep_freed_memory) takes effect here."""
+def test_workers_keep_freed_memory_on_glibc(pool):
+    """The allocator setting the worker initializer makes (keep_freed_memory) is accepted in a worker."""
     import platform
 
     from bn_core.parallel import keep_freed_memory
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
-    assert keep_freed_memory() is True
+    assert pool._executor.submit(keep_freed_memory).result(timeout=60) is True

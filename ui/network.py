@@ -1090,19 +1090,13 @@ def trainer() -> TrainPool:
 
     The workers run at nice 19, the lowest CPU priority (``TRAIN_NICE``), requested runs
     included: the server's one event loop answers every student, and on two cores training
-    competed with it as an equal. In ``benchmarks/bench_classroom.py`` the chapter-3
-    neighbours that one student's visit queued were still training while the class moved
-    chapter 1's slider in lockstep: those moves took p95 632 ms with the workers at the
-    server's priority (354 ms with prefetching off), 395 ms at nice 10, and with chapter 1's
-    reruns in turn (``ui.page.in_turn``) 230-275 ms at nice 10 (three runs) against 175-263 ms
-    at nice 19 (seven runs, median 209 ms); the class's chapter-3 picks went from p95 1.83 s
-    to 1.17-1.49 s (probably because the server, no longer sharing its core with training,
-    draws finished runs sooner). A student's own requested run slows down while the server
-    is busy with others.
+    competed with it as an equal. Prefetch runs that one chapter-3 visit queued were still
+    training while a class moved chapter 1's slider, and slowed those moves about twofold
+    (``benchmarks/bench_classroom.py``; the figures are in the README's "A class at once").
+    A student's own requested run slows down while the server is busy with others.
     """
     return TrainPool(workers=int(os.environ.get("BN_LAB_TRAIN_WORKERS", "2")), test_batch_stats=False,
                      nice=TRAIN_NICE)
-
 
 
 def lr_neighbours(config: TrainConfig) -> list[TrainConfig]:
