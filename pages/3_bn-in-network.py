@@ -76,7 +76,7 @@ if trained:
     deep = nc.deep_plan(cfg)
     grads = nc.init_grad_norms(deep)  # empty (and a note) when they cannot be computed
     page.chart(net.grad_norms_init_chart(deep.at_init, deep.norms, grads), key="c3_fig_ginit")
-    page.see(net.describe_grad_init(nc.by_arm(grads, deep.norms)))
+    page.see(net.describe_grad_init(net.by_arm(grads, deep.norms)))
     with page.more("Why gradients vanish, and what to try"):
         st.markdown(nc.PROSE["gradients_more"])
         st.latex(nc.CHAIN_LATEX)

@@ -724,6 +724,17 @@ def grad_norms_training_chart(results: Mapping[str, TrainResult]) -> FigureSpec:
     return _cached_figure("grad_train", runs_key(results), lambda: fig_grad_norms_training(arms_of(results)))
 
 
+def arm_norms(batch_size: int, placement: str) -> tuple[str, ...]:
+    """The norm of each arm, in the order of :data:`ARMS`: the plain one alone on a batch of one,
+    where batch normalization cannot train."""
+    return ("none", placement) if batch_size >= 2 else ("none",)
+
+
+def by_arm(values: Mapping, norms: tuple[str, ...]) -> dict:
+    """``{norm: value}`` as ``{arm: value}`` (``ARMS[i] -> norms[i]``), for the norms present."""
+    return {arm: values[n] for arm, n in zip(ARMS, norms, strict=False) if n in values}
+
+
 def grad_norms_init_chart(base: TrainConfig, norms: tuple[str, ...],
                           grad_norms: Mapping[str, np.ndarray]) -> FigureSpec:
     """:func:`fig_grad_norms_init` of ``grad_norms = init_grad_norms_cached(base, norms)``, cached.
@@ -731,9 +742,9 @@ def grad_norms_init_chart(base: TrainConfig, norms: tuple[str, ...],
     Cached under ``(base, norms)`` (the gradient norms are a deterministic function of them);
     arms get the norms in order (``ARMS[i] -> norms[i]``).
     """
-    by_arm = {arm: grad_norms[n] for arm, n in zip(ARMS, norms, strict=False) if n in grad_norms}
+    arms = by_arm(grad_norms, norms)
     return _cached_figure("grad_init", (base, norms),
-                          lambda: fig_grad_norms_init(by_arm, base.depth, base.activation))
+                          lambda: fig_grad_norms_init(arms, base.depth, base.activation))
 
 
 def sweep_chart(base: TrainConfig, field: str, values: tuple[float, ...], norms: tuple[str, ...],
@@ -818,7 +829,7 @@ def diverged_of(results: Mapping[str, TrainResult]) -> dict[str, int | None]:
 
 
 __all__: Sequence[str] = [
-    "ARMS", "ARM_LABEL", "finite_xy", "step_time_stats_ms", "final_value",
+    "ARMS", "ARM_LABEL", "arm_norms", "by_arm", "finite_xy", "step_time_stats_ms", "final_value",
     "fig_training_curves", "fig_activation_percentiles", "fig_sweep", "fig_grad_norms_init",
     "fig_grad_norms_training", "fig_generalization_gap", "fig_step_time", "histories_to_frames",
     "histories_csv", "runs_key", "training_curves_chart", "activation_percentiles_chart",

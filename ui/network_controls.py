@@ -254,7 +254,7 @@ def cost_guard(what: str, seconds: float, threshold: float, drivers: str, approv
 def may_train(cfg: Settings) -> bool:
     """:func:`cost_guard` for the main runs (both networks; the plain one alone on a batch of one)."""
     base = cfg.base
-    arms = 2 if base.batch_size >= 2 else 1  # BN cannot train on a batch of one
+    arms = len(net.arm_norms(base.batch_size, cfg.placement))
     return cost_guard("Training both networks", net.estimate_seconds(base, arms=arms), net.COST_THRESHOLD_S,
                       net.cost_drivers(base), APPROVED_TRAIN, (base, cfg.placement), "Train anyway")
 
@@ -354,7 +354,7 @@ def sweep_plan(cfg: Settings, results: dict) -> SweepPlan:
     else:
         caption = (f"Off: switch on *Run the robustness sweeps* in the sidebar ({runs} training runs of "
                    f"{sweep_steps} steps each{capped}{estimate}; cached afterwards).")
-    norms = ("none", cfg.placement) if base.batch_size >= 2 else ("none",)
+    norms = net.arm_norms(base.batch_size, cfg.placement)
     return SweepPlan(base=sweep_base, norms=norms, runs=runs, modelled=modelled, caption=caption)
 
 
@@ -399,7 +399,7 @@ def deep_plan(cfg: Settings) -> DeepPlan:
     deep_steps = min(base.steps, DEEP_MAX_STEPS)
     deep = replace(base, depth=cfg.deep_depth, activation=cfg.deep_activation, steps=deep_steps,
                    eval_every=max(1, deep_steps // RECORDS_PER_RUN))
-    norms = ("none", cfg.placement) if base.batch_size >= 2 else ("none",)  # BN needs a batch of 2+
+    norms = net.arm_norms(base.batch_size, cfg.placement)
     # The gradient at initialization does not depend on the learning rate, the steps or the
     # optimizer: one key for all of them, so moving the learning rate does not recompute it.
     at_init = replace(deep, lr=net.DEFAULT_LR, steps=1, eval_every=1, optimizer="sgd")
@@ -413,11 +413,6 @@ def init_grad_norms(plan: DeepPlan) -> dict:
     except ValueError as exc:
         st.info(f"Gradient norms cannot be computed with these settings: {exc}")
         return {}
-
-
-def by_arm(values: dict, norms: tuple[str, ...]) -> dict:
-    """``{norm: value}`` as ``{arm: value}`` (``ARMS[i] -> norms[i]``), for the norms present."""
-    return {arm: values[n] for arm, n in zip(net.ARMS, norms, strict=False) if n in values}
 
 
 def deep_may_train(cfg: Settings, plan: DeepPlan) -> bool:
