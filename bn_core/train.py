@@ -698,14 +698,13 @@ def train(
         "train_loss": rec_train_loss[:n_rec],
         "train_acc": rec_train_acc[:n_rec],
         "test_acc": rec_test_acc[:n_rec],
-        "test_acc_batch_stats": rec_test_acc_bs[:n_rec],
         "act_pct": rec_pct[:n_rec],
         "grad_norm": rec_grad[:n_rec],
         "batch_loss": batch_loss[:done],
         "step_time": step_time[:done],
     }
-    if not test_batch_stats:
-        del history["test_acc_batch_stats"]
+    if test_batch_stats:
+        history["test_acc_batch_stats"] = rec_test_acc_bs[:n_rec]
     if renorm:
         history["brn_r"] = rec_r[:done]
         history["brn_d"] = rec_d[:done]
