@@ -651,12 +651,12 @@ def describe_batch_stats(rec: Mapping) -> str:
         text += (f", and with this unit's measured kurtosis ({kurt:.2f}; 3 for Gaussian data) "
                  f"{100 * rk[lo]:.0f} % and {100 * rk[hi]:.0f} %")
     v_lo, v_hi = np.asarray(rec["var_band_lo"], dtype=float), np.asarray(rec["var_band_hi"], dtype=float)
+    inside = {key: [f"{100 * c:.0f} %" for c in band_coverage(rec, key)] for key in ("vars", "means")}
     text += (f". The dashed lines hold the central {100 * float(rec['band_level']):.0f} % of the values for "
              f"independent Gaussian draws; for the variance they run from {v_lo[lo]:.3g} to {v_hi[lo]:.3g} at batch "
              f"{sizes[lo]} and from {v_lo[hi]:.3g} to {v_hi[hi]:.3g} at batch {sizes[hi]}. This unit's batch "
-             f"variances fall inside them in {_pct_inside(rec, 'vars', lo)} and "
-             f"{_pct_inside(rec, 'vars', hi)} of the mini-batches, its batch means in "
-             f"{_pct_inside(rec, 'means', lo)} and {_pct_inside(rec, 'means', hi)}")
+             f"variances fall inside them in {inside['vars'][lo]} and {inside['vars'][hi]} of the "
+             f"mini-batches, its batch means in {inside['means'][lo]} and {inside['means'][hi]}")
     return text + "."
 
 
@@ -672,10 +672,6 @@ def band_coverage(rec: Mapping, key: str) -> np.ndarray:
     inside = finite & (values >= lo) & (values <= hi)
     with np.errstate(invalid="ignore", divide="ignore"):
         return inside.sum(axis=1) / finite.sum(axis=1)
-
-
-def _pct_inside(rec: Mapping, key: str, i: int) -> str:
-    return f"{100 * band_coverage(rec, key)[i]:.0f} %"
 
 
 def describe_train_vs_inference(rec: Mapping, momentum: Mapping | None) -> str:
