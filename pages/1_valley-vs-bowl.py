@@ -60,10 +60,9 @@ st.subheader("Loss landscapes and paths")
 cols = st.columns(min(len(variants), 2))
 for i, v in enumerate(variants):
     boxes[v] = cols[i % len(cols)].container()
-boxes["see_landscapes"] = st.container()
+boxes["under_landscapes"] = st.container()  # what to see, the run's settings, divergence notes
 if cfg.optimizer == "adam":  # below the landscapes, so the first screen still shows them
     st.info(vs.adam_note(cfg.data_key, cfg.mode))
-boxes["status"] = st.container()
 with page.more("What exactly is drawn, and the update rule"):
     st.markdown("Colours: log₁₀(L − L*), the loss above its least-squares minimum. Both axes use the same scale, "
                 "so a circle looks like a circle. ▶ *play* animates the path (its speed is under *Display* in the "
@@ -90,8 +89,7 @@ with page.more("The seed article's recipe: batch normalization in three steps"):
 
 # ---- convergence -------------------------------------------------------------------------
 st.subheader("Convergence")
-boxes["convergence"] = st.container()
-boxes["see_convergence"] = st.container()
+boxes["convergence"] = st.container()  # the chart and its "what to see" line
 with page.more("What is plotted, and steps to tolerance"):
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
@@ -167,10 +165,10 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 
     for v in variants:
         page.chart(vf.with_speed(views[v].figure, cfg.speed), key=f"c1_fig_{v}", where=boxes[v])
-    path_facts = {vf.VARIANT_LABELS[v]: vs.path_facts(cfg.data_key, v, results[v], views[v].figure.spec, tol)
-                  for v in variants}
-    page.see(vs.describe_landscapes(path_facts, tol), where=boxes["see_landscapes"])
-    with boxes["status"]:
+    path_facts = {vf.VARIANT_LABELS[v]: views[v].path_facts(cfg.data_key, v, tol) for v in variants}
+    # Few containers outside the fragment: Streamlit re-sends each one on every fragment rerun.
+    with boxes["under_landscapes"]:
+        page.see(vs.describe_landscapes(path_facts, tol))
         asked = (f" (**{cfg.batch_asked} asked for**, more than the n = {cfg.n} samples: full batch)"
                  if cfg.batch_asked > cfg.n else "")
         st.caption(f"{cfg.n} samples, batch size {batch}{asked}, {epochs} epochs → **{cfg.n_steps} steps for every "
@@ -185,9 +183,10 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
                          "step before.")
             for note in res.notes:
                 st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
-    page.chart(vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
-                                     epochs, opt, *hyper, tol), key="c1_fig_loss", where=boxes["convergence"])
-    page.see(vs.describe_convergence(results, tol), where=boxes["see_convergence"])
+    with boxes["convergence"]:
+        page.chart(vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
+                                         epochs, opt, *hyper, tol), key="c1_fig_loss")
+        page.see(vs.describe_convergence(results, tol))
     boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
     with boxes["coefficients"]:
@@ -195,8 +194,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
         st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
         if "batchnorm" in results:
             st.caption(vs.describe_bn_modes(vs.bn_modes_facts(cfg.data_key, results["batchnorm"])))
-    rows = {v: (views[v].cond, lrs[v], results[v], tol) for v in variants}
-    boxes["theory"].markdown(vs.markdown_table(vs.theory_table(rows)))
+    boxes["theory"].markdown(vs.markdown_table([views[v].theory_row(v, lrs[v], tol) for v in variants]))
     if "map" in boxes:
         current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
         map_fig = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper, current)

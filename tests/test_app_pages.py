@@ -12,6 +12,7 @@ import pytest
 
 from tests.apptest import HOME, TITLES, chart_specs, open_page
 from ui import live_chart
+from ui.theme import FigureSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,8 @@ def test_page_runs_with_defaults(page, monkeypatch):
         return out
 
     monkeypatch.setattr(live_chart, "figure_json", checked)
+    # Figures cached by earlier tests keep their JSON (FigureSpec.derived): make it anew here.
+    monkeypatch.setattr(FigureSpec, "derived", lambda self, key, make: make())
     at = open_page(page, timeout=180)
     assert not at.exception, [e.value for e in at.exception]
     assert at.title and at.title[0].value == TITLES[page], f"{page} did not open (title {at.title})"

@@ -73,3 +73,38 @@ def test_figure_json_is_what_plotly_io_to_json_makes_of_the_figure():
     ]
     for spec in specs:
         assert json.loads(live_chart.figure_json(spec)) == json.loads(pio.to_json(spec, validate=False))
+
+
+MEMO_SCRIPT = """
+import streamlit as st
+from ui import page
+from ui.theme import FigureSpec
+if "fig" not in st.session_state:  # one figure object for every run, as a cached figure is
+    st.session_state.fig = FigureSpec({"data": [{"type": "scatter", "y": [1.0, 2.0]}],
+                                       "layout": {"title": {"text": "kept"}, "xaxis": {}, "yaxis": {}}})
+st.session_state["lecture"] = st.toggle("big", key="big")
+page.chart(st.session_state.fig, key="once")
+page.chart(st.session_state.fig, key="twice")
+"""
+
+
+def test_a_figure_specs_json_is_made_once_per_mode_and_is_what_that_mode_sends(monkeypatch):
+    from ui import page
+
+    made = []
+    fast = live_chart.figure_json
+    monkeypatch.setattr(live_chart, "figure_json", lambda spec: made.append(spec) or fast(spec))
+    at = AppTest.from_string(MEMO_SCRIPT, default_timeout=30)
+    at.run()
+    assert not at.exception
+    fig = at.session_state.fig
+    assert len(made) == 1  # two charts of one figure: one serialization
+    small = [live_chart.spec_of(c.proto) for c in charts(at)]
+    assert small[0] == small[1] == json.loads(fast(page.lecture_spec(fig.spec, False)))
+    at.run()
+    assert len(made) == 1  # a rerun re-sends the kept JSON
+    at.toggle(key="big").set_value(True).run()
+    assert len(made) == 2
+    big = [live_chart.spec_of(c.proto) for c in charts(at)]
+    assert big[0] == json.loads(fast(page.lecture_spec(fig.spec, True))) != small[0]
+    assert big[0]["layout"]["font"]["size"] == page.FONT[True][0]

@@ -37,3 +37,25 @@ def test_changing_one_figures_template_changes_no_other_figure():
     second = style_figure(go.Figure(), "b", "x", "y")
     assert second.to_dict()["layout"]["template"] == pristine
     assert pio.templates[HOUSE_TEMPLATE].to_plotly_json() == pristine
+
+
+def test_a_figure_spec_computes_what_is_derived_from_it_once_per_key_and_not_into_a_copy():
+    import pickle
+
+    from ui.theme import FigureSpec
+
+    fig, calls = FigureSpec({"data": [], "layout": {"title": {"text": "t"}}}), []
+    make = lambda tag: (lambda: calls.append(tag) or f"value {tag}")  # noqa: E731
+    assert fig.derived(("a",), make("a")) == "value a"
+    assert fig.derived(("a",), make("a-again")) == "value a"  # kept: the second maker never runs
+    assert fig.derived(("b",), make("b")) == "value b"
+    assert calls == ["a", "b"]
+    other = FigureSpec(fig.spec)  # the same spec in another figure: nothing derived yet
+    assert other.derived(("a",), make("other")) == "value other"
+    copy = pickle.loads(pickle.dumps(fig))  # a cache_data copy carries the spec, not what was derived
+    assert copy.spec == fig.spec and copy.derived(("a",), make("copy")) == "value copy"
+    try:
+        fig.derived(("c",), lambda: 1 / 0)
+    except ZeroDivisionError:
+        pass
+    assert fig.derived(("c",), make("c")) == "value c"  # a failed maker keeps nothing

@@ -449,3 +449,31 @@ def test_experiment_batch_norm_training_vs_evaluation():
     assert facts["eval"] > 10 * facts["train"]
     assert facts["var_ratio"] == pytest.approx([100 / 99] * 2, rel=1e-3)
     assert any("running **variance**" in c.value for c in at.caption)
+
+
+def test_what_a_shared_view_keeps_is_what_the_functions_compute_for_its_run():
+    facts = vs.data_facts(SEED)
+    for variant in ("raw", "batchnorm"):
+        for frac, tol in ((0.5, 1e-6), (1.01, 1e-3)):
+            lr = vs.variant_lr(facts.conds[variant], "fraction", 0.0, frac)
+            view = vs.variant_view(SEED, 42, variant, lr, 10, 20, "gd", 0.9, 0.9, 0.999)
+            kept = view.path_facts(SEED, variant, tol)
+            assert kept == vs.path_facts(SEED, variant, view.result, view.figure.spec, tol)
+            assert view.path_facts(SEED, variant, tol) is kept  # computed once, then shared
+            row = view.theory_row(variant, lr, tol)
+            assert row == vs.theory_table({variant: (view.cond, lr, view.result, tol)})[0]
+            assert row["step used α"] == vs.fmt_num(lr) and row["measured steps"] == vs.measured_steps_text(
+                view.result, tol)
+        assert view.path_facts(SEED, variant, 1e-9) != view.path_facts(SEED, variant, 0.5)  # per tolerance
+
+
+def test_a_landscape_at_another_speed_is_one_shared_copy_with_only_the_play_button_changed():
+    fig = vs.variant_view(SEED, 42, "raw", 1e-5, 100, 100, "gd", 0.9, 0.9, 0.999).figure
+    fast, slow = vf.with_speed(fig, "fast"), vf.with_speed(fig, "slow")
+    assert vf.with_speed(fig, "fast") is fast and fast is not fig
+    durations = {}
+    for name, f in (("fast", fast), ("slow", slow)):
+        play = [b for m in f.spec["layout"]["updatemenus"] for b in m["buttons"] if b["label"] == "play"]
+        durations[name] = play[0]["args"][1]["frame"]["duration"]
+        assert f.spec["data"] is fig.spec["data"] and f.spec["frames"] is fig.spec["frames"]
+    assert durations == {"fast": vf.SPEEDS["fast"], "slow": vf.SPEEDS["slow"]}

@@ -174,10 +174,11 @@ def figure_json(spec: dict) -> bytes:
     return pio.to_json(spec, validate=False).encode()
 
 
-def live_chart(spec: dict, *, key: str, where=None) -> None:
-    """Draw ``spec`` (``{"data", "layout", "frames"}``) as a chart that updates in place."""
+def live_chart(spec: dict | bytes, *, key: str, where=None) -> None:
+    """Draw ``spec`` (``{"data", "layout", "frames"}``, or its :func:`figure_json`) as a chart
+    that updates in place."""
     _serve_plotly_js()
-    payload = figure_json(spec)
+    payload = spec if isinstance(spec, bytes) else figure_json(spec)
     with contextlib.nullcontext() if where is None else where:
         _component(key=key, data=payload, height="content")
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from ui import course, memory, state
-from ui.live_chart import live_chart
+from ui import live_chart as charts
 from ui.theme import LECTURE_LAYOUT, LECTURE_TITLE, FigureSpec
 
 #: The favicon: an emoji, which Streamlit turns into an inline SVG (a Material icon would be
@@ -413,6 +413,14 @@ def chart(fig, *, key: str, where=None) -> None:
     (default: the current one). The chart is a :func:`ui.live_chart.live_chart`, not an
     ``st.plotly_chart``: a new figure under the same ``key`` is redrawn with ``Plotly.react``
     instead of being rebuilt (see that module for why and what it costs).
+
+    A FigureSpec is read-only, so its JSON is made once per figure and mode and kept with it
+    (:meth:`ui.theme.FigureSpec.derived`): a class moving chapter 1's step size through the
+    slider's values serializes each cached figure once, not once per student and move.
     """
-    spec = fig.spec if isinstance(fig, FigureSpec) else fig.to_plotly_json()
-    return live_chart(lecture_spec(spec, lecture()), key=key, where=where)
+    big = lecture()
+    if isinstance(fig, FigureSpec):
+        payload = fig.derived(("json", big), lambda: charts.figure_json(lecture_spec(fig.spec, big)))
+    else:
+        payload = charts.figure_json(lecture_spec(fig.to_plotly_json(), big))
+    return charts.live_chart(payload, key=key, where=where)

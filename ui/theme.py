@@ -11,6 +11,9 @@ a ``go.Figure`` property by property cost up to ~100 ms per chart on every rerun
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import plotly.graph_objects as go
 
 OKABE_ITO = {
@@ -122,6 +125,10 @@ class FigureSpec(go.Figure):
     The ``go.Figure`` part is never used, so every instance shares the internals of one empty
     figure built once (initialising a ``go.Figure`` validates its layout: 1-3 ms per figure,
     on every rerun for the stability map's moving star). Treat a FigureSpec as read-only.
+
+    Because it is read-only, what is derived from it can be kept with it: :meth:`derived`
+    computes a value once per figure and key (its JSON for the browser, a copy at another
+    animation speed) and the value lives exactly as long as the figure does.
     """
 
     _blank_state: dict | None = None
@@ -133,6 +140,20 @@ class FigureSpec(go.Figure):
             FigureSpec._blank_state = dict(go.Figure(layout={"template": {}}).__dict__)
         self.__dict__.update(FigureSpec._blank_state)
         self._spec = spec
+        self._derived: dict = {}
+
+    def derived(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """``make()``, computed the first time ``key`` is asked of this figure, then kept with it.
+
+        ``make`` must depend only on the figure and ``key``. Sessions share cached figures, so
+        two threads may both compute a missing value; either result is the same (dict
+        assignment is atomic), so no lock is needed.
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+            return value
 
     @property
     def spec(self) -> dict:

@@ -12,7 +12,7 @@ import hashlib
 import io
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -138,11 +138,15 @@ def seed_dataset(seed: int, n: int, noise: float) -> RegressionData:
     return make_regression(seed, n, noise)
 
 
+#: :func:`seed_dataset` for the calls on every rerun (a cache_resource hit hashes its arguments).
+_seed_dataset_hit = per_rerun_cache(16)(seed_dataset)
+
+
 def dataset(data: tuple):
     """The data set behind a data key: ``("seed", seed, n, noise)``, ``("example",)`` or
     ``("upload", digest)`` (call :func:`register_upload` first in the same run)."""
     if data[0] == "seed":
-        return seed_dataset(int(data[1]), int(data[2]), float(data[3]))
+        return _seed_dataset_hit(int(data[1]), int(data[2]), float(data[3]))
     if data[0] == "example":
         return example_dataset()
     return uploaded_dataset(data[1], None)
@@ -360,6 +364,30 @@ class VariantView:
     cond: T.Conditioning
     result: R.RunResult
     figure: object
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _kept(self, key: tuple, make):
+        """``make()`` once per key, kept with this (cached, shared, read-only) view."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+            return value
+
+    def path_facts(self, data: tuple, variant: str, tol: float) -> dict:
+        """:func:`path_facts` of this view, computed once per tolerance and kept with the view.
+
+        Views are cached and shared by the sessions, so a class moving the step size through
+        the slider's values computes each view's facts once, not on every rerun. Treat the
+        returned dict as read-only.
+        """
+        return self._kept(("path_facts", data, variant, tol),
+                          lambda: path_facts(data, variant, self.result, self.figure.spec, tol))
+
+    def theory_row(self, variant: str, lr: float, tol: float) -> dict:
+        """:func:`theory_row` of this view's run (``lr``: the step it ran with), kept with the view."""
+        return self._kept(("theory_row", variant, lr, tol),
+                          lambda: theory_row(variant, self.cond, lr, self.result, tol))
 
 
 @per_rerun_cache(64)
@@ -509,30 +537,32 @@ def theory_table(rows: dict) -> list[dict]:
 
     ``rows`` maps variant -> ``(Conditioning, lr used, RunResult or None, tol)``.
     """
-    out = []
-    for v, (cond, lr, res, tol) in rows.items():
-        pred = T.predicted_steps(cond.eigenvalues, lr, tol)
-        pred_opt = T.predicted_steps(cond.eigenvalues, cond.optimal_lr, tol)
-        measured_text = measured_steps_text(res, tol) if res is not None else "not run"
-        opt_lr, rate = fmt_num(cond.optimal_lr), fmt_num(cond.optimal_rate)
-        if not math.isfinite(cond.max_stable_lr):  # a zero Hessian: nothing moves
-            opt_lr, rate = "— (flat loss)", "— (flat loss)"
-        elif math.isinf(cond.kappa):  # computed with the smallest NON-zero eigenvalue
-            opt_lr += " (over identifiable directions)"
-            rate += " (over identifiable directions)"
-        out.append({
-            "variant": vf.VARIANT_LABELS[v],
-            "Hessian eigenvalues": ", ".join(fmt_num(float(e)) for e in cond.eigenvalues),
-            "κ = λmax/λmin": fmt_num(cond.kappa),
-            "2/λmax (largest stable step)": fmt_num(cond.max_stable_lr),
-            "2/(λmin+λmax) (optimal step)": opt_lr,
-            "rate (κ−1)/(κ+1)": rate,
-            "step used α": fmt_num(lr),
-            "predicted steps at α": "never (α ≥ 2/λmax or 0)" if math.isinf(pred) else str(int(pred)),
-            "predicted steps at optimal step": "never" if math.isinf(pred_opt) else str(int(pred_opt)),
-            "measured steps": measured_text,
-        })
-    return out
+    return [theory_row(v, cond, lr, res, tol) for v, (cond, lr, res, tol) in rows.items()]
+
+
+def theory_row(v: str, cond: T.Conditioning, lr: float, res: R.RunResult | None, tol: float) -> dict:
+    """The theory table's row of variant ``v`` (see :func:`theory_table`)."""
+    pred = T.predicted_steps(cond.eigenvalues, lr, tol)
+    pred_opt = T.predicted_steps(cond.eigenvalues, cond.optimal_lr, tol)
+    measured_text = measured_steps_text(res, tol) if res is not None else "not run"
+    opt_lr, rate = fmt_num(cond.optimal_lr), fmt_num(cond.optimal_rate)
+    if not math.isfinite(cond.max_stable_lr):  # a zero Hessian: nothing moves
+        opt_lr, rate = "— (flat loss)", "— (flat loss)"
+    elif math.isinf(cond.kappa):  # computed with the smallest NON-zero eigenvalue
+        opt_lr += " (over identifiable directions)"
+        rate += " (over identifiable directions)"
+    return {
+        "variant": vf.VARIANT_LABELS[v],
+        "Hessian eigenvalues": ", ".join(fmt_num(float(e)) for e in cond.eigenvalues),
+        "κ = λmax/λmin": fmt_num(cond.kappa),
+        "2/λmax (largest stable step)": fmt_num(cond.max_stable_lr),
+        "2/(λmin+λmax) (optimal step)": opt_lr,
+        "rate (κ−1)/(κ+1)": rate,
+        "step used α": fmt_num(lr),
+        "predicted steps at α": "never (α ≥ 2/λmax or 0)" if math.isinf(pred) else str(int(pred)),
+        "predicted steps at optimal step": "never" if math.isinf(pred_opt) else str(int(pred_opt)),
+        "measured steps": measured_text,
+    }
 
 
 def coefficient_table(results: dict, true_weights: np.ndarray | None,

@@ -480,8 +480,13 @@ def with_speed(fig: FigureSpec, speed: str) -> FigureSpec:
     """A copy of a landscape whose "play" button shows each frame for ``SPEEDS[speed]`` ms.
 
     Only the layout's top level and the play button are copied; data and frames are shared,
-    so the cached landscape serves every speed.
+    so the cached landscape serves every speed. The copy is made once per figure and speed
+    and kept with the figure (:meth:`ui.theme.FigureSpec.derived`), so its JSON is too.
     """
+    return fig.derived(("speed", speed), lambda: _with_speed(fig, speed))
+
+
+def _with_speed(fig: FigureSpec, speed: str) -> FigureSpec:
     spec = fig.spec
     menus = []
     for menu in spec["layout"].get("updatemenus", []):
