@@ -195,7 +195,8 @@ class TrainPool:
         Finished results kept (least recently used dropped first); a run's result is a few
         tens of kilobytes.
     max_prefetch : int
-        Queued prefetch configs kept; newer requests push out older ones.
+        Prefetch configs queued at most. The queue runs front first, so when it is full a newer
+        config is not queued: it would have been the last to run.
     test_batch_stats : bool
         Whether the runs record ``history["test_acc_batch_stats"]`` (see
         :func:`bn_core.train.train`); ``False`` saves a pass over the test set per evaluation
@@ -333,6 +334,8 @@ class TrainPool:
                 del self._futures[config]
                 self._prefetch[config] = None
                 self._prefetch.move_to_end(config, last=False)
+                while len(self._prefetch) > self.max_prefetch:  # the queue's bound holds here too
+                    self._prefetch.popitem(last=True)
             # after a prefetch run, every worker may prefetch; after a requested run the page
             # that asked for it is drawing now, so one core stays for it (prefetch_workers)
             self._pump(every_worker=prefetch and not preempted)
@@ -388,12 +391,15 @@ class TrainPool:
         is kept (put the likeliest first), behind configs queued by earlier calls: a class
         at one setting keeps its place when one student explores another seed (with the
         latest call first, bench_classroom's class found 8 of its 18 neighbours untrained).
-        Beyond ``max_prefetch`` the oldest are dropped. A requested :meth:`submit` never
-        waits for them.
+        Once ``max_prefetch`` are queued, the rest of ``configs`` is not (the front of the queue
+        runs first, so what is dropped is what would have run last). A requested :meth:`submit`
+        never waits for them.
         """
         queued = 0
         with self._lock:
             for config in configs:
+                if len(self._prefetch) >= self.max_prefetch:
+                    break
                 if config in self._futures or config in self._prefetch:
                     continue
                 try:
@@ -402,8 +408,6 @@ class TrainPool:
                     continue
                 self._prefetch[config] = None
                 queued += 1
-            while len(self._prefetch) > self.max_prefetch:
-                self._prefetch.popitem(last=False)
             if self._executor is not None:
                 self._pump()
         return queued

@@ -213,14 +213,30 @@ def test_a_prefetch_run_someone_asked_for_is_not_stopped():
         p.shutdown()
 
 
-def test_prefetch_keeps_earlier_calls_first_and_drops_the_oldest_beyond_its_bound():
+def test_prefetch_keeps_earlier_calls_first_and_queues_nothing_beyond_its_bound():
     p = TrainPool(workers=0, max_prefetch=4)  # nothing runs: the queue can be read
     a, b, c, d, e = (replace(BASE, seed=s) for s in range(40, 45))
     assert p.prefetch([a, b]) == 2
     assert p.prefetch([c, a]) == 1  # a is queued already: it keeps its place
     assert list(p._prefetch) == [a, b, c]
-    assert p.prefetch([d, e]) == 2
-    assert list(p._prefetch) == [b, c, d, e]
+    assert p.prefetch([d, e]) == 1  # full after d: e would have run last, so it is not queued
+    assert list(p._prefetch) == [a, b, c, d]  # the class's configs, queued first, keep their places
+
+
+def test_a_stopped_prefetch_run_goes_first_in_line_and_the_queue_keeps_its_bound():
+    from concurrent.futures import Future
+
+    from bn_core.parallel import Preempted
+
+    p = TrainPool(workers=0, max_prefetch=3)
+    a, b, c, stopped = (replace(BASE, seed=s) for s in range(50, 54))
+    assert p.prefetch([a, b, c]) == 3
+    future = Future()
+    future.set_exception(Preempted("stopped for a requested run"))
+    p._futures[stopped], p._in_flight, p._prefetch_running = future, 1, 1  # as _start leaves a run
+    p._finished(future, stopped, -1, True)
+    assert list(p._prefetch) == [stopped, a, b]  # first in line; the last of the full queue makes room
+    assert stopped not in p._futures and p._in_flight == 0 and p._prefetch_running == 0
 
 
 def test_workers_keep_freed_memory_on_glibc(pool):
