@@ -89,7 +89,7 @@ with page.more("The seed article's recipe: batch normalization in three steps"):
 
 # ---- convergence -------------------------------------------------------------------------
 st.subheader("Convergence")
-boxes["convergence"] = st.container()  # the chart and its "what to see" line
+boxes["convergence"] = st.container()  # the chart, its "what to see" line and the CSV download
 with page.more("What is plotted, and steps to tolerance"):
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
@@ -146,7 +146,6 @@ if cfg.show_map:
         st.caption(f"(The current batch size {cfg.batch} is not one of the map's rows; the star is omitted.)")
 else:
     st.caption("Switched off in the sidebar (under Display).")
-boxes["download"] = st.container()
 
 
 @st.fragment
@@ -187,6 +186,8 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
         page.chart(vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
                                          epochs, opt, *hyper, tol), key="c1_fig_loss")
         page.see(vs.describe_convergence(results, tol))
+        st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
+                           file_name="valley_vs_bowl_history.csv", mime="text/csv")
     boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
         f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
     with boxes["coefficients"]:
@@ -199,8 +200,6 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
         current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
         map_fig = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper, current)
         page.chart(map_fig, key="c1_fig_map", where=boxes["map"])
-    boxes["download"].download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
-                                      file_name="valley_vs_bowl_history.csv", mime="text/csv")
 
 
 step_size_and_results(cfg, variants, boxes)

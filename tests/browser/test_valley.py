@@ -223,3 +223,35 @@ def test_the_same_rate_mode_shows_the_rate_it_opened_on(app_url, page):
     assert float(shown) == float(in_link) < 5e-5
     assert page.get_by_text("diverged at step").count() == 0
     assert_no_exception(page)
+
+
+def _downloaded_csv(page) -> str:
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download paths and losses (CSV)").click()
+    return open(download.value.path(), encoding="utf-8").read()
+
+
+def test_the_csv_download_holds_the_paths_of_the_step_size_shown(app_url, page):
+    """The download sits in the step-size fragment: after a slider move it must hold the new
+    runs, exactly what the page's own function makes of them, not the ones the page opened on."""
+    from ui import valley as vs
+
+    page.goto(f"{app_url}/valley-vs-bowl?c1_mode=same&c1_lr=0.00005&c1_epochs=30&c1_map=0")
+    page.get_by_role("button", name="Download paths and losses (CSV)").wait_for(timeout=60_000)
+    settle(page)
+    before = _downloaded_csv(page)
+    slider = page.get_by_role("slider", name="learning rate α")
+    slider.focus()
+    slider.press("ArrowRight")  # 5e-5 -> 7e-5
+    settle(page)
+    page.wait_for_function("() => window.location.search.includes('c1_lr=7e-05')", timeout=30_000)
+    after = _downloaded_csv(page)
+    seed_data = ("seed", 42, 100, 0.1)  # the page's default data: seed 42, n = 100, noise 0.1
+
+    def expected(lr):
+        return vs.history_csv({v: vs.variant_view(seed_data, 42, v, lr, 100, 30, "gd", 0.9, 0.9, 0.999).result
+                               for v in ("raw", "standardized")})
+
+    assert before == expected(5e-5)
+    assert after == expected(7e-5) != before
+    assert_no_exception(page)
