@@ -418,9 +418,11 @@ def chart(fig, *, key: str, where=None) -> None:
     (:meth:`ui.theme.FigureSpec.derived`): a class moving chapter 1's step size through the
     slider's values serializes each cached figure once, not once per student and move.
     """
-    big = lecture()
+    return charts.live_chart(chart_json(fig, lecture()), key=key, where=where)
+
+
+def chart_json(fig, big: bool) -> bytes:
+    """The JSON :func:`chart` sends for ``fig`` (lecture mode if ``big``); kept with a FigureSpec."""
     if isinstance(fig, FigureSpec):
-        payload = fig.derived(("json", big), lambda: charts.figure_json(lecture_spec(fig.spec, big)))
-    else:
-        payload = charts.figure_json(lecture_spec(fig.to_plotly_json(), big))
-    return charts.live_chart(payload, key=key, where=where)
+        return fig.derived(("json", big), lambda: charts.figure_json(lecture_spec(fig.spec, big)))
+    return charts.figure_json(lecture_spec(fig.to_plotly_json(), big))
