@@ -417,6 +417,8 @@ WARM_AFTER_RUNS = 2
 #: default 100; each of the slider's options then costs ~4 ms for two variants).
 WARM_MAX_STEPS = 2_000
 _WARM_KEEP = 64
+#: Seconds the warming thread pauses between options (after giving up its turn).
+WARM_PAUSE_S = 0.005
 
 
 def warm_step_sizes(data: tuple, seed: int, variants: tuple, mode: str, batch: int, epochs: int,
@@ -432,8 +434,10 @@ def warm_step_sizes(data: tuple, seed: int, variants: tuple, mode: str, batch: i
 
     Only settings shown by :data:`WARM_AFTER_RUNS` full runs are warmed (one student's
     exploration is not), only short runs (:data:`WARM_MAX_STEPS`), one setting at a time in
-    the process, each once (the latest :data:`_WARM_KEEP` are remembered). The thread takes
-    the script run's context, so the caches it fills behave as in that run; it draws nothing.
+    the process, each once (the latest :data:`_WARM_KEEP` are remembered), one option per
+    turn of :func:`ui.page.in_turn` so that it never runs inside a session's step-size rerun.
+    The thread takes the script run's context, so the caches it fills behave as in that run;
+    it draws nothing.
     Returns whether a warming thread was started.
     """
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
@@ -462,8 +466,10 @@ def _warm(key: tuple, conds: dict) -> None:
 
     data, seed, variants, mode, batch, epochs, optimizer, mom, beta1, beta2, tol, speed, big = key
     try:
-        with np.errstate(all="ignore"):  # as in the page's own runs: no numpy warnings in the log
-            for x in FRACTION_OPTIONS if mode == "fraction" else LR_OPTIONS:
+        for x in FRACTION_OPTIONS if mode == "fraction" else LR_OPTIONS:
+            # One option per turn (ui.page.in_turn): a session's step-size rerun waits for at most
+            # one option, and the pause lets a waiting session take the next turn.
+            with page.in_turn(), np.errstate(all="ignore"):  # no numpy warnings in the log
                 lrs = tuple(variant_lr(conds[v], mode, x, x) for v in variants)
                 for v, lr in zip(variants, lrs, strict=True):
                     view = variant_view(data, seed, v, lr, batch, epochs, optimizer, mom, beta1, beta2)
@@ -472,7 +478,7 @@ def _warm(key: tuple, conds: dict) -> None:
                     page.chart_json(vf.with_speed(view.figure, speed), big)
                 page.chart_json(convergence_figure(data, seed, variants, lrs, batch, epochs, optimizer, mom, beta1,
                                                    beta2, tol), big)
-                time.sleep(0)  # a session waiting for the interpreter goes first between options
+            time.sleep(WARM_PAUSE_S)
     except Exception:  # noqa: BLE001 - the page computes (and reports) what is missing itself
         _LOG.debug("warming the step-size slider stopped", exc_info=True)
     finally:
