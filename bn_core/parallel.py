@@ -398,6 +398,8 @@ class TrainPool:
         queued = 0
         with self._lock:
             for config in configs:
+                if len(self._prefetch) >= self.max_prefetch and self._executor is not None:
+                    self._pump()  # an idle worker takes the front of the queue: room for this one
                 if len(self._prefetch) >= self.max_prefetch:
                     break
                 if config in self._futures or config in self._prefetch:

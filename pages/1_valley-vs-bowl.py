@@ -204,8 +204,9 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
 
 step_size_and_results(cfg, variants, boxes)
 # The slider's other values, computed in the background for settings that several sessions opened
-vs.warm_step_sizes(cfg.data_key, cfg.seed, tuple(variants), cfg.mode, cfg.batch, cfg.epochs, cfg.optimizer,
-                   *cfg.hyper, cfg.tol, cfg.speed, page.lecture())
+vs.warm_step_sizes(vs.WarmSetting(cfg.data_key, cfg.seed, tuple(variants), cfg.mode, cfg.lr, cfg.batch, cfg.epochs,
+                                  cfg.optimizer, tuple(cfg.hyper), cfg.tol, cfg.speed, page.lecture(),
+                                  tuple(cfg.variants) if "map" in boxes else None))
 
 with page.more("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # ui.code.source: read once per process

@@ -367,7 +367,7 @@ def test_seed_data_is_generated_once_and_the_convergence_chart_built_once(monkey
 
     monkeypatch.setattr(vs, "make_regression", counting_make)
     monkeypatch.setattr(vf, "convergence_figure", counting_conv)
-    monkeypatch.setattr(vs, "WARM_AFTER_RUNS", 10**9)  # the page's own builds (warming: test_valley_warm.py)
+    monkeypatch.setattr(vs, "WARM_AFTER_SESSIONS", 10**9)  # the page's own builds (warming: test_valley_warm.py)
     at = _app(c1_seed="9173", c1_epochs="3", c1_n="30")  # a seed no other test uses: nothing cached yet
     assert calls["data"] == 1 and calls["fig"] == 1
     at.run()  # a rerun with nothing changed

@@ -393,7 +393,7 @@ class VariantView:
                           lambda: theory_row(variant, self.cond, lr, self.result, tol))
 
 
-@per_rerun_cache(128)
+@per_rerun_cache(160)
 def variant_view(data: tuple, seed: int, variant: str, lr: float, batch: int, epochs: int,
                  optimizer: str, mom: float, beta1: float, beta2: float) -> VariantView:
     """:func:`problem`, :func:`run` and :func:`landscape` of one variant in ONE cached call."""
@@ -406,87 +406,146 @@ _LOG = logging.getLogger(__name__)
 
 #: Settings whose step-size slider :func:`warm_step_sizes` has computed, most recent last.
 _WARMED: collections.OrderedDict = collections.OrderedDict()
-#: Full runs seen per setting (most recent last), and whether a warming thread is running.
+#: The sessions whose full runs showed each setting (most recent setting last).
 _SEEN: collections.OrderedDict = collections.OrderedDict()
+#: Whether a warming thread is running (one at a time in the process).
 _WARM_STATE = {"busy": False}
 _WARM_LOCK = threading.Lock()
-#: A setting is warmed when this many full runs (sessions opening it, or changing to it) have
-#: shown it: a teacher's link that the class opens, not one student's exploration.
-WARM_AFTER_RUNS = 2
+#: A setting is warmed once this many sessions have shown it in a full run: a teacher's link
+#: that the class opens, not one student's exploration.
+WARM_AFTER_SESSIONS = 2
 #: Only settings whose runs are short are warmed: at most this many steps per run (the
-#: default 100; each of the slider's options then costs ~4 ms for two variants).
+#: default is 100; each option of the slider then costs ~7 ms for two variants).
 WARM_MAX_STEPS = 2_000
+#: ... and whose views fill at most half of :func:`variant_view`'s cache, so that a warm pass
+#: never pushes out its own first options or most of what other sessions use.
+WARM_MAX_VIEWS = 80
+#: Two options in a row that take more CPU time than this end the warming (a large upload,
+#: many variants and steps): each holds the sessions' turn while it computes.
+WARM_MAX_OPTION_S = 0.05
 _WARM_KEEP = 64
 #: Seconds the warming thread pauses between options (after giving up its turn).
 WARM_PAUSE_S = 0.005
 
 
-def warm_step_sizes(data: tuple, seed: int, variants: tuple, mode: str, batch: int, epochs: int,
-                    optimizer: str, mom: float, beta1: float, beta2: float, tol: float, speed: str,
-                    big: bool) -> bool:
+@dataclass(frozen=True)
+class WarmSetting:
+    """What chapter 1 shows for every step size: the page's settings except the step itself.
+
+    ``lr`` is the session's learning rate, which a variant with a flat loss uses in fraction
+    mode (:func:`variant_lr`); ``map_variants`` the stability map's variants (None: no map).
+    """
+
+    data: tuple
+    seed: int
+    variants: tuple
+    mode: str
+    lr: float
+    batch: int
+    epochs: int
+    optimizer: str
+    hyper: tuple
+    tol: float
+    speed: str
+    big: bool
+    map_variants: tuple | None
+
+    def options(self) -> tuple:
+        return FRACTION_OPTIONS if self.mode == "fraction" else LR_OPTIONS
+
+
+def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
     """Compute, in one background thread, what every option of the step-size slider shows.
 
     Called by chapter 1's full run. A class that opens the teacher's link and then moves the
-    step size all at once first asked for up to 20 uncomputed options together, each ~7 ms
-    of CPU (views, convergence chart, their JSON) on top of a rerun's ~6 ms, all on the one
-    core the server's Python runs on. Warmed ahead, while the teacher talks, every move of
-    the class is a cache hit.
+    step size all at once used to ask for most of the slider's 20 (fraction) or 34 (learning
+    rate) options together, uncomputed, each ~7 ms of CPU for two variants (views,
+    convergence chart, stability map with its star, their JSON) on top of a rerun's ~6 ms, all
+    on the one core the server's Python runs on. Warmed ahead, while the teacher talks, the
+    class's moves find them computed.
 
-    Only settings shown by :data:`WARM_AFTER_RUNS` full runs are warmed (one student's
-    exploration is not), only short runs (:data:`WARM_MAX_STEPS`), one setting at a time in
-    the process, each once (the latest :data:`_WARM_KEEP` are remembered), one option per
-    turn of :func:`ui.page.in_turn` so that it never runs inside a session's step-size rerun.
-    The thread takes the script run's context, so the caches it fills behave as in that run;
-    it draws nothing.
-    Returns whether a warming thread was started.
+    Only settings that :data:`WARM_AFTER_SESSIONS` sessions showed are warmed (``session``:
+    the calling session's id, by default the script run's), only short runs
+    (:data:`WARM_MAX_STEPS`, :data:`WARM_MAX_OPTION_S`) whose views fit the cache
+    (:data:`WARM_MAX_VIEWS`), one setting at a time in the process, each once (the latest
+    :data:`_WARM_KEEP` are remembered), one option per turn of :func:`ui.page.in_turn`, so
+    that it never runs inside a session's step-size rerun (an option whose turn does not come
+    within the turn's wait is skipped). The thread takes the script run's context, so the
+    caches it fills behave as in that run; it draws nothing. Returns whether a warming thread
+    was started.
     """
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
-    key = (data, seed, variants, mode, batch, epochs, optimizer, mom, beta1, beta2, tol, speed, big)
-    problems = {v: problem(data, v) for v in variants}  # here, in the script run (cache hits)
+    ctx = get_script_run_ctx()
+    session = session if session is not None else (ctx.session_id if ctx is not None else "")
+    problems = {v: problem(setting.data, v) for v in setting.variants}  # here, in the script run
     n = len(next(iter(problems.values()))[0].y) if problems else 0
-    steps = epochs * R.steps_per_epoch(n, batch) if n else 0
+    steps = setting.epochs * R.steps_per_epoch(n, setting.batch) if n else 0
+    if (not problems or steps > WARM_MAX_STEPS
+            or len(setting.options()) * len(setting.variants) > WARM_MAX_VIEWS):
+        return False
     with _WARM_LOCK:
-        _SEEN[key] = _SEEN.pop(key, 0) + 1
+        seen = _SEEN.pop(setting, set())
+        seen.add(session)
+        _SEEN[setting] = seen
         while len(_SEEN) > 4 * _WARM_KEEP:
             _SEEN.popitem(last=False)
-        if (_SEEN[key] < WARM_AFTER_RUNS or key in _WARMED or _WARM_STATE["busy"] or not problems
-                or steps > WARM_MAX_STEPS):
+        if len(seen) < WARM_AFTER_SESSIONS or setting in _WARMED or _WARM_STATE["busy"]:
             return False
         _WARM_STATE["busy"] = True
     conds = {v: cond for v, (_, cond) in problems.items()}
-    thread = threading.Thread(target=_warm, args=(key, conds), name="bnlab-warm-step-sizes", daemon=True)
-    add_script_run_ctx(thread, get_script_run_ctx())
-    thread.start()
+    try:
+        thread = threading.Thread(target=_warm, args=(setting, conds), name="bnlab-warm-step-sizes", daemon=True)
+        add_script_run_ctx(thread, ctx)
+        thread.start()
+    except Exception:  # noqa: BLE001 - no thread: the page computes each option when asked
+        _LOG.debug("no warming thread", exc_info=True)
+        with _WARM_LOCK:
+            _WARM_STATE["busy"] = False
+        return False
     return True
 
 
-def _warm(key: tuple, conds: dict) -> None:
+def _warm(s: WarmSetting, conds: dict) -> None:
     from ui import page
 
-    data, seed, variants, mode, batch, epochs, optimizer, mom, beta1, beta2, tol, speed, big = key
+    slow = 0  # options in a row over the CPU budget (one can be a garbage collection)
     try:
-        for x in FRACTION_OPTIONS if mode == "fraction" else LR_OPTIONS:
+        for x in s.options():
             # One option per turn (ui.page.in_turn): a session's step-size rerun waits for at most
             # one option, and the pause lets a waiting session take the next turn.
-            with page.in_turn(), np.errstate(all="ignore"):  # no numpy warnings in the log
-                lrs = tuple(variant_lr(conds[v], mode, x, x) for v in variants)
-                for v, lr in zip(variants, lrs, strict=True):
-                    view = variant_view(data, seed, v, lr, batch, epochs, optimizer, mom, beta1, beta2)
-                    view.path_facts(data, v, tol)
-                    view.theory_row(v, lr, tol)
-                    page.chart_json(vf.with_speed(view.figure, speed), big)
-                page.chart_json(convergence_figure(data, seed, variants, lrs, batch, epochs, optimizer, mom, beta1,
-                                                   beta2, tol), big)
+            with page.in_turn() as got, np.errstate(all="ignore"):  # no numpy warnings in the log
+                if not got:  # the sessions were busy for the turn's whole wait: skip this option
+                    continue
+                start = time.thread_time()  # CPU time: waiting for the interpreter does not count
+                _warm_option(s, conds, x, page.chart_json)
+            slow = slow + 1 if time.thread_time() - start > WARM_MAX_OPTION_S else 0
+            if slow == 2:
+                break
             time.sleep(WARM_PAUSE_S)
     except Exception:  # noqa: BLE001 - the page computes (and reports) what is missing itself
         _LOG.debug("warming the step-size slider stopped", exc_info=True)
     finally:
         with _WARM_LOCK:
-            _WARMED[key] = None
+            _WARMED[s] = None
             while len(_WARMED) > _WARM_KEEP:
                 _WARMED.popitem(last=False)
             _WARM_STATE["busy"] = False
+
+
+def _warm_option(s: WarmSetting, conds: dict, x: float, chart_json) -> None:
+    """What the page's fragment computes at step-size option ``x`` (same calls, same cache keys)."""
+    lrs = tuple(variant_lr(conds[v], s.mode, x if s.mode == "same" else s.lr, x) for v in s.variants)
+    for v, lr in zip(s.variants, lrs, strict=True):
+        view = variant_view(s.data, s.seed, v, lr, s.batch, s.epochs, s.optimizer, *s.hyper)
+        view.path_facts(s.data, v, s.tol)
+        view.theory_row(v, lr, s.tol)
+        chart_json(vf.with_speed(view.figure, s.speed), s.big)
+    chart_json(convergence_figure(s.data, s.seed, s.variants, lrs, s.batch, s.epochs, s.optimizer, *s.hyper, s.tol),
+               s.big)
+    if s.map_variants is not None:
+        chart_json(stability_figure_at(s.data, s.seed, s.map_variants, s.mode, s.epochs, s.optimizer, *s.hyper,
+                                       (x, s.batch)), s.big)
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
@@ -557,7 +616,7 @@ def stability_figure(data: tuple, seed: int, variants: tuple, mode: str, epochs:
                                   m.undefined)
 
 
-@per_rerun_cache(64)
+@per_rerun_cache(96)
 def convergence_figure(data: tuple, seed: int, variants: tuple, lrs: tuple, batch: int, epochs: int,
                        optimizer: str, mom: float, beta1: float, beta2: float, tol: float):
     """The convergence chart of the runs ``variants`` x ``lrs`` (cache hits of :func:`variant_view`),
@@ -569,7 +628,7 @@ def convergence_figure(data: tuple, seed: int, variants: tuple, lrs: tuple, batc
     return vf.convergence_figure(curves, tol)
 
 
-@per_rerun_cache(64)
+@per_rerun_cache(96)
 def stability_figure_at(data: tuple, seed: int, variants: tuple, mode: str, epochs: int, optimizer: str,
                         mom: float, beta1: float, beta2: float, current: tuple):
     """The stability map's figure with a star at ``current = (step size, batch size)``.
