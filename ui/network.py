@@ -7,9 +7,9 @@ Three kinds of functions live here:
   values before plotting (a diverged run stops with a NaN or an exploding loss; NaN/inf
   must never reach a chart) and draws the two arms in the house style
   (:data:`ui.theme.ARM_STYLE`: Okabe-Ito colour *and* dash/marker, so greyscale still reads).
-* **Cached wrappers** (``train_cached``, ``sweep_cached``, ``init_grad_norms_cached``): thin
-  ``st.cache_data`` layers over :mod:`bn_core.train` / :mod:`bn_core.experiments` with a
-  progress bar.
+* **Cached wrappers** (``sweep_cached``, ``init_grad_norms_cached``): thin ``st.cache_data``
+  layers over :mod:`bn_core.experiments` with a progress bar; single runs train in
+  :func:`trainer`'s worker pool.
 * **Cached charts** (``*_chart``): each builder's figure built once per training run (or sweep)
   with ``st.cache_resource`` and handed to :func:`ui.page.chart` as a read-only
   :class:`ui.theme.FigureSpec`, so a rerun does not rebuild validated figures.
@@ -28,14 +28,14 @@ Evaluation entries may be NaN (e.g. a batch-norm network's step-0 evaluation tha
 the builders drop them.
 Builders take ``histories``, a mapping ``arm -> history`` with ``arm`` in :data:`ARMS`;
 a missing arm (e.g. batch norm cannot train on a batch of one) is simply not drawn.
-:func:`train_cached` adds ``wall_time_s`` of shape ``(1,)``: the whole run's wall-clock time.
+:func:`bn_core.parallel.train_for_page` adds ``wall_time_s`` of shape ``(1,)``: the whole run's
+wall-clock time.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -48,7 +48,7 @@ from plotly.subplots import make_subplots
 
 from bn_core.experiments import SWEEPABLE, gradient_norms_at_init, sweep
 from bn_core.parallel import TrainPool
-from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits, train, validate_config
+from bn_core.train import PERCENTILES, TrainConfig, TrainResult, digits
 from ui import state
 from ui.page import Experiment
 from ui.progress import progress_bar
@@ -674,7 +674,7 @@ def histories_csv(results: Mapping[str, TrainResult], table: str) -> str:
 #
 # The cache key identifies the data, not the dict of arrays: ``runs_key`` names each run by
 # its config and its measured times (unique to one training run, so a run retrained after
-# train_cached evicted it, with new step times, gets new charts); sweeps and gradient norms
+# the pool evicted it, with new step times, gets new charts); sweeps and gradient norms
 # at initialization are deterministic functions of their arguments, which are the key.
 
 
@@ -764,25 +764,6 @@ def sweep_chart(base: TrainConfig, field: str, values: tuple[float, ...], norms:
 # --------------------------------------------------------------------------- Streamlit glue
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def train_cached(config: TrainConfig, label: str) -> TrainResult:
-    """:func:`bn_core.train.train` on the digits with a progress bar, cached per config.
-
-    ``label`` is the progress bar's text (e.g. "Training without BN"). A ``ValueError``
-    (a config that cannot train, e.g. batch norm on a batch of one) propagates, uncached.
-    """
-    validate_config(config, n_train())  # a config that cannot train raises before any bar shows
-    with progress_bar(label) as update, np.errstate(all="ignore"):
-        start = time.perf_counter()
-        result = train(config, progress=update)
-        wall = time.perf_counter() - start
-    # the trained MLP is not needed by the page; keep the cache entries small
-    result = replace(result, model=None) if hasattr(result, "model") else result
-    # whole run including evaluations, seconds: lets the page estimate how long a sweep takes
-    result.history["wall_time_s"] = np.array([wall])
-    return result
-
-
 @st.cache_data(max_entries=8, show_spinner=False)
 def sweep_cached(base: TrainConfig, field: str, values: tuple[float, ...],
                  norms: tuple[str, ...], label: str) -> dict[str, np.ndarray]:
@@ -834,7 +815,7 @@ __all__: Sequence[str] = [
     "fig_grad_norms_training", "fig_generalization_gap", "fig_step_time", "histories_to_frames",
     "histories_csv", "runs_key", "training_curves_chart", "activation_percentiles_chart",
     "generalization_gap_chart", "step_time_chart", "grad_norms_training_chart", "grad_norms_init_chart",
-    "sweep_chart", "train_cached", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of",
+    "sweep_chart", "sweep_cached", "init_grad_norms_cached", "n_train", "arms_of",
     "diverged_of",
 ]
 
