@@ -71,12 +71,12 @@ def test_a_setting_two_sessions_showed_is_warmed_once_and_every_option_is_then_c
 
 def test_long_runs_too_many_views_and_a_second_setting_while_one_warms_are_not_warmed():
     long_run = _setting(epochs=vs.WARM_MAX_STEPS + 1)  # batch = n: one step per epoch
-    many = _setting(mode="same", variants=R.VARIANTS)  # 34 options x 4 variants > WARM_MAX_VIEWS
+    many = _setting(mode="same", variants=R.VARIANTS)  # 40 options x 4 variants > WARM_MAX_VIEWS
     assert len(many.options()) * len(many.variants) > vs.WARM_MAX_VIEWS
     for s in (long_run, many):
         assert not vs.warm_step_sizes(s, session="a") and not vs.warm_step_sizes(s, session="b")
     vs._WARM_STATE["busy"] = True  # another setting is warming
-    other = _setting(seed=8, mode="same")  # 34 options x 2 variants fit
+    other = _setting(seed=8, mode="same")  # 40 options x 2 variants fit (80)
     assert not vs.warm_step_sizes(other, session="a") and not vs.warm_step_sizes(other, session="b")
     vs._WARM_STATE["busy"] = False
     assert vs.warm_step_sizes(other, session="c")  # a third session's run warms it

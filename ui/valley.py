@@ -458,7 +458,7 @@ def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
     """Compute, in one background thread, what every option of the step-size slider shows.
 
     Called by chapter 1's full run. A class that opens the teacher's link and then moves the
-    step size all at once used to ask for most of the slider's 20 (fraction) or 34 (learning
+    step size all at once used to ask for most of the slider's 20 (fraction) or 40 (learning
     rate) options together, uncomputed, each ~7 ms of CPU for two variants (views,
     convergence chart, stability map with its star, their JSON) on top of a rerun's ~6 ms, all
     on the one core the server's Python runs on. Warmed ahead, while the teacher talks, the
