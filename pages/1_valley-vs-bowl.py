@@ -150,16 +150,16 @@ else:
 
 @st.fragment
 @page.in_turn()  # thirty students moving at once take turns instead of all waiting for all
-def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None:
+def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict) -> None:
     """The step-size slider (into its sidebar place) and everything that depends on the step.
 
     Writes only into the containers in ``boxes``, made by the full run at their places.
     Runs in turn with the other sessions of the server process (:func:`ui.page.in_turn`).
     """
     cfg = vc.step_size_control(cfg)
-    seed, batch, epochs, opt, hyper, tol = cfg.seed, cfg.batch, cfg.epochs, cfg.optimizer, cfg.hyper, cfg.tol
-    lrs = {v: vs.variant_lr(cfg.facts.conds[v], cfg.mode, cfg.lr, cfg.frac) for v in variants}
-    views = {v: vs.variant_view(cfg.data_key, seed, v, lrs[v], batch, epochs, opt, *hyper) for v in variants}
+    batch, epochs, opt, tol, variants = cfg.batch, cfg.epochs, cfg.optimizer, cfg.tol, step.variants
+    sv = vs.step_views(step, vc.step_of(cfg))  # the same calls warm_step_sizes makes: cache hits once warmed
+    lrs, views = sv.lrs, sv.views
     results = {v: views[v].result for v in variants}
 
     for v in variants:
@@ -183,8 +183,7 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
             for note in res.notes:
                 st.info(f"{vf.VARIANT_LABELS[v]}: {note}")
     with boxes["convergence"]:
-        page.chart(vs.convergence_figure(cfg.data_key, seed, tuple(results), tuple(lrs[v] for v in results), batch,
-                                         epochs, opt, *hyper, tol), key="c1_fig_loss")
+        page.chart(sv.convergence, key="c1_fig_loss")
         page.see(vs.describe_convergence(results, tol))
         st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
                            file_name="valley_vs_bowl_history.csv", mime="text/csv")
@@ -196,17 +195,13 @@ def step_size_and_results(cfg: vc.Settings, variants: list, boxes: dict) -> None
         if "batchnorm" in results:
             st.caption(vs.describe_bn_modes(vs.bn_modes_facts(cfg.data_key, results["batchnorm"])))
     boxes["theory"].markdown(vs.markdown_table([views[v].theory_row(v, lrs[v], tol) for v in variants]))
-    if "map" in boxes:
-        current = (cfg.frac if cfg.mode == "fraction" else cfg.lr, batch)
-        map_fig = vs.stability_figure_at(cfg.data_key, seed, cfg.variants, cfg.mode, epochs, opt, *hyper, current)
-        page.chart(map_fig, key="c1_fig_map", where=boxes["map"])
+    if sv.stability_map is not None:
+        page.chart(sv.stability_map, key="c1_fig_map", where=boxes["map"])
 
 
-step_size_and_results(cfg, variants, boxes)
-# The slider's other values, computed in the background for settings that several sessions opened
-vs.warm_step_sizes(vs.WarmSetting(cfg.data_key, cfg.seed, tuple(variants), cfg.mode, cfg.lr, cfg.batch, cfg.epochs,
-                                  cfg.optimizer, tuple(cfg.hyper), cfg.tol, cfg.speed, page.lecture(),
-                                  tuple(cfg.variants) if "map" in boxes else None))
+step = vc.step_setting(cfg, variants, show_map="map" in boxes)
+step_size_and_results(cfg, step, boxes)
+vs.warm_step_sizes(step)  # the slider's other options, in the background, for a setting several sessions opened
 
 with page.more("Show the code: the optimizer loop and the update rules"):
     for source in vs.optimizer_source():  # ui.code.source: read once per process

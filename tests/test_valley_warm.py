@@ -36,11 +36,11 @@ def fresh_warming_state():
 
 
 def _setting(seed=7, mode="fraction", epochs=30, variants=("raw", "standardized"), map_variants=None):
-    return vs.WarmSetting(("seed", seed, 60, 0.1), seed, variants, mode, 5e-5, 60, epochs, "gd", (0.9, 0.9, 0.999),
+    return vs.StepSetting(("seed", seed, 60, 0.1), seed, variants, mode, 5e-5, 60, epochs, "gd", (0.9, 0.9, 0.999),
                           1e-6, "normal", False, map_variants)
 
 
-def _cached(s: vs.WarmSetting) -> bool:
+def _cached(s: vs.StepSetting) -> bool:
     """Whether every option's views, convergence chart and their JSON are in the caches (no miss)."""
     conds = vs.data_facts(s.data).conds
     misses = (vs.variant_view.cache_info().misses, vs.convergence_figure.cache_info().misses)

@@ -116,7 +116,28 @@ def style_figure(fig: go.Figure, title: str, x_title: str, y_title: str, *, heig
     return fig
 
 
-class FigureSpec(go.Figure):
+class KeepsDerived:
+    """For read-only objects shared by the sessions: values derived from one are kept with it.
+
+    :meth:`derived` computes a value the first time a key is asked and returns the kept one
+    after; it lives exactly as long as the object. A subclass sets ``self._derived = {}``
+    (a dataclass: a ``field(default_factory=dict)``). ``make`` must depend only on the object
+    and the key; two threads may both compute a missing value, and either result is the same
+    (dict assignment is atomic), so no lock is needed.
+    """
+
+    _derived: dict
+
+    def derived(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """``make()``, computed the first time ``key`` is asked of this object, then kept with it."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = make()
+            return value
+
+
+class FigureSpec(KeepsDerived, go.Figure):
     """A ``go.Figure`` that carries a prebuilt, trusted spec ``{"data", "layout", "frames"}``.
 
     ``to_dict``/``to_plotly_json`` return the spec as is (no per-property validation), which
@@ -126,9 +147,8 @@ class FigureSpec(go.Figure):
     figure built once (initialising a ``go.Figure`` validates its layout: 1-3 ms per figure,
     on every rerun for the stability map's moving star). Treat a FigureSpec as read-only.
 
-    Because it is read-only, what is derived from it can be kept with it: :meth:`derived`
-    computes a value once per figure and key (its JSON for the browser, a copy at another
-    animation speed) and the value lives exactly as long as the figure does.
+    Because it is read-only, what is derived from it is kept with it (:class:`KeepsDerived`:
+    its JSON for the browser, a copy at another animation speed).
     """
 
     _blank_state: dict | None = None
@@ -141,19 +161,6 @@ class FigureSpec(go.Figure):
         self.__dict__.update(FigureSpec._blank_state)
         self._spec = spec
         self._derived: dict = {}
-
-    def derived(self, key: tuple, make: Callable[[], Any]) -> Any:
-        """``make()``, computed the first time ``key`` is asked of this figure, then kept with it.
-
-        ``make`` must depend only on the figure and ``key``. Sessions share cached figures, so
-        two threads may both compute a missing value; either result is the same (dict
-        assignment is atomic), so no lock is needed.
-        """
-        try:
-            return self._derived[key]
-        except KeyError:
-            value = self._derived[key] = make()
-            return value
 
     @property
     def spec(self) -> dict:

@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from bn_core import regression as R
 from bn_core import theory as T
 from bn_core.data import FEATURE_NAMES, RegressionData, make_regression
 from bn_core.upload import CsvDataset, CsvError, parse_two_feature_csv
-from ui import code
+from ui import code, page
 from ui import valley_figures as vf
 from ui.state import BoolParam, ChoiceParam, FloatParam, IntParam, MultiChoiceParam
+from ui.theme import KeepsDerived
 
 
 def _log_options(mantissas: tuple, lo_exp: int, hi_exp: int, extra: tuple = ()) -> tuple[float, ...]:
@@ -361,21 +363,17 @@ FRACTION_MAP_MAX, LR_MAP_MAX = 1.5, 3.0
 
 
 @dataclass(frozen=True)
-class VariantView:
-    """Everything the page shows for one variant: its conditioning, run and contour figure."""
+class VariantView(KeepsDerived):
+    """Everything the page shows for one variant: its conditioning, run and contour figure.
+
+    Views are cached and shared by the sessions; what the page derives from one (its path
+    facts, its theory row) is kept with it (:class:`ui.theme.KeepsDerived`).
+    """
 
     cond: T.Conditioning
     result: R.RunResult
     figure: object
     _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    def _kept(self, key: tuple, make):
-        """``make()`` once per key, kept with this (cached, shared, read-only) view."""
-        try:
-            return self._derived[key]
-        except KeyError:
-            value = self._derived[key] = make()
-            return value
 
     def path_facts(self, data: tuple, variant: str, tol: float) -> dict:
         """:func:`path_facts` of this view, computed once per tolerance and kept with the view.
@@ -384,13 +382,13 @@ class VariantView:
         the slider's values computes each view's facts once, not on every rerun. Treat the
         returned dict as read-only.
         """
-        return self._kept(("path_facts", data, variant, tol),
-                          lambda: path_facts(data, variant, self.result, self.figure.spec, tol))
+        return self.derived(("path_facts", data, variant, tol),
+                            lambda: path_facts(data, variant, self.result, self.figure.spec, tol))
 
     def theory_row(self, variant: str, lr: float, tol: float) -> dict:
         """:func:`theory_row` of this view's run (``lr``: the step it ran with), kept with the view."""
-        return self._kept(("theory_row", variant, lr, tol),
-                          lambda: theory_row(variant, self.cond, lr, self.result, tol))
+        return self.derived(("theory_row", variant, lr, tol),
+                            lambda: theory_row(variant, self.cond, lr, self.result, tol))
 
 
 @per_rerun_cache(160)
@@ -429,11 +427,15 @@ WARM_PAUSE_S = 0.005
 
 
 @dataclass(frozen=True)
-class WarmSetting:
-    """What chapter 1 shows for every step size: the page's settings except the step itself.
+class StepSetting:
+    """What chapter 1 shows at every step size: the page's settings except the step itself.
 
-    ``lr`` is the session's learning rate, which a variant with a flat loss uses in fraction
-    mode (:func:`variant_lr`); ``map_variants`` the stability map's variants (None: no map).
+    Made once per full run (:func:`ui.valley_controls.step_setting`); the step-size fragment
+    and :func:`warm_step_sizes` both compute a step's results with :func:`step_views`, so the
+    warming fills exactly the cache entries the fragment asks for. ``lr`` is the learning rate
+    that a variant with a flat loss uses in fraction mode (:func:`variant_lr`; 0 in "same"
+    mode, where the step is the learning rate); ``speed`` and ``big`` (lecture mode) are how
+    the charts are sent; ``map_variants`` the stability map's variants (None: no map).
     """
 
     data: tuple
@@ -451,10 +453,34 @@ class WarmSetting:
     map_variants: tuple | None
 
     def options(self) -> tuple:
+        """The step-size slider's options: fractions of 2/lambda_max, or learning rates."""
         return FRACTION_OPTIONS if self.mode == "fraction" else LR_OPTIONS
 
 
-def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
+@dataclass(frozen=True)
+class StepViews:
+    """One step size's results: each variant's step and view, the convergence chart and the
+    stability map with the step's star (None without a map). All are cached and shared."""
+
+    lrs: dict
+    views: dict
+    convergence: object
+    stability_map: object | None
+
+
+def step_views(s: StepSetting, x: float) -> StepViews:
+    """The results of setting ``s`` at step-size option ``x`` (a fraction, or a learning rate)."""
+    lrs = {v: variant_lr(problem(s.data, v)[1], s.mode, x if s.mode == "same" else s.lr, x) for v in s.variants}
+    views = {v: variant_view(s.data, s.seed, v, lrs[v], s.batch, s.epochs, s.optimizer, *s.hyper)
+             for v in s.variants}
+    conv = convergence_figure(s.data, s.seed, s.variants, tuple(lrs.values()), s.batch, s.epochs, s.optimizer,
+                              *s.hyper, s.tol)
+    stab = (None if s.map_variants is None else
+            stability_figure_at(s.data, s.seed, s.map_variants, s.mode, s.epochs, s.optimizer, *s.hyper, (x, s.batch)))
+    return StepViews(lrs, views, conv, stab)
+
+
+def warm_step_sizes(setting: StepSetting, session: str | None = None) -> bool:
     """Compute, in one background thread, what every option of the step-size slider shows.
 
     Called by chapter 1's full run. A class that opens the teacher's link and then moves the
@@ -474,14 +500,11 @@ def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
     caches it fills behave as in that run; it draws nothing. Returns whether a warming thread
     was started.
     """
-    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
-
     ctx = get_script_run_ctx()
     session = session if session is not None else (ctx.session_id if ctx is not None else "")
-    problems = {v: problem(setting.data, v) for v in setting.variants}  # here, in the script run
-    n = len(next(iter(problems.values()))[0].y) if problems else 0
+    n = len(problem(setting.data, setting.variants[0])[0].y) if setting.variants else 0
     steps = setting.epochs * R.steps_per_epoch(n, setting.batch) if n else 0
-    if (not problems or steps > WARM_MAX_STEPS
+    if (not n or steps > WARM_MAX_STEPS
             or len(setting.options()) * len(setting.variants) > WARM_MAX_VIEWS):
         return False
     with _WARM_LOCK:
@@ -493,9 +516,8 @@ def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
         if len(seen) < WARM_AFTER_SESSIONS or setting in _WARMED or _WARM_STATE["busy"]:
             return False
         _WARM_STATE["busy"] = True
-    conds = {v: cond for v, (_, cond) in problems.items()}
     try:
-        thread = threading.Thread(target=_warm, args=(setting, conds), name="bnlab-warm-step-sizes", daemon=True)
+        thread = threading.Thread(target=_warm, args=(setting,), name="bnlab-warm-step-sizes", daemon=True)
         add_script_run_ctx(thread, ctx)
         thread.start()
     except Exception:  # noqa: BLE001 - no thread: the page computes each option when asked
@@ -506,9 +528,7 @@ def warm_step_sizes(setting: WarmSetting, session: str | None = None) -> bool:
     return True
 
 
-def _warm(s: WarmSetting, conds: dict) -> None:
-    from ui import page
-
+def _warm(s: StepSetting) -> None:
     slow = 0  # options in a row over the CPU budget (one can be a garbage collection)
     try:
         for x in s.options():
@@ -518,7 +538,7 @@ def _warm(s: WarmSetting, conds: dict) -> None:
                 if not got:  # the sessions were busy for the turn's whole wait: skip this option
                     continue
                 start = time.thread_time()  # CPU time: waiting for the interpreter does not count
-                _warm_option(s, conds, x, page.chart_json)
+                _warm_option(s, x)
             slow = slow + 1 if time.thread_time() - start > WARM_MAX_OPTION_S else 0
             if slow == 2:
                 break
@@ -533,19 +553,17 @@ def _warm(s: WarmSetting, conds: dict) -> None:
             _WARM_STATE["busy"] = False
 
 
-def _warm_option(s: WarmSetting, conds: dict, x: float, chart_json) -> None:
-    """What the page's fragment computes at step-size option ``x`` (same calls, same cache keys)."""
-    lrs = tuple(variant_lr(conds[v], s.mode, x if s.mode == "same" else s.lr, x) for v in s.variants)
-    for v, lr in zip(s.variants, lrs, strict=True):
-        view = variant_view(s.data, s.seed, v, lr, s.batch, s.epochs, s.optimizer, *s.hyper)
+def _warm_option(s: StepSetting, x: float) -> None:
+    """What the page's fragment derives at step-size option ``x`` (:func:`step_views`, then
+    the views' kept facts and every chart's JSON as :func:`ui.page.chart` sends it)."""
+    sv = step_views(s, x)
+    for v, view in sv.views.items():
         view.path_facts(s.data, v, s.tol)
-        view.theory_row(v, lr, s.tol)
-        chart_json(vf.with_speed(view.figure, s.speed), s.big)
-    chart_json(convergence_figure(s.data, s.seed, s.variants, lrs, s.batch, s.epochs, s.optimizer, *s.hyper, s.tol),
-               s.big)
-    if s.map_variants is not None:
-        chart_json(stability_figure_at(s.data, s.seed, s.map_variants, s.mode, s.epochs, s.optimizer, *s.hyper,
-                                       (x, s.batch)), s.big)
+        view.theory_row(v, sv.lrs[v], s.tol)
+        page.chart_json(vf.with_speed(view.figure, s.speed), s.big)
+    for fig in (sv.convergence, sv.stability_map):
+        if fig is not None:
+            page.chart_json(fig, s.big)
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:

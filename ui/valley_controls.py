@@ -281,3 +281,16 @@ def step_size_control(cfg: Settings) -> Settings:
                                   "descent (without momentum) diverges.")
     state.publish([vs.P[k] for k in vs.STEP_KEYS])
     return dataclasses.replace(cfg, lr=float(ss["c1_lr"]), frac=float(ss["c1_frac"]))
+
+
+def step_setting(cfg: Settings, variants: list, show_map: bool) -> vs.StepSetting:
+    """The page's settings apart from the step size, for :func:`ui.valley.step_views` (the
+    fragment) and :func:`ui.valley.warm_step_sizes` (the slider's other options)."""
+    return vs.StepSetting(cfg.data_key, cfg.seed, tuple(variants), cfg.mode, cfg.lr if cfg.mode == "fraction" else 0.0,
+                          cfg.batch, cfg.epochs, cfg.optimizer, tuple(cfg.hyper), cfg.tol, cfg.speed, page.lecture(),
+                          tuple(cfg.variants) if show_map else None)
+
+
+def step_of(cfg: Settings) -> float:
+    """The step-size slider's value in use: the fraction of 2/lambda_max, or the learning rate."""
+    return cfg.frac if cfg.mode == "fraction" else cfg.lr
