@@ -89,8 +89,14 @@ with page.more("The seed article's recipe: batch normalization in three steps"):
 
 # ---- convergence -------------------------------------------------------------------------
 st.subheader("Convergence")
-boxes["convergence"] = st.container()  # the chart, its "what to see" line and the CSV download
-with page.more("What is plotted, and steps to tolerance"):
+boxes["convergence"] = st.container()  # the chart and its "what to see" line
+# The CSV download sits outside the fragment, under the chart it exports, and is drawn only by a
+# full run (inside the fragment it was ~7% of a step-size rerun, and one more element to re-send).
+# Its data is made when clicked, from the runs the fragment showed last (``shown``, filled below).
+shown: dict = {}
+st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(shown["results"]),
+                   file_name="valley_vs_bowl_history.csv", mime="text/csv")
+with page.more("What is plotted, and steps to tolerance"):  # the measured steps: the line above, the table below
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
     st.latex(r"\frac{L(\theta_k)-L^*}{L(\theta_0)-L^*}\ \le\ \text{tol}\quad\Rightarrow\quad"
@@ -98,7 +104,6 @@ with page.more("What is plotted, and steps to tolerance"):
     st.markdown("For full-batch gradient descent each eigen-direction of H shrinks by |1 − αλᵢ| per step, "
                 "so the suboptimality falls at least like ρ²ᵏ with ρ = maxᵢ |1 − αλᵢ|. A curve that flattens "
                 "far below 1e-15 has reached floating-point precision.")
-    boxes["steps"] = st.container()
 
 st.subheader("Learned coefficients in original units")
 boxes["coefficients"] = st.container()
@@ -150,10 +155,11 @@ else:
 
 @st.fragment
 @page.in_turn()  # thirty students moving at once take turns instead of all waiting for all
-def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict) -> None:
+def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict, shown: dict) -> None:
     """The step-size slider (into its sidebar place) and everything that depends on the step.
 
-    Writes only into the containers in ``boxes``, made by the full run at their places.
+    Writes only into the containers in ``boxes``, made by the full run at their places, and
+    keeps the runs it drew in ``shown`` (the same dict on every rerun of this fragment).
     Runs in turn with the other sessions of the server process (:func:`ui.page.in_turn`).
     """
     cfg = vc.step_size_control(cfg)
@@ -185,10 +191,7 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict) -
     with boxes["convergence"]:
         page.chart(sv.convergence, key="c1_fig_loss")
         page.see(vs.describe_convergence(results, tol))
-        st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(results),
-                           file_name="valley_vs_bowl_history.csv", mime="text/csv")
-    boxes["steps"].markdown(f"**Steps to tolerance {tol:g}** (of {cfg.n_steps}):\n\n" + "\n".join(
-        f"- {vf.VARIANT_LABELS[v]}: " + vs.measured_steps_text(r, tol) for v, r in results.items()))
+    shown["results"] = results  # what the CSV download (drawn by the full run) exports when clicked
     with boxes["coefficients"]:
         truth = None if cfg.dataset is not None else vs.dataset(cfg.data_key).true_weights
         st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
@@ -200,7 +203,7 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict) -
 
 
 step = vc.step_setting(cfg, variants, show_map="map" in boxes)
-step_size_and_results(cfg, step, boxes)
+step_size_and_results(cfg, step, boxes, shown)
 vs.warm_step_sizes(step)  # the slider's other options, in the background, for a setting several sessions opened
 
 with page.more("Show the code: the optimizer loop and the update rules"):

@@ -291,13 +291,16 @@ def test_landscape_sentences_hold_over_the_grid(opt, mode, batch):
             assert ("leaves the chart" in text) == _drawn_outside(spec)
 
 
-def test_convergence_sentence_quotes_the_steps_table():
-    at = _app(c1_map=0)
+@pytest.mark.parametrize("query", [{}, {"c1_frac": "1.5"}, {"c1_variants": "raw,minmax,batchnorm"}])
+def test_convergence_sentence_quotes_the_theory_tables_measured_steps(query):
+    at = _app(c1_map=0, **query)
     see = next(m.value for m in at.markdown if "where each curve crosses" in m.value)
-    table = next(m.value for m in at.markdown if m.value.startswith("**Steps to tolerance"))
-    for line in table.splitlines()[2:]:
-        label, steps = line[2:].split(": ", 1)
-        assert f"{label}: {steps}" in see
+    table = next(m.value for m in at.markdown if m.value.startswith("| variant | Hessian eigenvalues"))
+    header, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()]
+    measured = header.index("measured steps")
+    assert len(rows) == len(query.get("c1_variants", "raw,standardized").split(","))
+    for row in rows:
+        assert f"{row[0]}: {row[measured]}" in see
 
 
 # ---- item 10: Adam's learning rate is a step in weight units ----------------------------------
