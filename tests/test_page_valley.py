@@ -478,3 +478,25 @@ def test_the_step_size_survives_a_run_that_stops_before_drawing_it():
     assert not at.exception
     assert at.select_slider(key="c1_frac").value == 0.9
     assert _query(at, "c1_frac") == "0.9"
+
+
+@pytest.mark.parametrize("query, key, moves", [
+    ({"c1_frac": "0.5"}, "c1_frac", ("0.6", "1.2")),
+    ({"c1_mode": "same", "c1_lr": "0.00005"}, "c1_lr", ("0.0001", "0.0003")),
+])
+def test_the_maps_star_sits_at_the_step_size_and_batch_the_page_runs(query, key, moves):
+    from ui import valley_figures as vf
+
+    at = _app(c1_epochs="5", c1_batch="14", **query)  # 14: one of the map's rows
+    for value in (query[key], *moves):
+        if value != query[key]:
+            at.select_slider(key=key).set_value(float(value)).run()
+            assert not at.exception
+        (spec,) = [s for s in _specs(at) if _title(s).startswith("Stability map")]
+        stars = vf.current_settings(spec)
+        assert len(stars) == 2 and {s[:2] for s in stars} == {(float(value), "14")}
+        assert at.session_state[key] == float(value)
+    at = _app(c1_epochs="5", c1_batch="10", **query)  # not a row of the map: no star, and the page says so
+    (spec,) = [s for s in _specs(at) if _title(s).startswith("Stability map")]
+    assert vf.current_settings(spec) == [] and not [t for t in spec["data"] if t.get("name") == vf.CURRENT_SETTING]
+    assert any("the star is omitted" in c.value for c in at.caption)

@@ -64,3 +64,43 @@ def test_divergence_note_names_the_step_that_leaves_the_axes():
     assert first_out == 2  # the independent check of the box this test relies on
     assert f"the path leaves the chart at step {first_out}" in spec["layout"]["title"]["text"]
     assert "the next step leaves the chart" not in spec["layout"]["title"]["text"]
+
+
+def _map(variants=("raw", "standardized")):
+    x = np.geomspace(0.01, 1.5, 12)
+    batches = np.array([1, 4, 10, 100])
+    rng = np.random.default_rng(5)
+    loss = rng.uniform(0.1, 10.0, size=(len(variants), len(batches), len(x)))
+    diverged = np.zeros_like(loss, dtype=bool)
+    diverged[:, :, -2:] = True
+    return vf.stability_figure(variants, x, "fraction", batches, np.where(diverged, np.nan, loss), diverged,
+                               np.zeros_like(diverged))
+
+
+def test_the_maps_star_is_a_shape_at_the_current_setting_in_every_panel_and_nothing_else_moves():
+    for variants in (("raw",), ("raw", "standardized", "minmax")):
+        fig = _map(variants)
+        here, there = (vf.with_current_setting(fig, len(variants), c).spec for c in ((0.05, 10), (0.9, 100)))
+        assert vf.current_settings(here) == [(0.05, "10", f"x{'' if v == 0 else v + 1}", f"y{'' if v == 0 else v + 1}")
+                                             for v in range(len(variants))]
+        assert [s[:2] for s in vf.current_settings(there)] == [(0.9, "100")] * len(variants)
+        # the shape's y is the row's position on the category axis (a name would be read as a number)
+        rows = here["data"][0]["y"]
+        assert [rows[s["yanchor"]] for s in here["layout"]["shapes"]] == ["10"] * len(variants)
+        # Only the shapes differ between two settings: the traces (heat maps, markers and the
+        # legend's star) are equal, so the browser keeps them and redraws the stars alone.
+        assert here["data"] == there["data"] and here["data"][:-1] == fig.spec["data"]
+        assert {k: v for k, v in here["layout"].items() if k != "shapes"} == \
+            {k: v for k, v in there["layout"].items() if k != "shapes"}
+        legend = here["data"][-1]
+        assert legend["name"] == vf.CURRENT_SETTING and legend["marker"]["symbol"] == "star"
+        assert legend["x"] == [None] and legend["y"] == [None]  # a legend entry, no point drawn
+        assert "shapes" not in fig.spec["layout"]  # the cached map itself is not changed
+
+
+def test_the_star_path_is_a_closed_five_pointed_star_around_its_anchor():
+    pts = np.array([[float(v) for v in p.split(",")] for p in vf.STAR_PATH[1:-2].split(" L")])
+    r = np.hypot(pts[:, 0], pts[:, 1])
+    assert len(pts) == 10 and vf.STAR_PATH.endswith(" Z")
+    assert np.allclose(r[::2], r[0], atol=0.01) and np.allclose(r[1::2], r[1], atol=0.01) and r[1] < r[0]
+    assert abs(pts[:, 0].mean()) < 0.01 and pts[0, 1] == r[0]  # centred, first point straight up

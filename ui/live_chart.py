@@ -17,6 +17,12 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
 * **Same figures, same tests.** The data is the spec's JSON (:func:`figure_json`: the same
   numbers ``st.plotly_chart`` would send); :func:`spec_of` reads it back for AppTest
   (``tests/apptest.py`` reads both kinds of chart).
+* **Only what changed is redrawn.** ``Plotly.react`` recomputes a trace it has not drawn before
+  as an object, and redraws the whole chart for a new config or layout template, equal or not.
+  The element hands back the trace, template and config objects of the previous draw wherever
+  the new figure's are equal, so that a move of the stability map's star (a layout shape) is
+  all Plotly redraws. Measured in Chromium on chapter 1 (/tmp probe wrapping ``Plotly.react``,
+  median of 10 key presses): the map 40 -> 9 ms, the convergence chart 40 -> 5 ms.
 * **What the browser gets.** A ``div.js-plotly-plot`` inside ``[data-testid="stLiveChart"]``,
   Plotly's own mode bar (PNG download, zoom, reset; no "share" button, which would upload the
   chart to Plotly's cloud) plus a full-screen button (the chart then fills the screen), and
@@ -94,14 +100,22 @@ export default function (component) {
   box.style.minHeight = ((fig.layout && fig.layout.height) || 450) + "px";  // no jump while plotly.js loads
   loadPlotly().then(Plotly => {
     if (box.__bnText !== text) return;  // a newer figure arrived meanwhile
-    const config = Object.assign({
-      displaylogo: false, responsive: true,
-      // no "share"/"edit in Chart Studio" buttons: they upload the chart to Plotly's cloud
-      showSendToCloud: false, showEditInChartStudio: false,
-      modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud", "sendChartToCloud"],
-      modeBarButtonsToAdd: [{name: "fullscreen", title: "Full screen (Esc to leave)", icon: FULLSCREEN,
-                             click: () => box.requestFullscreen && box.requestFullscreen()}],
-    }, fig.config || {});
+    // One config object per chart while the figure's own config stays the same: Plotly.react
+    // compares configs, and a new full-screen button (a new click function) made it redraw the
+    // whole chart on every update.
+    const configText = JSON.stringify(fig.config || {});
+    if (box.__bnConfigText !== configText) {
+      box.__bnConfigText = configText;
+      box.__bnConfig = Object.assign({
+        displaylogo: false, responsive: true,
+        // no "share"/"edit in Chart Studio" buttons: they upload the chart to Plotly's cloud
+        showSendToCloud: false, showEditInChartStudio: false,
+        modeBarButtonsToRemove: ["lasso2d", "select2d", "sendDataToCloud", "sendChartToCloud"],
+        modeBarButtonsToAdd: [{name: "fullscreen", title: "Full screen (Esc to leave)", icon: FULLSCREEN,
+                               click: () => box.requestFullscreen && box.requestFullscreen()}],
+      }, fig.config || {});
+    }
+    const config = box.__bnConfig;
     const figure = {data: fig.data || [], layout: fig.layout || {}, frames: fig.frames || [], config: config};
     box.__bnHeight = figure.layout.height;
     if (document.fullscreenElement === box) {  // a new figure while full screen: stay full screen
@@ -115,6 +129,23 @@ export default function (component) {
     // listeners again on every update unless the element is purged. An interrupted
     // animation's promise rejection is not an error of the page.
     if (figure.frames.length) Plotly.purge(box);
+    // Plotly.react takes a trace object it drew before as unchanged, and any other as new data
+    // to recompute, the whole chart with it. A trace equal to the one drawn before is therefore
+    // handed back as that same object, so that a change elsewhere (the stability map's star, a
+    // layout shape) is all Plotly redraws.
+    // The same goes for the layout's template (the house style, the same on every update): a
+    // new template object, even an equal one, made Plotly redraw the whole chart (the stability
+    // map: about 30 ms instead of 7 in Chromium for a move of its star).
+    const texts = figure.data.map(t => JSON.stringify(t));
+    const template = figure.layout.template ? JSON.stringify(figure.layout.template) : "";
+    if (!figure.frames.length && box.__bnTraces && Array.isArray(box.data)) {
+      figure.data = figure.data.map((t, i) => box.__bnTraces[i] === texts[i] && box.data[i] ? box.data[i] : t);
+      if (template && box.__bnTemplate === template && box.layout && box.layout.template) {
+        figure.layout = Object.assign({}, figure.layout, {template: box.layout.template});
+      }
+    }
+    box.__bnTraces = texts;
+    box.__bnTemplate = template;
     const drawn = (figure.frames.length ? Plotly.newPlot : Plotly.react)(box, figure);
     if (drawn && drawn.catch) drawn.catch(() => {});
     if (!box.__bnFullscreen) {  // full screen: the chart takes the whole screen, and back

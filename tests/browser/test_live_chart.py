@@ -95,3 +95,36 @@ def test_lecture_mode_font_reaches_the_drawn_chart(app_url, page):
     size = page.evaluate("() => document.querySelector('.js-plotly-plot .xtick text').style.fontSize")
     assert size == "21px"  # ui.page.FONT[True][0]: readable from the back row
     assert_no_exception(page)
+
+
+# The stability map: watch its heat maps' layer for any DOM change, and report where its stars are.
+MAP_JS = "[...document.querySelectorAll('.js-plotly-plot')].find(p => (p.layout.title.text || '').startsWith('Stability'))"
+WATCH_HEATMAPS_JS = f"""() => {{ const map = {MAP_JS}; window.__heatChanges = 0;
+  const layers = map.querySelectorAll('.heatmaplayer');
+  layers.forEach(l => new MutationObserver(ms => {{ window.__heatChanges += ms.length; }})
+    .observe(l, {{subtree: true, childList: true, attributes: true}}));
+  map.data[0].__bnTag = 'kept'; map.__bnConfig.__bnTag = 'kept'; return layers.length; }}"""
+STARS_JS = f"() => ({MAP_JS}).layout.shapes.map(s => s.xanchor)"
+
+
+def test_a_step_size_move_redraws_only_the_maps_star_not_its_heat_maps(app_url, page):
+    """The map's heat maps do not change with the step size: only its stars move. The chart gets
+    its unchanged traces, template and config back as the same objects, so Plotly redraws the
+    stars (layout shapes) alone. A new config object or template, or the star as a trace, made
+    Plotly recompute and redraw the whole map on every move (~30 ms more per key press)."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_frac=0.5&c1_epochs=10")
+    slider = page.get_by_role("slider", name="fraction of 2/λ_max")
+    slider.wait_for(timeout=60_000)
+    settle(page)
+    page.wait_for_function(f"() => {MAP_JS} && ({MAP_JS}).layout.shapes", timeout=60_000)
+    assert page.evaluate(WATCH_HEATMAPS_JS) == 2  # one heat map per variant
+    assert page.evaluate(STARS_JS) == [0.5, 0.5]
+    slider.focus()
+    slider.press("ArrowRight")  # 0.5 -> 0.6
+    page.wait_for_function("() => window.location.search.includes('c1_frac=0.6')", timeout=30_000)
+    page.wait_for_function(f"() => JSON.stringify(({STARS_JS})()) === '[0.6,0.6]'", timeout=30_000)
+    settle(page)
+    assert page.evaluate("() => window.__heatChanges") == 0, "the heat maps were redrawn for a star move"
+    assert page.evaluate(f"() => ({MAP_JS}).data[0].__bnTag") == "kept"  # the same trace object
+    assert page.evaluate(f"() => ({MAP_JS}).__bnConfig.__bnTag") == "kept"  # and the same config
+    assert_no_exception(page)
