@@ -128,3 +128,42 @@ def test_a_step_size_move_redraws_only_the_maps_star_not_its_heat_maps(app_url, 
     assert page.evaluate(f"() => ({MAP_JS}).data[0].__bnTag") == "kept"  # the same trace object
     assert page.evaluate(f"() => ({MAP_JS}).__bnConfig.__bnTag") == "kept"  # and the same config
     assert_no_exception(page)
+
+
+# Per landscape: are the frames Plotly holds those of the figure the element received last (names
+# and data), does the step slider list them, and how many frame listeners are there?
+LANDSCAPE_FRAMES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+  .filter(g => g._transitionData && g._transitionData._frames.length).map(g => {
+    const sent = JSON.parse(g.__bnText).frames, have = g._transitionData._frames;
+    const ev = g._internalEv;
+    return {same: sent.length === have.length && sent.every((f, i) => f.name === have[i].name
+                  && JSON.stringify(f.data) === JSON.stringify(have[i].data)),
+            slider: g.layout.sliders[0].steps.map(s => s.label).join() === sent.map(f => f.name).join(),
+            listeners: ev && ev.listenerCount ? ev.listenerCount('plotly_animatingframe') : -1,
+            frames: have.length}; })"""
+
+
+def test_updated_landscapes_animate_the_new_runs_frames_even_when_their_number_changes(app_url, page):
+    """The landscapes are updated with Plotly.react, frames included: after every move (1.2 ->
+    1.5 diverges early, so fewer frames, and back) the frames and the step slider are the new
+    run's, with one set of listeners; a move while "play" runs draws the chart anew."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_frac=1.2&c1_epochs=30&c1_map=0&c1_speed=slow")
+    slider = page.get_by_role("slider", name="fraction of 2/λ_max")
+    slider.wait_for(timeout=60_000)
+    settle(page)
+    counts = []
+    for key, value in (("ArrowRight", "1.5"), ("ArrowLeft", "1.2"), ("ArrowLeft", "1.1")):
+        if value == "1.1":  # this move arrives while "play" animates (600 ms per frame)
+            page.locator(".js-plotly-plot").first.locator(".updatemenu-button", has_text="play").click()
+            page.wait_for_function("() => document.querySelector('.js-plotly-plot')._transitionData._animationRaf",
+                                   timeout=10_000)
+        slider.focus()
+        slider.press(key)
+        page.wait_for_function(f"() => window.location.search.includes('c1_frac={value}')", timeout=30_000)
+        settle(page)
+        page.wait_for_function(f"() => ({LANDSCAPE_FRAMES_JS})().every(l => l.same)", timeout=30_000)
+        state = page.evaluate(LANDSCAPE_FRAMES_JS)
+        assert len(state) == 2 and all(s["slider"] and s["listeners"] == 1 for s in state), state
+        counts.append([s["frames"] for s in state])
+    assert counts[0] != counts[1], counts  # 1.5 diverges within a few steps: fewer frames than 1.2
+    assert_no_exception(page)
