@@ -91,11 +91,11 @@ with page.more("The seed article's recipe: batch normalization in three steps"):
 st.subheader("Convergence")
 boxes["convergence"] = st.container()  # the chart and its "what to see" line
 # The CSV download sits outside the fragment, under the chart it exports, and is drawn only by a
-# full run (inside the fragment it was ~7% of a step-size rerun, and one more element to re-send).
-# Its data is made when clicked, from the runs the fragment showed last (``shown``, filled below).
+# full run (inside the fragment it was ~7% of a step-size rerun, and one more element to re-send),
+# after the fragment has run (see the end). Its data is made when clicked, from the runs the
+# fragment showed last (``shown``).
 shown: dict = {}
-st.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(shown["results"]),
-                   file_name="valley_vs_bowl_history.csv", mime="text/csv")
+download_box = st.empty()
 with page.more("What is plotted, and steps to tolerance"):  # the measured steps: the line above, the table below
     st.markdown("Plotted: the **relative suboptimality** of the full-batch loss of each variant's landscape "
                 "(L* is each variant's least-squares loss):")
@@ -204,6 +204,8 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict, s
 
 step = vc.step_setting(cfg, variants, show_map="map" in boxes)
 step_size_and_results(cfg, step, boxes, shown)
+download_box.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(shown["results"]),
+                             file_name="valley_vs_bowl_history.csv", mime="text/csv")
 vs.warm_step_sizes(step)  # the slider's other options, in the background, for a setting several sessions opened
 
 with page.more("Show the code: the optimizer loop and the update rules"):

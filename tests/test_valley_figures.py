@@ -84,9 +84,11 @@ def test_the_maps_star_is_a_shape_at_the_current_setting_in_every_panel_and_noth
         assert vf.current_settings(here) == [(0.05, "10", f"x{'' if v == 0 else v + 1}", f"y{'' if v == 0 else v + 1}")
                                              for v in range(len(variants))]
         assert [s[:2] for s in vf.current_settings(there)] == [(0.9, "100")] * len(variants)
-        # the shape's y is the row's position on the category axis (a name would be read as a number)
-        rows = here["data"][0]["y"]
-        assert [rows[s["yanchor"]] for s in here["layout"]["shapes"]] == ["10"] * len(variants)
+        # the shape's y is the row's position on the category axis (a name would be read as a
+        # number): rows 1, 4, 10, 100 from the bottom, so batch 10 is at position 2, 100 at 3
+        assert [s["yanchor"] for s in here["layout"]["shapes"]] == [2] * len(variants)
+        assert [s["yanchor"] for s in there["layout"]["shapes"]] == [3] * len(variants)
+        assert all(s["legendgroup"] == here["data"][-1]["legendgroup"] for s in here["layout"]["shapes"])
         # Only the shapes differ between two settings: the traces (heat maps, markers and the
         # legend's star) are equal, so the browser keeps them and redraws the stars alone.
         assert here["data"] == there["data"] and here["data"][:-1] == fig.spec["data"]
@@ -104,3 +106,18 @@ def test_the_star_path_is_a_closed_five_pointed_star_around_its_anchor():
     assert len(pts) == 10 and vf.STAR_PATH.endswith(" Z")
     assert np.allclose(r[::2], r[0], atol=0.01) and np.allclose(r[1::2], r[1], atol=0.01) and r[1] < r[0]
     assert abs(pts[:, 0].mean()) < 0.01 and pts[0, 1] == r[0]  # centred, first point straight up
+
+
+def test_the_maps_axes_have_fixed_ranges_around_every_cell():
+    """Fixed ranges: a star move (which the browser redraws without recomputing the chart) cannot
+    change them, and every cell, marker and edge star lies inside them."""
+    fig = _map(("raw", "standardized", "minmax"))
+    lay = fig.spec["layout"]
+    x = np.log10(np.geomspace(0.01, 1.5, 12))
+    brick = np.diff(x).mean()
+    for name in ("xaxis", "xaxis2", "xaxis3"):
+        lo, hi = lay[name]["range"]
+        assert lo <= x[0] - brick and hi >= x[-1] + brick and hi - lo <= x[-1] - x[0] + 4 * brick
+    for name in ("yaxis", "yaxis2", "yaxis3"):
+        assert lay[name]["range"] == [-0.5, 3.5]  # four rows, nothing cut, no empty band
+    assert vf.with_current_setting(fig, 3, (0.5, 7)) is fig  # 7 is not a row: no star, the map as it is

@@ -18,10 +18,11 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
   numbers ``st.plotly_chart`` would send); :func:`spec_of` reads it back for AppTest
   (``tests/apptest.py`` reads both kinds of chart).
 * **Only what changed is redrawn.** ``Plotly.react`` recomputes a trace it has not drawn before
-  as an object, and redraws the whole chart for a new config or layout template, equal or not.
-  The element hands back the trace, template and config objects of the previous draw wherever
-  the new figure's are equal, so that a move of the stability map's star (a layout shape) is
-  all Plotly redraws. Measured in Chromium on chapter 1 (/tmp probe wrapping ``Plotly.react``,
+  as an object, and redraws the whole chart for a new layout template object (equal or not) or
+  a different config (a new full-screen button's function was enough). The element hands back
+  the trace, template and config objects of the previous draw wherever the new figure's are
+  equal (not a trace that animation frames write into, nor one hidden by a legend click), so
+  that a move of the stability map's star (a layout shape) is all Plotly redraws. Measured in Chromium on chapter 1 (/tmp probe wrapping ``Plotly.react``,
   median of 10 key presses): the map 40 -> 9 ms, the convergence chart 40 -> 5 ms.
 * **What the browser gets.** A ``div.js-plotly-plot`` inside ``[data-testid="stLiveChart"]``,
   Plotly's own mode bar (PNG download, zoom, reset; no "share" button, which would upload the
@@ -105,8 +106,8 @@ export default function (component) {
   loadPlotly().then(Plotly => {
     if (box.__bnText !== text) return;  // a newer figure arrived meanwhile
     // One config object per chart while the figure's own config stays the same: Plotly.react
-    // compares configs, and a new full-screen button (a new click function) made it redraw the
-    // whole chart on every update.
+    // compares configs, and a new full-screen button (a new click function) made them differ,
+    // so it redrew the whole chart on every update.
     const configText = JSON.stringify(fig.config || {});
     if (box.__bnConfigText !== configText) {
       box.__bnConfigText = configText;
@@ -128,12 +129,16 @@ export default function (component) {
     // Plotly.react diffs against the figure on screen and redraws in place, animation frames
     // included (chapter 1's landscapes: "play" and the step slider animate the new frames).
     // It takes a trace object it drew before as unchanged, and any other as new data to
-    // recompute, the whole chart with it; a new config or layout template object, even an equal
-    // one, makes it redraw the whole chart. So the objects of the previous draw go back to it
-    // wherever the new figure's are equal: a move of the stability map's star (a layout shape)
-    // is then all it redraws. While "play" is animating, the chart is drawn anew instead
-    // (purge, then newPlot, in the same task: no blank frame is painted), which also stops the
-    // animation; an interrupted animation's promise rejection is not an error of the page.
+    // recompute, the whole chart with it; so does a new layout template object, even an equal
+    // one, and a new config (ours differs by its full-screen button's function). So the objects
+    // of the previous draw go back to it wherever the new figure's are equal: a move of the
+    // stability map's star (a layout shape) is then all it redraws. Not reused: a trace that an
+    // animation frame writes into (play and the step slider copy a frame's data into it, so it
+    // may no longer show what was sent), and a trace whose visibility a legend click changed
+    // (an update shows every trace again, as it does for the traces that changed). While "play"
+    // is animating, the chart is drawn anew instead (purge, then newPlot, in the same task: no
+    // blank frame is painted), which also stops the animation; an interrupted animation's
+    // promise rejection is not an error of the page.
     const texts = figure.data.map(t => JSON.stringify(t));
     const template = figure.layout.template ? JSON.stringify(figure.layout.template) : "";
     const td = box._transitionData;
@@ -141,7 +146,14 @@ export default function (component) {
     if (animating) {
       Plotly.purge(box);
     } else if (box.__bnTraces && Array.isArray(box.data)) {
-      figure.data = figure.data.map((t, i) => box.__bnTraces[i] === texts[i] && box.data[i] ? box.data[i] : t);
+      const framed = new Set();
+      for (const f of figure.frames.concat((td && td._frames) || [])) {
+        (Array.isArray(f.traces) ? f.traces : figure.data.map((_, i) => i)).forEach(i => framed.add(i));
+      }
+      figure.data = figure.data.map((t, i) => {
+        const old = box.data[i];
+        return old && !framed.has(i) && box.__bnTraces[i] === texts[i] && old.visible === t.visible ? old : t;
+      });
       if (template && box.__bnTemplate === template && box.layout && box.layout.template) {
         figure.layout = Object.assign({}, figure.layout, {template: box.layout.template});
       }

@@ -419,11 +419,20 @@ def stability_figure(variants: tuple, x_values: np.ndarray, x_kind: str, batch_s
                    "coloraxis": {"colorscale": SEQUENTIAL, "cmin": zmin, "cmax": zmax,
                                  "colorbar": {"title": {"text": "log₁₀ loss<br>[log₁₀ (y units)²]"}}},
                    "margin": {"b": 110}}
+    # Fixed ranges (log10 units on the log x axis): the heat maps' bricks plus one brick on each
+    # side for the markers at the edge columns. Autorange would also count the current-setting
+    # star (a layout shape), but only when the browser recomputes the whole chart, which a star
+    # move does not: the range then depended on where the star was at the last full redraw.
+    lx = np.log10(np.asarray(xv, dtype=float))
+    brick = float(np.diff(lx).mean()) if len(lx) > 1 else 0.5
+    x_range = [float(lx[0]) - 1.5 * brick, float(lx[-1]) + 1.5 * brick]
+    y_range = [-0.5, len(ylab) - 0.5]
     for v, (xd, yd) in enumerate(panels):
         sfx = "" if v == 0 else str(v + 1)
-        extra[f"xaxis{sfx}"] = {"domain": xd, "anchor": f"y{sfx}", "type": "log", "title": {"text": xt}}
+        extra[f"xaxis{sfx}"] = {"domain": xd, "anchor": f"y{sfx}", "type": "log", "title": {"text": xt},
+                                "range": x_range}
         left = xd[0] == 0
-        extra[f"yaxis{sfx}"] = {"domain": yd, "anchor": f"x{sfx}", "type": "category",
+        extra[f"yaxis{sfx}"] = {"domain": yd, "anchor": f"x{sfx}", "type": "category", "range": y_range,
                                 **({} if v == 0 else {"matches": "y"}),
                                 **({"title": {"text": "batch size [samples]"}} if left else {"showticklabels": False})}
         extra["annotations"].append({"text": VARIANT_LABELS[variants[v]], "x": (xd[0] + xd[1]) / 2, "y": yd[1],
@@ -471,7 +480,7 @@ def _star_path(outer: float = 9.0, inner: float = 3.8) -> str:
     return "M" + " L".join(pts) + " Z"
 
 
-#: The current-setting star of the stability map: white with a black rim, 18 px across.
+#: The current-setting star of the stability map: white with a black rim, about 17 px across.
 STAR_PATH = _star_path()
 CURRENT_SETTING = "current setting"
 
@@ -491,13 +500,15 @@ def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> Figu
     x, batch = float(current[0]), str(int(current[1]))
     # On a category axis a shape's position is the category's index (a name such as "100" would
     # be read as position 100 and stretch the axis to it): the rows are the heat maps' y labels.
-    rows = next(t["y"] for t in spec["data"] if t.get("type") == "heatmap")
-    row = rows.index(batch)
+    rows = _map_rows(spec)
+    if batch not in rows:  # not one of the map's rows: no star (the page says so)
+        return fig
     stars = [{"type": "path", "path": STAR_PATH, "xsizemode": "pixel", "ysizemode": "pixel",
-              "xanchor": x, "yanchor": row, "xref": "x" if v == 0 else f"x{v + 1}",
-              "yref": "y" if v == 0 else f"y{v + 1}", "layer": "above",
+              "xanchor": x, "yanchor": rows.index(batch), "xref": "x" if v == 0 else f"x{v + 1}",
+              "yref": "y" if v == 0 else f"y{v + 1}", "layer": "above", "legendgroup": "cur",
               "fillcolor": "white", "line": {"color": "black", "width": 1.5}}
              for v in range(n_panels)]
+    # one legend entry for all stars; a click on it hides them (their legend group)
     legend = {"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": CURRENT_SETTING,
               "legendgroup": "cur", "showlegend": True, "hoverinfo": "skip",
               "marker": {"symbol": "star", "size": 13, "color": "white", "line": {"color": "black", "width": 1.5}}}
@@ -506,9 +517,14 @@ def with_current_setting(fig: FigureSpec, n_panels: int, current: tuple) -> Figu
     return FigureSpec(spec)
 
 
+def _map_rows(spec: dict) -> list[str]:
+    """The batch sizes of a stability map's rows, as its heat maps label them (bottom to top)."""
+    return next((t["y"] for t in spec["data"] if t.get("type") == "heatmap"), [])
+
+
 def current_settings(spec: dict) -> list[tuple[float, str, str, str]]:
     """Where a stability map's stars are: ``(x, batch size, x axis, y axis)`` per panel."""
-    rows = next((t["y"] for t in spec["data"] if t.get("type") == "heatmap"), [])
+    rows = _map_rows(spec)
     return [(s["xanchor"], rows[s["yanchor"]], s["xref"], s["yref"]) for s in spec["layout"].get("shapes", [])
             if s.get("path") == STAR_PATH]
 

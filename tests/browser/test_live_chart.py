@@ -154,6 +154,7 @@ def test_updated_landscapes_animate_the_new_runs_frames_even_when_their_number_c
     counts = []
     for key, value in (("ArrowRight", "1.5"), ("ArrowLeft", "1.2"), ("ArrowLeft", "1.1")):
         if value == "1.1":  # this move arrives while "play" animates (600 ms per frame)
+            page.evaluate("() => { document.querySelector('.js-plotly-plot').data[0].__bnTag = 'kept'; }")
             page.locator(".js-plotly-plot").first.locator(".updatemenu-button", has_text="play").click()
             page.wait_for_function("() => document.querySelector('.js-plotly-plot')._transitionData._animationRaf",
                                    timeout=10_000)
@@ -166,4 +167,33 @@ def test_updated_landscapes_animate_the_new_runs_frames_even_when_their_number_c
         assert len(state) == 2 and all(s["slider"] and s["listeners"] == 1 for s in state), state
         counts.append([s["frames"] for s in state])
     assert counts[0] != counts[1], counts  # 1.5 diverges within a few steps: fewer frames than 1.2
+    # the move during "play" drew the chart anew (newPlot), not with react on the running animation
+    assert page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].__bnTag") is None
+    assert_no_exception(page)
+
+
+# The first landscape: how many points its path trace shows, and how many the figure sent has.
+PATH_SHOWN_SENT_JS = """() => { const g = document.querySelector('.js-plotly-plot');
+  return [g.data[1].x.length, JSON.parse(g.__bnText).data[1].x.length]; }"""
+
+
+def test_a_layout_only_update_redraws_the_path_a_frame_had_shortened(app_url, page):
+    """The step slider under a landscape copies a frame's data into the path trace. An update
+    that changes only the layout (here the animation speed) must show the sent path again,
+    not keep the shortened trace object while the step slider jumps back to the last step."""
+    page.goto(f"{app_url}/valley-vs-bowl?c1_frac=0.5&c1_epochs=30&c1_map=0")
+    page.get_by_role("slider", name="fraction of 2/λ_max").wait_for(timeout=60_000)
+    settle(page)
+    shown, sent = page.evaluate(PATH_SHOWN_SENT_JS)
+    assert shown == sent > 2
+    page.evaluate("""() => Plotly.animate(document.querySelector('.js-plotly-plot'), ['0'],
+        {mode: 'immediate', frame: {duration: 0, redraw: true}, transition: {duration: 0}})""")  # the step slider at "0"
+    page.wait_for_function(f"() => ({PATH_SHOWN_SENT_JS})()[0] === 1", timeout=10_000)
+    sidebar = page.get_by_test_id("stSidebarUserContent")
+    sidebar.get_by_text("Display", exact=True).click()
+    sidebar.get_by_text("fast (0.12 s per frame)", exact=True).click()
+    page.wait_for_function("() => window.location.search.includes('c1_speed=fast')", timeout=30_000)
+    settle(page)
+    page.wait_for_function(f"() => {{ const [a, b] = ({PATH_SHOWN_SENT_JS})(); return a === b; }}", timeout=30_000)
+    assert page.evaluate(PATH_SHOWN_SENT_JS)[0] == sent
     assert_no_exception(page)

@@ -232,8 +232,9 @@ def _downloaded_csv(page) -> str:
 
 
 def test_the_csv_download_holds_the_paths_of_the_step_size_shown(app_url, page):
-    """The download sits in the step-size fragment: after a slider move it must hold the new
-    runs, exactly what the page's own function makes of them, not the ones the page opened on."""
+    """The download is drawn by the full run, outside the step-size fragment, and exports the
+    runs the fragment showed last: after a slider move it must hold the new runs, exactly what
+    the page's own function makes of them, not the ones the page opened on."""
     from ui import valley as vs
 
     page.goto(f"{app_url}/valley-vs-bowl?c1_mode=same&c1_lr=0.00005&c1_epochs=30&c1_map=0")
