@@ -22,8 +22,9 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
   a different config (a new full-screen button's function was enough). The element hands back
   the trace, template and config objects of the previous draw wherever the new figure's are
   equal (not a trace that animation frames write into, nor one hidden by a legend click), so
-  that a move of the stability map's star (a layout shape) is all Plotly redraws. Measured in Chromium on chapter 1 (/tmp probe wrapping ``Plotly.react``,
-  median of 10 key presses): the map 40 -> 9 ms, the convergence chart 40 -> 5 ms.
+  that a move of the stability map's star (a layout shape) is all Plotly redraws. Measured in
+  Chromium on chapter 1 (/tmp probe wrapping ``Plotly.react``, median of 10 key presses): the
+  map 40 -> 9 ms, the convergence chart 40 -> 5 ms.
 * **What the browser gets.** A ``div.js-plotly-plot`` inside ``[data-testid="stLiveChart"]``,
   Plotly's own mode bar (PNG download, zoom, reset; no "share" button, which would upload the
   chart to Plotly's cloud) plus a full-screen button (the chart then fills the screen), and
@@ -33,8 +34,8 @@ and its JavaScript calls ``Plotly.react``: Plotly diffs the figures and redraws 
   frames). This element used to draw such figures anew (``purge`` + ``newPlot``), after an
   update had once kept the old frames; that cost about 30 ms per landscape and key press in
   chapter 1 (/tmp probe: 77 ms against 45 ms). While ▶ play is animating, the chart is drawn
-  anew instead. A rejected animation
-  promise (pause, or play while playing) is caught, not reported as a page error.
+  anew instead. A rejected animation promise (pause, or play while playing) is caught, not
+  reported as a page error.
 """
 
 from __future__ import annotations
