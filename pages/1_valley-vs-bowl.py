@@ -91,10 +91,9 @@ with page.more("The seed article's recipe: batch normalization in three steps"):
 st.subheader("Convergence")
 boxes["convergence"] = st.container()  # the chart and its "what to see" line
 # The CSV download sits outside the fragment, under the chart it exports, and is drawn only by a
-# full run (inside the fragment it had 7% of a py-spy profile of step-size reruns, and it was one
-# more element to re-send),
-# after the fragment has run (see the end). Its data is made when clicked, from the runs the
-# fragment showed last (``shown``).
+# full run, after the fragment has run (see the end): inside the fragment it had 7% of a py-spy
+# profile of step-size reruns, and it was one more element to re-send. Its data is made when
+# clicked, from the runs the fragment showed last (``shown``).
 shown: dict = {}
 download_box = st.empty()
 with page.more("What is plotted, and steps to tolerance"):  # the measured steps: the line above, the table below
