@@ -169,8 +169,8 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict, s
     results = {v: views[v].result for v in variants}
 
     for v in variants:
-        page.chart(vf.with_speed(views[v].figure, cfg.speed), key=f"c1_fig_{v}", where=boxes[v])
-    path_facts = {vf.VARIANT_LABELS[v]: views[v].path_facts(cfg.data_key, v, tol) for v in variants}
+        page.chart(sv.landscapes[v], key=f"c1_fig_{v}", where=boxes[v])
+    path_facts = {vf.VARIANT_LABELS[v]: sv.path_facts[v] for v in variants}
     # Few containers outside the fragment: Streamlit re-sends each one on every fragment rerun.
     with boxes["under_landscapes"]:
         page.see(vs.describe_landscapes(path_facts, tol))
@@ -197,7 +197,7 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict, s
         st.markdown(vs.markdown_table(vs.coefficient_table(results, truth, cfg.names)))
         if "batchnorm" in results:
             st.caption(vs.describe_bn_modes(vs.bn_modes_facts(cfg.data_key, results["batchnorm"])))
-    boxes["theory"].markdown(vs.markdown_table([views[v].theory_row(v, lrs[v], tol) for v in variants]))
+    boxes["theory"].markdown(vs.markdown_table([sv.theory_rows[v] for v in variants]))
     if sv.stability_map is not None:
         page.chart(sv.stability_map, key="c1_fig_map", where=boxes["map"])
 

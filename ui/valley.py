@@ -459,13 +459,22 @@ class StepSetting:
 
 @dataclass(frozen=True)
 class StepViews:
-    """One step size's results: each variant's step and view, the convergence chart and the
-    stability map with the step's star (None without a map). All are cached and shared."""
+    """One step size's results, everything chapter 1's fragment shows: each variant's step,
+    view, landscape (at the setting's animation speed), path facts and theory row, the
+    convergence chart and the stability map with the step's star (None without a map). All
+    are cached and shared; :meth:`figures` lists the charts the page draws."""
 
     lrs: dict
     views: dict
+    landscapes: dict
+    path_facts: dict
+    theory_rows: dict
     convergence: object
     stability_map: object | None
+
+    def figures(self) -> list:
+        """The charts drawn at this step: the landscapes, the convergence chart, the map."""
+        return [*self.landscapes.values(), self.convergence] + ([self.stability_map] if self.stability_map else [])
 
 
 def step_views(s: StepSetting, x: float) -> StepViews:
@@ -477,7 +486,11 @@ def step_views(s: StepSetting, x: float) -> StepViews:
                               *s.hyper, s.tol)
     stab = (None if s.map_variants is None else
             stability_figure_at(s.data, s.seed, s.map_variants, s.mode, s.epochs, s.optimizer, *s.hyper, (x, s.batch)))
-    return StepViews(lrs, views, conv, stab)
+    return StepViews(lrs, views,
+                     landscapes={v: vf.with_speed(view.figure, s.speed) for v, view in views.items()},
+                     path_facts={v: view.path_facts(s.data, v, s.tol) for v, view in views.items()},
+                     theory_rows={v: view.theory_row(v, lrs[v], s.tol) for v, view in views.items()},
+                     convergence=conv, stability_map=stab)
 
 
 def warm_step_sizes(setting: StepSetting, session: str | None = None) -> bool:
@@ -554,16 +567,10 @@ def _warm(s: StepSetting) -> None:
 
 
 def _warm_option(s: StepSetting, x: float) -> None:
-    """What the page's fragment derives at step-size option ``x`` (:func:`step_views`, then
-    the views' kept facts and every chart's JSON as :func:`ui.page.chart` sends it)."""
-    sv = step_views(s, x)
-    for v, view in sv.views.items():
-        view.path_facts(s.data, v, s.tol)
-        view.theory_row(v, sv.lrs[v], s.tol)
-        page.chart_json(vf.with_speed(view.figure, s.speed), s.big)
-    for fig in (sv.convergence, sv.stability_map):
-        if fig is not None:
-            page.chart_json(fig, s.big)
+    """What the page's fragment derives at step-size option ``x``: :func:`step_views`, and
+    every chart's JSON as :func:`ui.page.chart` sends it."""
+    for fig in step_views(s, x).figures():
+        page.chart_json(fig, s.big)
 
 
 def map_x_values(mode: str) -> tuple[np.ndarray, str]:
@@ -655,7 +662,7 @@ def stability_figure_at(data: tuple, seed: int, variants: tuple, mode: str, epoc
     otherwise).
     """
     m, fig = stability_figure(data, seed, variants, mode, epochs, optimizer, mom, beta1, beta2)
-    return vf.with_current_setting(fig, len(m.variants), current) if current[1] in m.batch_sizes else fig
+    return vf.with_current_setting(fig, len(m.variants), current)
 
 
 def relative_suboptimality(res: R.RunResult) -> np.ndarray:
