@@ -271,6 +271,14 @@ class TrainPool:
         with _bare_main():  # every worker starts now (one per submit while none is idle)
             for _ in range(self.workers):
                 executor.submit(_noop)
+            # A worker that finished its no-op before the next submit counts as idle, and
+            # that submit then spawns nobody (it happened once on a loaded CI machine). Each
+            # further submit either spawns or uses up one such idle token; bounded, since a
+            # worker could keep finishing first.
+            for _ in range(4 * self.workers):
+                if len(getattr(executor, "_processes", None) or ()) >= self.workers:
+                    break
+                executor.submit(_noop)
         return executor
 
     # ------------------------------------------------------------------ submitting

@@ -59,6 +59,29 @@ def test_workers_run_every_thread_below_the_parent_s_cpu_priority(pool):
         assert set(_thread_nice_values(pid)) == {parent}
 
 
+def test_every_worker_starts_even_when_the_first_is_idle_before_the_second_submit(monkeypatch):
+    """A worker that finished its warm-up before the next submit counts as idle, so that submit
+    spawns nobody; the pool still starts all of its workers at once (CI saw one of two)."""
+    import concurrent.futures
+    import bn_core.parallel as parallel
+
+    class FirstIdleEarly(concurrent.futures.ProcessPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            future = super().submit(fn, *args, **kwargs)
+            if not getattr(self, "_early", False):  # the token a finished no-op would leave
+                self._early = True
+                self._idle_worker_semaphore.release()
+            return future
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", FirstIdleEarly)
+    p = TrainPool(workers=2)
+    try:
+        assert len(p._executor._processes) == 2
+        assert p.submit(BASE).result(timeout=120).config == BASE
+    finally:
+        p.shutdown()
+
+
 def test_one_future_per_config_shared_by_every_caller(pool):
     cfg = replace(BASE, seed=3)
     first, again = pool.submit(cfg), pool.submit(replace(BASE, seed=3))
