@@ -205,7 +205,7 @@ def step_size_and_results(cfg: vc.Settings, step: vs.StepSetting, boxes: dict, s
 step = vc.step_setting(cfg, variants, show_map="map" in boxes)
 step_size_and_results(cfg, step, boxes, shown)
 download_box.download_button("Download paths and losses (CSV)", data=lambda: vs.history_csv(shown["results"]),
-                             file_name="valley_vs_bowl_history.csv", mime="text/csv")
+                             file_name="valley_vs_bowl_history.csv", mime="text/csv", on_click="ignore")
 vs.warm_step_sizes(step)  # the slider's other options, in the background, for a setting several sessions opened
 
 with page.more("Show the code: the optimizer loop and the update rules"):

@@ -150,7 +150,7 @@ with page.more("The formulas, with this batch's numbers"):
 
 st.download_button(
     "Download this batch, before and after (CSV)", data=sbs.batch_csv(stages),
-    file_name=f"batchnorm_batch_{source}_m{batch_size}_seed{seed}.csv", mime="text/csv",
+    file_name=f"batchnorm_batch_{source}_m{batch_size}_seed{seed}.csv", mime="text/csv", on_click="ignore",
     help="One row per sample: x, x̂ and y for every feature shown.",
 )
 

@@ -110,10 +110,10 @@ if results:
     c1, c2 = st.columns(2)
     c1.download_button("Download the recorded histories (CSV)",
                        functools.partial(net.histories_csv, results, "records"),
-                       file_name="bn_in_network_histories.csv", mime="text/csv", key="c3_dl_records")
+                       file_name="bn_in_network_histories.csv", mime="text/csv", on_click="ignore", key="c3_dl_records")
     c2.download_button("Download per-step batch loss and time (CSV)",
                        functools.partial(net.histories_csv, results, "steps"),
-                       file_name="bn_in_network_steps.csv", mime="text/csv", key="c3_dl_steps")
+                       file_name="bn_in_network_steps.csv", mime="text/csv", on_click="ignore", key="c3_dl_steps")
 with page.more("Show the code: the training loop and the batch-norm layer behind these curves"):
     loop, bn_forward, bn_backward = st.tabs(["training loop (bn_core.train.train)",
                                              "BatchNorm1d.forward", "BatchNorm1d.backward"])

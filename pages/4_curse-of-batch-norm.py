@@ -54,7 +54,7 @@ with page.more("Why: the formulas, and why the learning rate scales with the bat
     page.prose(cu.PROSE["small"].format(width=s.width, epochs=cu.EPOCHS))
     page.chart(cu.figure("lr", sweep_key, lambda: cf.fig_lr_used(sweep)), key="c4-lr-used")
 st.download_button("Download the batch-size sweep (CSV)", functools.partial(cu.sweep_csv, sweep),
-                   file_name="c4_batch_size_sweep.csv", mime="text/csv", key="c4-dl-sweep")
+                   file_name="c4_batch_size_sweep.csv", mime="text/csv", on_click="ignore", key="c4-dl-sweep")
 
 # 2 · why: noisy batch statistics
 st.subheader("Why: noisy batch statistics")
@@ -65,7 +65,7 @@ with page.more("Why: the closed forms, and the central 68 % band"):
     st.latex(cu.LATEX["noise"])
     page.prose(cu.PROSE["noise"])
 st.download_button("Download the sampled batch statistics (CSV)", functools.partial(cu.stats_csv, stats),
-                   file_name="c4_batch_statistics.csv", mime="text/csv", key="c4-dl-stats")
+                   file_name="c4_batch_statistics.csv", mime="text/csv", on_click="ignore", key="c4-dl-stats")
 
 # 3 · training vs inference
 st.subheader("Training vs inference")
@@ -92,7 +92,7 @@ with page.more("Why: class statistics in training, mixed statistics in evaluatio
     st.latex(cu.LATEX["non_iid"])
     page.prose(cu.PROSE["non_iid"].format(lr=s.sort_lr))
 st.download_button("Download the batch-order runs (CSV)", functools.partial(cu.non_iid_csv, non_iid),
-                   file_name="c4_non_iid.csv", mime="text/csv", key="c4-dl-noniid")
+                   file_name="c4_non_iid.csv", mime="text/csv", on_click="ignore", key="c4-dl-noniid")
 
 # 5 · online learning
 st.subheader("Online learning: a batch of one")
@@ -109,7 +109,7 @@ with page.more("Why: one sample has no batch variance"):
     page.prose(cu.PROSE["online"].format(lr=cu.lr_for(1, s.scale_lr, s.base_lr),
                                          rule="the linear scaling rule at batch 1" if s.scale_lr else "fixed"))
 st.download_button("Download the online runs (CSV)", functools.partial(cu.online_csv, online),
-                   file_name="c4_online.csv", mime="text/csv", key="c4-dl-online")
+                   file_name="c4_online.csv", mime="text/csv", on_click="ignore", key="c4-dl-online")
 
 # 6 · batch renormalization
 st.subheader("Batch Renormalization")
@@ -123,7 +123,7 @@ with page.more("Why: r and d, and the code"):
     page.prose(cu.PROSE["renorm"])
     st.code(code.source(BatchRenorm1d), language="python")
 st.download_button("Download r and d over training (CSV)", functools.partial(cu.renorm_csv, renorm),
-                   file_name="c4_renorm.csv", mime="text/csv", key="c4-dl-renorm")
+                   file_name="c4_renorm.csv", mime="text/csv", on_click="ignore", key="c4-dl-renorm")
 
 # 7 · the cost
 st.subheader("The cost")
@@ -136,7 +136,7 @@ with page.more("Why: what each layer computes and keeps"):
     page.prose(cu.PROSE["cost"])
     st.table(cu.cost_table(cost))
 st.download_button("Download the timings (CSV)", functools.partial(cu.cost_csv, cost),
-                   file_name="c4_cost.csv", mime="text/csv", key="c4-dl-cost")
+                   file_name="c4_cost.csv", mime="text/csv", on_click="ignore", key="c4-dl-cost")
 
 # 8 · the alternatives and their axes
 st.subheader("The alternatives and their axes")

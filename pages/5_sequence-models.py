@@ -118,12 +118,12 @@ with page.more("Show the code: backpropagation through time"):
     st.code(code.source(RNNClassifier.backward), language="python")
 c1, c2, c3 = st.columns(3)
 c1.download_button("Training histories (CSV)", functools.partial(seq.histories_csv, cmp),
-                   file_name="sequence_histories.csv", mime="text/csv", key="c5_dl_hist")
+                   file_name="sequence_histories.csv", mime="text/csv", on_click="ignore", key="c5_dl_hist")
 c2.download_button("Accuracy vs test length (CSV)", functools.partial(seq.lengths_csv, cmp),
-                   file_name="sequence_accuracy_by_length.csv", mime="text/csv", key="c5_dl_len")
+                   file_name="sequence_accuracy_by_length.csv", mime="text/csv", on_click="ignore", key="c5_dl_len")
 c3.download_button("BN running statistics per step (CSV)",
                    functools.partial(seq.running_means_csv, cmp),
-                   file_name="sequence_bn_running_stats.csv", mime="text/csv", key="c5_dl_stats")
+                   file_name="sequence_bn_running_stats.csv", mime="text/csv", on_click="ignore", key="c5_dl_stats")
 
 st.subheader("Why Transformers use LayerNorm")
 st.markdown(seq.TRANSFORMER_TEXT)

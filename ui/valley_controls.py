@@ -115,7 +115,7 @@ def _data_source(ss, errors: list[str]) -> tuple[tuple, object | None]:
                                    f"the first {MAX_ROWS} rows are used. Numbers with a dot as the decimal "
                                    "separator, between 1e-50 and 1e50 in magnitude (or 0).")
         st.download_button("Download the example CSV", data=vs.EXAMPLE_CSV.read_bytes(),
-                           file_name="example_two_features.csv", mime="text/csv")
+                           file_name="example_two_features.csv", mime="text/csv", on_click="ignore")
         if up is not None:
             try:
                 return vs.register_upload(up.getvalue())
