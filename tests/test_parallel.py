@@ -63,6 +63,7 @@ def test_every_worker_starts_even_when_the_first_is_idle_before_the_second_submi
     """A worker that finished its warm-up before the next submit counts as idle, so that submit
     spawns nobody; the pool still starts all of its workers at once (CI saw one of two)."""
     import concurrent.futures
+
     import bn_core.parallel as parallel
 
     class FirstIdleEarly(concurrent.futures.ProcessPoolExecutor):

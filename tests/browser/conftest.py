@@ -76,10 +76,35 @@ def browser():
         b.close()
 
 
+# Counts the runs Streamlit starts (the app root's script state leaving ``notRunning``) in
+# ``window.__bnRuns``, from the page's first script on, so :func:`settle` knows whether the run
+# an action requested has already come and gone instead of waiting to see it start.
+RUN_COUNTER_JS = """
+(() => {
+  window.__bnRuns = 0;
+  let last = 'notRunning';
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const now = r.target.getAttribute('data-test-script-state');
+      if (now !== last && now !== 'notRunning' && last === 'notRunning') window.__bnRuns++;
+      last = now;
+    }
+  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+})();
+"""
+
+
+def new_context(browser, **kwargs):
+    """A browser context whose pages count Streamlit's runs (see :func:`settle`)."""
+    context = browser.new_context(**kwargs)
+    context.add_init_script(RUN_COUNTER_JS)
+    return context
+
+
 @pytest.fixture()
 def page(browser):
     """A fresh page; fails the test if the page raised a JavaScript error."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -92,16 +117,22 @@ def settle(page, timeout_s: float = 120) -> None:
     """Wait until Streamlit has finished the run that the last action started.
 
     The app root carries ``data-test-script-state`` (``initial``, ``rerunRequested``,
-    ``running``, ``notRunning``). First wait (up to 2 s) for the state to leave
-    ``notRunning``, so a rerun that a key press has just requested is not missed on a busy
-    machine; a quick run may already be over, which is fine. Then wait for ``notRunning``.
+    ``running``, ``notRunning``). First wait (up to 2 s) for a run to start, so a rerun that
+    a key press has just requested is not missed on a busy machine: on a page of
+    :func:`new_context`, one that started since the last ``settle`` counts even if it is
+    already over (so a quick run costs no wait); elsewhere the state must be seen leaving
+    ``notRunning``. Then wait for ``notRunning``.
     """
     state = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+    counted = "typeof window.__bnRuns === 'number'"
+    started = f"(({counted}) && window.__bnRuns > (window.__bnSettledRuns || 0)) || {state} !== 'notRunning'"
     try:
-        page.wait_for_function(f"() => {state} !== 'notRunning'", timeout=2000)
+        page.wait_for_function(f"() => {started}", timeout=2000)
     except PlaywrightTimeout:
         pass
-    page.wait_for_function(f"() => {state} === 'notRunning'", timeout=timeout_s * 1000)
+    page.wait_for_function(
+        f"() => {state} === 'notRunning' && (({counted}) ? (window.__bnSettledRuns = window.__bnRuns, true) : true)",
+        timeout=timeout_s * 1000)
     page.wait_for_timeout(300)
 
 

@@ -12,7 +12,13 @@ import contextlib
 import pytest
 
 from tests.apptest import TITLES
-from tests.browser.conftest import assert_no_exception, settle, start_server, stop_server
+from tests.browser.conftest import (
+    assert_no_exception,
+    new_context,
+    settle,
+    start_server,
+    stop_server,
+)
 from ui import course
 
 #: One deep link per chapter, with a setting in its query string (and lecture mode once).
@@ -54,7 +60,7 @@ def test_first_request_of_a_fresh_server_opens_the_linked_chapter(browser, chapt
 def fresh_server_page(browser):
     """A page of a new browser context on a freshly started server: (page, server URL)."""
     proc, url = start_server()
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = new_context(browser, viewport={"width": 1400, "height": 1000})
     try:
         yield context.new_page(), url
     finally:

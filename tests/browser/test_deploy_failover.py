@@ -21,7 +21,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks import st_client
 from deploy import nginx_conf
-from tests.browser.conftest import assert_no_exception, settle
+from tests.browser.conftest import assert_no_exception, new_context, settle
 
 SLIDER = 'input[type=range][aria-label="fraction of 2/λ_max"]'
 EPOCHS = 'input[type=range][aria-label="epochs (passes over the data)"]'
@@ -91,7 +91,7 @@ def test_the_browser_stays_on_its_replica_and_survives_losing_it(browser):
     ports = [st_client.free_port(), st_client.free_port()]
     logs = [open(d / f"replica-{p}.log", "wb") for p in ports]  # noqa: SIM115 - closed below
     replicas = {p: st_client.launch_server(p, log) for p, log in zip(ports, logs, strict=True)}
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context = new_context(browser, viewport={"width": 1280, "height": 720})
     errors: list[str] = []
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: [log.close() for log in logs])
@@ -166,7 +166,7 @@ def test_after_a_server_restart_the_step_size_slider_redraws_at_once(browser):
     port = st_client.free_port()
     logs = [open(d / f"server-{i}.log", "wb") for i in range(2)]  # noqa: SIM115 - closed below
     proc = st_client.launch_server(port, logs[0])
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context = new_context(browser, viewport={"width": 1280, "height": 720})
     errors: list[str] = []
     try:
         assert st_client.wait_healthy(f"http://127.0.0.1:{port}", proc=proc)

@@ -3,7 +3,7 @@ key control(s) and its main chart, without scrolling (the course issue's project
 
 import pytest
 
-from tests.browser.conftest import settle
+from tests.browser.conftest import new_context, settle
 from ui import course
 
 WIDTH, HEIGHT = 1280, 720
@@ -19,7 +19,7 @@ def _box(locator):
 @pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
 def test_first_screen_shows_title_key_control_and_main_chart(browser, app_url, chapter):
     ch = course.chapter(chapter)
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    context = new_context(browser, viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
     outside: list[str] = []  # nothing may be fetched from outside at run time (fonts, icons, ...)
     page.on("request", lambda r: None if r.url.startswith((app_url, "data:", "blob:")) else outside.append(r.url))
@@ -67,7 +67,7 @@ OVERRUNS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap
 @pytest.mark.parametrize("chapter", [c.number for c in course.chapters()])
 def test_lecture_mode_titles_and_ticks_fit_their_charts_on_a_projector(browser, app_url, chapter):
     ch = course.chapter(chapter)
-    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    context = new_context(browser, viewport={"width": WIDTH, "height": HEIGHT})
     page = context.new_page()
     try:
         page.goto(f"{app_url}/{ch.url_path}?lecture=1")

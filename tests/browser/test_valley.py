@@ -1,6 +1,6 @@
 """Chapter 1 in a real browser: move the learning-rate slider with the keyboard, the charts change."""
 
-from tests.browser.conftest import assert_no_exception, settle
+from tests.browser.conftest import assert_no_exception, new_context, settle
 
 # Name, x and y of every trace of every Plotly chart on the page (typed arrays stringify too).
 CHARTS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
@@ -97,7 +97,7 @@ def _overlap(a, b) -> bool:
 
 
 def test_landscape_animation_controls_do_not_overlap_at_the_projector_size(app_url, browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context = new_context(browser, viewport={"width": 1280, "height": 720})
     page = context.new_page()
     try:
         page.goto(f"{app_url}/valley-vs-bowl?c1_map=0")
@@ -240,7 +240,10 @@ def test_the_csv_download_holds_the_paths_of_the_step_size_shown(app_url, page):
     page.goto(f"{app_url}/valley-vs-bowl?c1_mode=same&c1_lr=0.00005&c1_epochs=30&c1_map=0")
     page.get_by_role("button", name="Download paths and losses (CSV)").wait_for(timeout=60_000)
     settle(page)
+    runs = page.evaluate("() => window.__bnRuns")
     before = _downloaded_csv(page)
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.__bnRuns") == runs  # the click started no run of the page
     slider = page.get_by_role("slider", name="learning rate α")
     slider.focus()
     slider.press("ArrowRight")  # 5e-5 -> 7e-5
