@@ -162,7 +162,8 @@ export default function (component) {
     box.__bnTraces = texts;
     box.__bnTemplate = template;
     const drawn = (animating ? Plotly.newPlot : Plotly.react)(box, figure);
-    if (drawn && drawn.catch) drawn.catch(() => {});
+    // box.__bnDrawn: the figure text on screen, once drawn (browser tests wait for it)
+    Promise.resolve(drawn).catch(() => {}).then(() => { if (box.__bnText === text) box.__bnDrawn = text; });
     if (!box.__bnFullscreen) {  // full screen: the chart takes the whole screen, and back
       box.__bnFullscreen = true;
       box.addEventListener("fullscreenchange", () => {

@@ -121,7 +121,9 @@ def settle(page, timeout_s: float = 120) -> None:
     a key press has just requested is not missed on a busy machine: on a page of
     :func:`new_context`, one that started since the last ``settle`` counts even if it is
     already over (so a quick run costs no wait); elsewhere the state must be seen leaving
-    ``notRunning``. Then wait for ``notRunning``.
+    ``notRunning``. Then wait for ``notRunning``, for the elements' code to have loaded (up to
+    20 s, :data:`NO_SKELETON_JS`), and for every live chart to have drawn the figure it was
+    sent last (:data:`CHARTS_DRAWN_JS`).
     """
     state = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
     counted = "typeof window.__bnRuns === 'number'"
@@ -133,7 +135,20 @@ def settle(page, timeout_s: float = 120) -> None:
     page.wait_for_function(
         f"() => {state} === 'notRunning' && (({counted}) ? (window.__bnSettledRuns = window.__bnRuns, true) : true)",
         timeout=timeout_s * 1000)
+    try:  # the elements' code loaded (a fresh page shows skeletons until then)
+        page.wait_for_function(NO_SKELETON_JS, timeout=20_000)
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_function(CHARTS_DRAWN_JS, timeout=60_000)
     page.wait_for_timeout(300)
+
+
+#: No element is still a skeleton: Streamlit shows one while an element's code is loading, and
+#: the run can be over by then (the charts of a fresh page appear after "notRunning").
+NO_SKELETON_JS = """() => !document.querySelector('[data-testid="stElementContainer"] > [data-testid="stSkeleton"]')"""
+#: Every chart element (a ``ui.live_chart`` component) has drawn the figure it was sent last.
+CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentRegular"]')].every(c => {
+  const box = c.querySelector(':scope > .bn-live'); return !!box && box.__bnDrawn === box.__bnText; })"""
 
 
 def open_chapter(page, url: str, heading: str, slider: str, ready_js: str, last_text: str | None = None) -> None:
