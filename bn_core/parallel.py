@@ -268,17 +268,19 @@ class TrainPool:
                                        initializer=_receive_data,
                                        initargs=({d: digits(d) for d in ("float32", "float64")},
                                                  self._stop, self.nice))
-        with _bare_main():  # every worker starts now (one per submit while none is idle)
-            for _ in range(self.workers):
-                executor.submit(_noop)
-            # A worker that finished its no-op before the next submit counts as idle, and
-            # that submit then spawns nobody (it happened once on a loaded CI machine). Each
-            # further submit either spawns or uses up one such idle token; bounded, since a
-            # worker could keep finishing first.
-            for _ in range(4 * self.workers):
-                if len(getattr(executor, "_processes", None) or ()) >= self.workers:
-                    break
-                executor.submit(_noop)
+        with _bare_main():  # every worker starts now
+            # A spawn pool starts a worker on submit only while no worker is idle, and a worker
+            # that finished its warm-up no-op before the next submit counts as idle: CI saw one
+            # of two workers started. So start them all at once, as CPython does for a fork
+            # pool, before anything is submitted (no manager thread yet: what it asserts).
+            launch = getattr(executor, "_launch_processes", None)
+            lock = getattr(executor, "_shutdown_lock", None)
+            if launch is not None and lock is not None:
+                with lock:
+                    launch()
+            else:  # pragma: no cover - another Python's executor: one no-op per worker
+                for _ in range(self.workers):
+                    executor.submit(_noop)
         return executor
 
     # ------------------------------------------------------------------ submitting

@@ -80,6 +80,7 @@ def test_page_runs_with_defaults(page, monkeypatch):
         layout = spec.get("layout", {})
         assert layout.get("title", {}).get("text"), f"a chart of {page} has no title"
     # A download must not rerun the page: a full run of chapter 3 or 4 for a file the student
-    # already has, and for 30 students 30 runs (the file comes from the deferred callable).
+    # already has, and for 30 students 30 runs (the file is the bytes given, or a deferred
+    # callable's, made when clicked).
     for button in at.get("download_button"):
         assert button.proto.ignore_rerun, f"{page}: '{button.proto.label}' reruns the page when clicked"

@@ -34,7 +34,7 @@ from benchmarks import st_client
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-UID = 10001  # the Dockerfile's `useradd --uid`
+UID = int(re.search(r"useradd\b.*--uid (\d+)", DOCKERFILE).group(1))  # the image's user
 
 
 def _instruction(name: str) -> str:
@@ -69,6 +69,8 @@ def build_context_files() -> list[str]:
     patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
                 if ln.strip() and not ln.startswith("#")]
     assert not any(p.startswith("!") for p in patterns), "exceptions in .dockerignore: extend _ignored"
+    # fnmatch's * also matches "/", Docker's does not: only names and "**/name" are handled
+    assert not any(set("*?[") & set(p.removeprefix("**/")) for p in patterns), "wildcards: extend _ignored"
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
     return [f for f in tracked.decode().split("\0") if f and not _ignored(f, patterns)]
 
@@ -104,8 +106,9 @@ def _as_image_user() -> dict:
     return {"user": UID, "group": UID, "extra_groups": []} if AS_IMAGE_USER else {}
 
 
-def _tree(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and modification time (ns)."""
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 @pytest.fixture()
@@ -129,13 +132,14 @@ def image_like():
     assert cmd[:2] == ["python", "-m"] and "0.0.0.0" in cmd and "8501" in cmd
     cmd = [sys.executable if c == "python" else "127.0.0.1" if c == "0.0.0.0" else str(port) if c == "8501" else c
            for c in cmd]
+    files = _tree(app)  # before the server starts
     log_path = base / "server.log"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=app, env=env, stdout=log, stderr=subprocess.STDOUT, **_as_image_user())
     try:
-        yield {"app": app, "port": port, "proc": proc, "log": log_path, "files": _tree(app)}
+        yield {"app": app, "port": port, "proc": proc, "log": log_path, "files": files}
     finally:
         if proc.poll() is None:
             st_client.stop_server(proc)
@@ -168,10 +172,13 @@ def test_the_cmd_serves_the_course_as_the_image_user_and_the_health_check_follow
         run = s.rerun()
         assert run.ok, run.exceptions
 
-    # The image user cannot write the app's files: the app wrote nothing into its WORKDIR.
+    # The image user cannot write the app's files: the app wrote, changed or removed nothing there.
     assert _tree(image_like["app"]) == image_like["files"]
     st_client.stop_server(proc)  # and the health check notices a server that is gone
     assert proc.poll() is not None and _health_check(port) != 0
     log = image_like["log"].read_text()
     assert "Traceback" not in log and "RuntimeWarning" not in log, log[-3000:]
-    assert "External URL" not in log  # no outside lookup of the machine's address
+    # The CMD turns the welcome banner off: on 0.0.0.0 printing it looks up the machine's
+    # external address outside (here, on 127.0.0.1, the banner would print without a lookup).
+    assert "--logger.hideWelcomeMessage" in _exec_form(_instruction("CMD"))
+    assert "You can now view" not in log

@@ -202,6 +202,8 @@ def test_example_csv_from_the_link():
 def test_uploaded_csv_runs_and_a_bad_one_is_explained():
     at = _app(c1_source="upload", c1_map="0", c1_epochs="10")
     assert any("Upload a CSV" in i.value for i in at.info)  # nothing uploaded yet: seed data, said so
+    labels = {b.proto.label: b.proto.ignore_rerun for b in at.get("download_button")}
+    assert labels.get("Download the example CSV") is True  # offered in upload mode; a click reruns nothing
     rows = "".join(f"{i},{(i * 37) % 11},{3 * i + 2 * ((i * 37) % 11)}\n" for i in range(1, 41))
     at.file_uploader(key="c1_upload_file").set_value(("mine.csv", ("size;rooms;cost\n" + rows.replace(",", ";")).encode(),
                                                       "text/csv")).run()

@@ -172,7 +172,7 @@ export default function (component) {
                                   : {width: null, height: box.__bnHeight || null});
       });
     }
-  }).catch(err => { box.textContent = "This chart could not be drawn: " + err.message; });
+  }).catch(err => { box.__bnError = err.message || String(err); box.textContent = "This chart could not be drawn: " + box.__bnError; });
   return cleanup;
 }
 """.replace("@ROUTE@", ASSET_ROUTE)

@@ -82,14 +82,19 @@ def browser():
 RUN_COUNTER_JS = """
 (() => {
   window.__bnRuns = 0;
-  let last = 'notRunning';
+  // A record carries the value it replaced; its own new value is the next record's old value
+  // for the same element (or the attribute now). So a batch holding both "running" and
+  // "notRunning" still counts its run, and a value set again unchanged counts nothing.
+  const idle = (v) => v === null || v === 'notRunning' || v === 'initial';
   new MutationObserver((records) => {
-    for (const r of records) {
-      const now = r.target.getAttribute('data-test-script-state');
-      if (now !== last && now !== 'notRunning' && last === 'notRunning') window.__bnRuns++;
-      last = now;
-    }
-  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+    records.forEach((r, i) => {
+      if (r.target.getAttribute('data-testid') !== 'stApp') return;
+      const later = records.slice(i + 1).find((q) => q.target === r.target);
+      const now = later ? later.oldValue : r.target.getAttribute('data-test-script-state');
+      if (idle(r.oldValue) && !idle(now)) window.__bnRuns++;
+    });
+  }).observe(document, {subtree: true, attributes: true, attributeOldValue: true,
+                        attributeFilter: ['data-test-script-state']});
 })();
 """
 
@@ -140,15 +145,29 @@ def settle(page, timeout_s: float = 120) -> None:
     except PlaywrightTimeout:
         pass
     page.wait_for_function(CHARTS_DRAWN_JS, timeout=60_000)
+    failed = page.evaluate("() => [...document.querySelectorAll('.bn-live')].map(b => b.__bnError).filter(Boolean)")
+    assert not failed, f"a chart could not be drawn: {failed}"
     page.wait_for_timeout(300)
+    mark_settled(page)  # a run that started during the waits above belongs to this action
+
+
+def mark_settled(page) -> None:
+    """Count every run so far as waited for: the next :func:`settle` waits for a newer one.
+
+    For a helper that waits for runs by other means (a reconnect's rerun) before an action."""
+    page.evaluate("""() => { const app = document.querySelector('[data-testid="stApp"]');
+      if (typeof window.__bnRuns === 'number' && app && app.getAttribute('data-test-script-state') === 'notRunning')
+        window.__bnSettledRuns = window.__bnRuns; }""")
 
 
 #: No element is still a skeleton: Streamlit shows one while an element's code is loading, and
 #: the run can be over by then (the charts of a fresh page appear after "notRunning").
 NO_SKELETON_JS = """() => !document.querySelector('[data-testid="stElementContainer"] > [data-testid="stSkeleton"]')"""
-#: Every chart element (a ``ui.live_chart`` component) has drawn the figure it was sent last.
+#: Every chart element (a ``ui.live_chart`` component) has drawn the figure it was sent last, or
+#: failed to (``__bnError``: :func:`settle` then fails the test with the chart's message).
 CHARTS_DRAWN_JS = """() => [...document.querySelectorAll('[data-testid="stBidiComponentRegular"]')].every(c => {
-  const box = c.querySelector(':scope > .bn-live'); return !!box && box.__bnDrawn === box.__bnText; })"""
+  const box = c.querySelector(':scope > .bn-live');
+  return !!box && (box.__bnDrawn === box.__bnText || !!box.__bnError); })"""
 
 
 def open_chapter(page, url: str, heading: str, slider: str, ready_js: str, last_text: str | None = None) -> None:

@@ -21,7 +21,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks import st_client
 from deploy import nginx_conf
-from tests.browser.conftest import assert_no_exception, new_context, settle
+from tests.browser.conftest import assert_no_exception, mark_settled, new_context, settle
 
 SLIDER = 'input[type=range][aria-label="fraction of 2/λ_max"]'
 EPOCHS = 'input[type=range][aria-label="epochs (passes over the data)"]'
@@ -66,6 +66,7 @@ def _wait_reconnected(page, timeout_s: float = 90) -> None:
         page.wait_for_function(f"""() => {{ const s = window.__bnStates, back = ({BACK_JS})();
             return s.indexOf('running', back) >= 0 && s[s.length - 1] === 'notRunning'; }}""", timeout=20_000)
     page.wait_for_timeout(300)
+    mark_settled(page)  # the reconnect's rerun is not the run the next key press asks for
 
 
 def _redraws(page, selector: str, key: str, tries: int) -> bool:
