@@ -163,7 +163,10 @@ export default function (component) {
     box.__bnTemplate = template;
     const drawn = (animating ? Plotly.newPlot : Plotly.react)(box, figure);
     // box.__bnDrawn: the figure text on screen, once drawn (browser tests wait for it)
-    Promise.resolve(drawn).catch(() => {}).then(() => { if (box.__bnText === text) box.__bnDrawn = text; });
+    // (and box.__bnError, the message of a failed draw, until one succeeds)
+    Promise.resolve(drawn).catch(() => {}).then(() => {
+      if (box.__bnText === text) { box.__bnDrawn = text; box.__bnError = undefined; }
+    });
     if (!box.__bnFullscreen) {  // full screen: the chart takes the whole screen, and back
       box.__bnFullscreen = true;
       box.addEventListener("fullscreenchange", () => {

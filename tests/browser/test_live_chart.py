@@ -6,6 +6,8 @@ tests fail if a chart element is replaced, if its data does not follow the slide
 comes from anywhere but this server, or if it is loaded more than once per page.
 """
 
+import pytest
+
 from tests.browser.conftest import assert_no_exception, settle
 from ui import live_chart
 
@@ -200,3 +202,17 @@ def test_a_layout_only_update_redraws_the_path_a_frame_had_shortened(app_url, pa
     page.wait_for_function(f"() => {{ const [a, b] = ({PATH_SHOWN_SENT_JS})(); return a === b; }}", timeout=30_000)
     assert page.evaluate(PATH_SHOWN_SENT_JS)[0] == sent
     assert_no_exception(page)
+
+
+def test_a_chart_whose_plotly_js_cannot_load_says_so_and_settle_reports_it(app_url, page):
+    """If plotly.js does not arrive, each chart says it could not be drawn (no blank box), and
+    the tests' settle() fails with that message instead of waiting for a draw that never comes."""
+    page.route("**/plotly.min.js", lambda route: route.abort())
+    page.goto(f"{app_url}/bn-step-by-step")
+    page.get_by_role("slider", name="gamma γ (scale)").wait_for(timeout=60_000)
+    with pytest.raises(AssertionError, match="a chart could not be drawn"):
+        settle(page)
+    boxes = page.locator('[data-testid="stLiveChart"]')
+    assert boxes.count() >= 1
+    for text in boxes.all_inner_texts():
+        assert text.startswith("This chart could not be drawn: plotly.js did not load from"), text
