@@ -103,9 +103,8 @@ def test_prefetch_runs_only_on_idle_workers_and_fills_the_cache(pool):
     assert pool._in_flight <= pool.workers  # the rest wait outside the executor's queue
     future = pool.submit(wanted)  # submitted after the prefetch, yet not queued behind it
     assert_same_run(future.result(timeout=120), train(wanted))
-    for _ in range(600):
-        if all(pool.done(c) for c in extra):
-            break
+    deadline = time.monotonic() + 120  # a bound in time, not in polls: a slow machine needs longer
+    while not all(pool.done(c) for c in extra) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(pool.done(c) for c in extra)
     assert pool.prefetch(extra) == 0  # already there
@@ -124,7 +123,8 @@ def test_prefetch_leaves_a_core_to_the_caller_but_a_request_uses_every_worker(po
     with pool._lock:  # right after the requests: one worker prefetches, one stays free
         assert pool._prefetch_running <= 1
     peak = 0
-    for _ in range(600):  # once a prefetch run has ended, both workers prefetch
+    deadline = time.monotonic() + 120  # a bound in time: 6 s of polls was too short on a slow machine
+    while time.monotonic() < deadline:  # once a prefetch run has ended, both workers prefetch
         with pool._lock:
             peak = max(peak, pool._prefetch_running)
         if all(pool.done(c) for c in extra):
