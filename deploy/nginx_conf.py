@@ -12,6 +12,7 @@ Only the template's ``${NGINX_*}`` variables are replaced; nginx's own ``$variab
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -59,6 +60,7 @@ http {{
     scgi_temp_path {d}/scgi;
     access_log off;
     include {d}/bnlab.conf;
+    {include}
 }}
 """
 
@@ -68,13 +70,38 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
+#: A relay per replica for :func:`local_proxy`'s ``one_name`` mode: it listens on an address of
+#: its own that the one name resolves to, and passes everything on to its replica.
+RELAY_CONF = """server {{
+    listen {address};
+    access_log off;
+    location / {{
+        proxy_pass http://{replica};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_read_timeout 1h;
+    }}
+}}
+"""
+
+
 @contextmanager
-def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20):
+def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20, one_name: str | None = None):
     """Run nginx with this template on a free port of 127.0.0.1 in front of ``replicas``
     (``host:port``), with its pid, logs and temp files in ``workdir``; yield its port.
 
     The access log is ``workdir / "access.log"`` (the template's ``route=`` and ``upstream=``).
     nginx is stopped when the block ends.
+
+    ``one_name`` gives the upstream block the form compose's does: one ``server`` line whose
+    name resolves to every replica (compose's DNS name of a scaled service). nginx then runs in a
+    private mount namespace (``unshare``) whose ``/etc/hosts`` maps the name to 127.0.0.2,
+    127.0.0.3, ...; on each of those addresses the same nginx relays to one replica (which itself
+    listens on 127.0.0.1), so the access log's ``upstream=`` names the replica by its relay's
+    address. A relay answers 502 for a replica that is gone, where compose's address would refuse
+    the connection: this mode is for where sessions go, not for losing a replica.
     """
     exe = nginx_binary()
     if exe is None:
@@ -82,13 +109,30 @@ def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    include, prefix = "", []
+    if one_name is None:
+        servers = upstream_servers(replicas)
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            relay_port = s.getsockname()[1]
+        addresses = [f"127.0.0.{k + 2}" for k in range(len(replicas))]
+        (workdir / "hosts").write_text("".join(f"{a} {one_name}\n" for a in addresses))
+        (workdir / "relays.conf").write_text("".join(
+            RELAY_CONF.format(address=f"{a}:{relay_port}", replica=r)
+            for a, r in zip(addresses, replicas, strict=True)))
+        servers = f"server {one_name}:{relay_port};"
+        include = f"include {workdir}/relays.conf;"
+        # root: a mount namespace; anyone else: a user namespace with one (unshare -r).
+        prefix = ["unshare", "-m"] + (["-r"] if os.geteuid() != 0 else []) + [
+            "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(workdir / "hosts")]
     (workdir / "bnlab.conf").write_text(render({
         "NGINX_LISTEN": f"127.0.0.1:{port}",
-        "NGINX_UPSTREAM_SERVERS": upstream_servers(replicas),
+        "NGINX_UPSTREAM_SERVERS": servers,
         "NGINX_ACCESS_LOG": str(workdir / "access.log"),
     }))
-    (workdir / "nginx.conf").write_text(LOCAL_MAIN_CONF.format(d=workdir))
-    args = [exe, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log")]
+    (workdir / "nginx.conf").write_text(LOCAL_MAIN_CONF.format(d=workdir, include=include))
+    args = [*prefix, exe, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log")]
     check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         raise RuntimeError(f"nginx -t failed: {check.stderr}")

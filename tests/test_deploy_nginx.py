@@ -1,7 +1,7 @@
 """The scaled-out deployment, tested without Docker: Debian's nginx in front of two replicas.
 
-There is no Docker engine here, so the container itself is not built. What the deployment
-depends on is tested for real: nginx runs ``deploy/nginx/bnlab.conf.template`` (filled in by
+CI has no Docker engine, so the containers are not built here (``deploy/check_stack.py`` checks a
+running compose stack with the same client). What the deployment depends on is tested for real: nginx runs ``deploy/nginx/bnlab.conf.template`` (filled in by
 ``deploy/nginx_conf.py``, as the nginx image's entrypoint fills it for ``deploy/compose.yaml``)
 in front of two ``streamlit run`` replicas on 127.0.0.1, and the classroom benchmark's client
 (``benchmarks/st_client.py``) plays the students. nginx runs in the foreground as one process
@@ -12,22 +12,21 @@ and temp files in a temp dir: no system service is touched. ``scripts/run_tests.
 from __future__ import annotations
 
 import contextlib
-import http.cookies
 import re
 import shutil
 import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from benchmarks import st_client
 from deploy import nginx_conf
+from deploy.check_stack import Student, routes
 from ui import live_chart
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = "valley-vs-bowl"  # chapter 1: a full run, then a fragment rerun of its step-size slider
 STUDENTS = 10  # sessions opened through the proxy (more if all landed on one replica)
 MAX_STUDENTS = 24
 
@@ -36,39 +35,9 @@ def _nginx() -> None:
         pytest.fail("Debian's nginx is missing: `bash scripts/run_tests.sh` installs it (apt-get install nginx)")
 
 
-class Student:
-    """A browser through the proxy: the page's HTML first (which sets the route cookie), then the
-    WebSocket with that cookie, as a browser sends it."""
-
-    def __init__(self, proxy_port: int) -> None:
-        self.port = proxy_port
-        with urllib.request.urlopen(f"http://127.0.0.1:{proxy_port}/{PAGE}", timeout=30) as r:
-            assert r.status == 200 and b"<html" in r.read(2000).lower()
-            cookie = http.cookies.SimpleCookie(r.headers["Set-Cookie"])
-        self.route = cookie["bnlab_route"].value
-        self.session = self.connect()
-
-    def connect(self, query: str = "", resume: str | None = None) -> st_client.Session:
-        return st_client.Session(self.port, PAGE, query, headers={"Cookie": f"bnlab_route={self.route}"},
-                                 timeout_s=60, resume=resume)
-
-    def reconnect(self) -> str:
-        """Drop the WebSocket and reconnect as the browser does (its address bar's query and its
-        session's id); return the id the session had."""
-        old = self.session
-        old.close()
-        self.session = self.connect(old.query_string, resume=old.session_id)
-        return old.session_id
-
-
-def _routes(access_log: Path) -> dict[str, list[str]]:
-    """route cookie -> the upstream address of each of its logged requests."""
-    out: dict[str, list[str]] = {}
-    for line in access_log.read_text().splitlines():
-        m = re.search(r"route=(\S+) upstream=(.+?) time=", line)
-        if m:
-            out.setdefault(m.group(1), []).append(m.group(2))
-    return out
+def _routes(log: Path) -> dict[str, list[str]]:
+    """route cookie -> the upstream address of each of its requests in nginx's ``log``."""
+    return routes(log.read_text().splitlines())
 
 
 def _wait_for(predicate, timeout_s: float) -> bool:
@@ -110,7 +79,22 @@ def _stop(replicas: dict, logs: list, students: list) -> None:
         log.close()
 
 
-def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_one():
+@dataclass
+class Deployment:
+    d: Path  # nginx's files and logs, and the replicas' logs
+    ports: list[int]  # the replicas'
+    replicas: dict  # port -> process
+    proxy_port: int
+    students: list[Student] = field(default_factory=list)  # their sessions are closed at the end
+
+
+@contextlib.contextmanager
+def _two_replicas_behind_nginx(one_name: str | None = None):
+    """Two ``streamlit run`` replicas on 127.0.0.1 behind nginx (``nginx_conf.local_proxy``).
+
+    On the way out the students' sessions are closed and the replicas stopped; after a block
+    that did not fail, neither replica may have logged a traceback or a RuntimeWarning.
+    """
     _nginx()
     d = Path(tempfile.mkdtemp(prefix="bnlab-nginx-"))
     ports = [st_client.free_port(), st_client.free_port()]
@@ -121,7 +105,18 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
         stack.callback(_stop, replicas, logs, students)
         for p, proc in replicas.items():
             assert st_client.wait_healthy(f"http://127.0.0.1:{p}", proc=proc), f"replica {p} did not start"
-        proxy_port = stack.enter_context(nginx_conf.local_proxy([f"127.0.0.1:{p}" for p in ports], d))
+        proxy_port = stack.enter_context(
+            nginx_conf.local_proxy([f"127.0.0.1:{p}" for p in ports], d, one_name=one_name))
+        yield Deployment(d, ports, replicas, proxy_port, students)
+    for p in ports:
+        text = (d / f"replica-{p}.log").read_text(errors="replace")
+        assert "Traceback" not in text and "RuntimeWarning" not in text, text[-3000:]
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_one():
+    with _two_replicas_behind_nginx() as dep:
+        d, ports, replicas, proxy_port, students = dep.d, dep.ports, dep.replicas, dep.proxy_port, dep.students
 
         # Students open chapter 1 through the proxy and move the step-size slider.
         def replica_of(student: Student) -> str:
@@ -173,7 +168,39 @@ def test_two_replicas_behind_nginx_keep_each_session_on_one_and_survive_losing_o
         assert _wait_for(lambda: all(
             _routes(d / "access.log")[s.route][-1].endswith(f"127.0.0.1:{kept}") for s in by_replica[f"127.0.0.1:{gone}"]
         ), 10), _routes(d / "access.log")
-    for p in ports:
-        text = (d / f"replica-{p}.log").read_text(errors="replace")
-        assert "Traceback" not in text and "RuntimeWarning" not in text, text[-3000:]
-    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_one_name_for_every_replica_keeps_each_session_on_one_too():
+    """compose's form of the upstream: one ``server app:8501;`` whose name resolves to every replica.
+
+    nginx's ``hash ... consistent`` places a server's points on its ring by the server's name, so
+    every address of one name got the same points, and nginx took turns among them: each request
+    of a session could reach another replica, and no session survived a reconnect (found running
+    deploy/compose.yaml with three replicas, ``deploy/check_stack.py``). The plain ``hash`` picks
+    one of the addresses by the cookie. Here the name resolves to two relays on 127.0.0.2 and
+    127.0.0.3, one per replica (``nginx_conf.local_proxy(one_name=...)``): the access log names
+    the replica that served a request by its relay's address.
+    """
+    with _two_replicas_behind_nginx(one_name="bnlab-app") as dep:
+        d, proxy_port, students = dep.d, dep.proxy_port, dep.students
+
+        def served(s: Student) -> list[str]:
+            return _routes(d / "access.log").get(s.route, [])
+
+        while len(students) < MAX_STUDENTS:
+            s = Student(proxy_port)
+            students.append(s)
+            assert s.session.rerun().ok and s.session.rerun({"c1_frac": "0.9"}).fragment
+            assert _wait_for(lambda s=s: served(s), 10)  # the HTML, logged once sent
+            if len(students) >= STUDENTS and len({served(t)[0] for t in students}) == 2:
+                break
+        relays = {served(s)[0] for s in students}
+        assert len(relays) == 2, "every student landed on one replica"
+        assert all(re.fullmatch(r"127\.0\.0\.[23]:\d+", r) for r in relays), relays  # reached by the name
+        for s in students:  # each session's WebSocket comes back to the replica that holds it
+            before = s.reconnect()
+            assert s.session.rerun().ok
+            assert s.session.session_id == before, (s.route, served(s))
+        assert _wait_for(lambda: all(len(served(s)) >= 2 for s in students), 10)  # the closed WebSockets
+        for s in students:
+            assert len(set(served(s))) == 1, (s.route, served(s))
