@@ -1,8 +1,9 @@
 """The image's runtime, run without Docker: what the Dockerfile copies, as its user, its CMD, its
 health check.
 
-There is no Docker engine on the development machine or in CI, so the image itself is never
-built here (nor is its base image pulled). What can be checked without it is checked: the files
+CI has no Docker engine (nor a registry to pull the base image from), so the image is not built
+in the suite; ``deploy/check_stack.py`` checks a built stack, and the README says where that ran.
+What can be checked without Docker is checked here: the files
 the build context sends (``git ls-files`` of this checkout minus ``.dockerignore``) are copied
 to a ``WORKDIR`` of root-owned files; the Dockerfile's own ``CMD`` (only ``python`` replaced by
 this venv's interpreter, the port by a free one and ``0.0.0.0`` by 127.0.0.1) is started there
