@@ -1,8 +1,9 @@
 """Check a running deployment as a class of browsers would: sticky sessions, every page, a lost replica.
 
-After ``docker compose up --build -d`` in ``deploy/`` (three replicas behind nginx on port 8080)::
+After ``docker compose up --build -d`` in ``deploy/`` (three replicas behind nginx on port 8080),
+from the repository root::
 
-    .venv/bin/python -m deploy.check_stack --port 8080               # read-only checks
+    .venv/bin/python -m deploy.check_stack --port 8080               # without stopping a replica
     .venv/bin/python -m deploy.check_stack --port 8080 --stop-one    # and stop one replica
 
 Students (``benchmarks/st_client.py``: the browser's protocol over the WebSocket) open chapter 1
@@ -12,8 +13,8 @@ each request. Checked: the students spread over more than one replica; each one'
 WebSockets reach one replica, and a reconnect resumes its session there; every page of the course
 runs without an error. With ``--stop-one``, one replica is stopped (``docker stop``): its students
 reconnect to another and get a fresh page with their link's settings, the others' sessions go on,
-and no replica logged a traceback. The stopped replica is started again at the end. Exit status 1
-on a failed check.
+and no replica logged a traceback. The stopped replica is started again at the end, and must come
+back on its address (nginx resolved the replicas when it started). Exit status 1 on a failed check.
 
 :class:`Student` and :func:`routes` are also what ``tests/test_deploy_nginx.py`` uses against
 Debian's nginx in front of two ``streamlit run`` replicas, without Docker.
@@ -50,7 +51,9 @@ class Student:
         with urllib.request.urlopen(f"http://{host}:{proxy_port}/{page}", timeout=30) as r:
             if r.status != 200 or b"<html" not in r.read(2000).lower():
                 raise RuntimeError(f"the proxy did not serve the page {page!r} (status {r.status})")
-            cookie = http.cookies.SimpleCookie(r.headers.get("Set-Cookie", ""))
+            cookie = http.cookies.SimpleCookie()
+            for header in r.headers.get_all("Set-Cookie") or []:
+                cookie.load(header)
         if COOKIE not in cookie:
             raise RuntimeError(f"the proxy set no {COOKIE} cookie: sessions cannot stay on one replica")
         self.route = cookie[COOKIE].value
@@ -144,9 +147,16 @@ def check(port: int, students: int, stop_one: bool) -> list[str]:
             before = s.reconnect()
             resumed += s.session.rerun().ok and s.session.session_id == before
         expect(resumed == len(class_), f"{resumed} of {len(class_)} reconnects resumed their session on its replica")
-        time.sleep(1)  # the closed WebSockets are logged when they end
-        mixed = {r: u for r, u in _proxy_routes().items() if r in served and len(set(u)) != 1}
-        expect(not mixed, f"every student's HTML and WebSockets went to one replica{f': {mixed}' if mixed else ''}")
+        end = time.monotonic() + 15  # a WebSocket is logged when it closes: each route's HTML and first one
+        logged = _proxy_routes()
+        while any(len(logged.get(r, [])) < 2 for r in served) and time.monotonic() < end:
+            time.sleep(0.5)
+            logged = _proxy_routes()
+        unlogged = [r for r in served if len(logged.get(r, [])) < 2]
+        mixed = {r: u for r, u in logged.items() if r in served and len(set(u)) != 1}
+        expect(not unlogged and not mixed,
+               "every student's HTML and WebSockets went to one replica"
+               + (f"; not in the proxy's log: {unlogged}" if unlogged else "") + (f": {mixed}" if mixed else ""))
 
         for page, key in PAGES:
             s = Student(port, page, timeout_s=600)  # a fresh replica's first chapter-4 visit computes its figures
@@ -182,10 +192,13 @@ def check(port: int, students: int, stop_one: bool) -> list[str]:
             finally:
                 subprocess.run(["docker", "start", gone], check=True, capture_output=True, timeout=60)
                 print(f"started {gone} again")
+            back = {name: ip for ip, name in _containers().items()}.get(gone)
+            expect(back == gone_ip, f"{gone} came back on its address {gone_ip} (now {back}; "
+                                    "otherwise nginx must be reloaded to reach it)")
         logs = _compose("logs", "--no-log-prefix", "app", timeout=60)
         bad = [line for line in logs.splitlines() if "Traceback" in line or "Warning" in line]
         expect(not bad, "no replica logged a traceback or a warning" + (f": {bad[:3]}" if bad else ""))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    except Exception as e:  # noqa: BLE001 - any error is a failed check, reported with the others
         expect(False, f"{type(e).__name__}: {e}")
     finally:
         for s in class_:

@@ -109,7 +109,7 @@ def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20, one_n
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    include, prefix = "", []
+    include, prefix, user = "", [], []
     if one_name is None:
         servers = upstream_servers(replicas)
     else:
@@ -117,22 +117,27 @@ def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20, one_n
             s.bind(("127.0.0.1", 0))
             relay_port = s.getsockname()[1]
         addresses = [f"127.0.0.{k + 2}" for k in range(len(replicas))]
-        (workdir / "hosts").write_text("".join(f"{a} {one_name}\n" for a in addresses))
+        hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
+        (workdir / "hosts").write_text(hosts + "".join(f"\n{a} {one_name}" for a in addresses) + "\n")
         (workdir / "relays.conf").write_text("".join(
             RELAY_CONF.format(address=f"{a}:{relay_port}", replica=r)
             for a, r in zip(addresses, replicas, strict=True)))
         servers = f"server {one_name}:{relay_port};"
         include = f"include {workdir}/relays.conf;"
-        # root: a mount namespace; anyone else: a user namespace with one (unshare -r).
+        # root: a mount namespace; anyone else: a user namespace with one (unshare -r), where
+        # nginx believes it is root and would hand its temp dirs to `nobody`, a user the
+        # namespace does not have: `user root` (the caller, outside) instead.
         prefix = ["unshare", "-m"] + (["-r"] if os.geteuid() != 0 else []) + [
             "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(workdir / "hosts")]
+        if os.geteuid() != 0:
+            user = ["-g", "user root;"]
     (workdir / "bnlab.conf").write_text(render({
         "NGINX_LISTEN": f"127.0.0.1:{port}",
         "NGINX_UPSTREAM_SERVERS": servers,
         "NGINX_ACCESS_LOG": str(workdir / "access.log"),
     }))
     (workdir / "nginx.conf").write_text(LOCAL_MAIN_CONF.format(d=workdir, include=include))
-    args = [*prefix, exe, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log")]
+    args = [*prefix, exe, "-p", str(workdir), "-c", str(workdir / "nginx.conf"), "-e", str(workdir / "error.log"), *user]
     check = subprocess.run([*args, "-t"], capture_output=True, text=True, timeout=30)
     if check.returncode != 0:
         raise RuntimeError(f"nginx -t failed: {check.stderr}")
