@@ -32,12 +32,14 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks import st_client
+from ui import course
 
 DEPLOY = Path(__file__).resolve().parent
-PAGE = "valley-vs-bowl"  # chapter 1: a full run, then a fragment rerun of its step-size slider
-#: Every page of the course and, where it has one, the widget a student moves first.
-PAGES = (("", None), (PAGE, "c1_frac"), ("bn-step-by-step", None), ("bn-in-network", "c3_lr"),
-         ("curse-of-batch-norm", None), ("sequence-models", None))
+PAGE = course.chapter(1).url_path  # a full run, then a fragment rerun of its step-size slider
+#: The widget a student moves first, on the chapters whose move the check repeats.
+FIRST_MOVE = {1: "c1_frac", 3: "c3_lr"}
+#: Every page of the course (the home page, then each chapter), with that widget or None.
+PAGES = (("", None), *((c.url_path, FIRST_MOVE.get(c.number)) for c in course.chapters()))
 COOKIE = "bnlab_route"  # deploy/nginx/bnlab.conf.template
 
 
@@ -94,16 +96,15 @@ def _proxy_routes() -> dict[str, list[str]]:
     return routes(_compose("logs", "--no-log-prefix", "proxy").splitlines())
 
 
-def _replica_of(student: Student, timeout_s: float = 10) -> str:
-    """The replica that served the student's HTML (logged once nginx has sent it all)."""
+def _logged(wanted: list[str], at_least: int, timeout_s: float = 15) -> dict[str, list[str]]:
+    """The proxy's routes once each of ``wanted`` has ``at_least`` logged requests (nginx logs a
+    request when it ends: a page once sent, a WebSocket once closed), or when ``timeout_s`` is up."""
     end = time.monotonic() + timeout_s
-    while True:
-        found = _proxy_routes().get(student.route)
-        if found:
-            return found[0]
-        if time.monotonic() > end:
-            raise RuntimeError(f"the proxy's log has no request of route {student.route}")
-        time.sleep(0.3)
+    logged = _proxy_routes()
+    while any(len(logged.get(r, [])) < at_least for r in wanted) and time.monotonic() < end:
+        time.sleep(0.5)
+        logged = _proxy_routes()
+    return logged
 
 
 def _containers() -> dict[str, str]:
@@ -138,7 +139,11 @@ def check(port: int, students: int, stop_one: bool) -> list[str]:
             if not (first.ok and move.ok and move.fragment):
                 expect(False, f"chapter 1 through the proxy: {first.exceptions or move.exceptions or move.status}")
         expect(not failures, f"{students} students ran chapter 1 and moved the step size through the proxy")
-        served = {s.route: _replica_of(s).rsplit(":", 1)[0] for s in class_}
+        pages = _logged([s.route for s in class_], 1)
+        missing = [s.route for s in class_ if s.route not in pages]
+        if missing:
+            raise RuntimeError(f"the proxy's log has no request of routes {missing}")
+        served = {s.route: pages[s.route][0].rsplit(":", 1)[0] for s in class_}  # the replica of its page
         counts = {replicas.get(ip, ip): sum(1 for v in served.values() if v == ip) for ip in set(served.values())}
         expect(len(counts) > 1 or len(replicas) == 1, f"students spread over replicas: {counts}")
 
@@ -147,11 +152,7 @@ def check(port: int, students: int, stop_one: bool) -> list[str]:
             before = s.reconnect()
             resumed += s.session.rerun().ok and s.session.session_id == before
         expect(resumed == len(class_), f"{resumed} of {len(class_)} reconnects resumed their session on its replica")
-        end = time.monotonic() + 15  # a WebSocket is logged when it closes: each route's HTML and first one
-        logged = _proxy_routes()
-        while any(len(logged.get(r, [])) < 2 for r in served) and time.monotonic() < end:
-            time.sleep(0.5)
-            logged = _proxy_routes()
+        logged = _logged(list(served), 2)  # each route's page and its first (now closed) WebSocket
         unlogged = [r for r in served if len(logged.get(r, [])) < 2]
         mixed = {r: u for r, u in logged.items() if r in served and len(set(u)) != 1}
         expect(not unlogged and not mixed,

@@ -87,6 +87,12 @@ RELAY_CONF = """server {{
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
 def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20, one_name: str | None = None):
     """Run nginx with this template on a free port of 127.0.0.1 in front of ``replicas``
@@ -106,16 +112,12 @@ def local_proxy(replicas: list[str], workdir: Path, timeout_s: float = 20, one_n
     exe = nginx_binary()
     if exe is None:
         raise RuntimeError("nginx is missing (Debian: apt-get install nginx)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     include, prefix, user = "", [], []
     if one_name is None:
         servers = upstream_servers(replicas)
     else:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            relay_port = s.getsockname()[1]
+        relay_port = _free_port()
         addresses = [f"127.0.0.{k + 2}" for k in range(len(replicas))]
         hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else ""
         (workdir / "hosts").write_text(hosts + "".join(f"\n{a} {one_name}" for a in addresses) + "\n")

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -87,7 +87,7 @@ class Deployment:
     ports: list[int]  # the replicas'
     replicas: dict  # port -> process
     proxy_port: int
-    students: list[Student] = field(default_factory=list)  # their sessions are closed at the end
+    students: list[Student]  # their sessions are closed at the end
 
 
 @contextlib.contextmanager
