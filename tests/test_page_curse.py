@@ -169,9 +169,12 @@ def chart_with(at: AppTest, part: str) -> dict:
     ("c4_rorder", "radio", "by_class", "Batch Renorm's corrections"),
     ("c4_sbatch", "select_slider", 64, "Class-sorted batches of"),
     ("c4_slr", "select_slider", 0.01, "Class-sorted batches of"),
-    ("c4_lr", "select_slider", 0.1, "Test error vs batch size"),
+    # lr 5.0 and 32 groups: the settings of test_a_diverging_learning_rate... and of
+    # test_width_change... (which opens with 32 groups), so that each sweep trains once per
+    # worker (tests/conftest.py keeps this file on one worker)
+    ("c4_lr", "select_slider", 5.0, "Test error vs batch size"),
     ("c4_width", "select_slider", 32, "Test error vs batch size"),
-    ("c4_groups", "select_slider", 8, "Test error vs batch size"),
+    ("c4_groups", "select_slider", 32, "Test error vs batch size"),
 ])
 def test_each_control_changes_its_chart(key, kind, value, part, default_page):
     # groups and the highlighted sample matter for GroupNorm's picture (BatchNorm's set is a channel)
