@@ -9,14 +9,14 @@ in ``tests/test_parallel.py``, prefetching included.
 
 **One xdist worker per chapter's cache.** Chapters 3-5 train networks, and a page's results are
 cached per process (``st.cache_data``, the training pool): the first AppTest of chapter 4 in a
-process trains its default sweep (about 20-60 s on 2 cores), the next ones read it. pytest-xdist's
+process trains its default sweep (35-63 s in the suite runs of 2026-12-02), the next ones read it. pytest-xdist's
 ``load`` mode spreads the tests of one chapter over both workers, so each trained the same
 settings; ``--dist loadgroup`` would keep them together, but in pytest-xdist 3.8 with pytest 9
 its ``xdist_group`` marks do nothing (it renames ``Item._nodeid``, which pytest 9 no longer
 reads). So the scheduler below (used for plain ``-n N``) sends each chapter's AppTests to one
 worker, and each chapter's browser tests to one worker's server (:func:`cache_group`), and
-spreads every other test one at a time, as ``load`` does. The tests do not depend on it: each
-still passes alone, in any order.
+spreads every other test one at a time, as ``load`` does. Correctness does not rest on it:
+each group's tests also pass in a plain ``pytest`` run of their file, without xdist.
 """
 
 import os
